@@ -1,0 +1,10 @@
+"""The list of subcommands. Each entry adds one subparser and sets `handler` on it."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+REGISTRY: list[Register] = []

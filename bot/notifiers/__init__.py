@@ -1,0 +1,1 @@
+"""Alerts out: the outbox consumers that deliver to Telegram and Discord."""

@@ -1,0 +1,1 @@
+"""Market data in: history files for replay, live streams and polled sources."""
