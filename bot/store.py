@@ -8,6 +8,8 @@ Key layout (every key starts with the store's prefix, default ``stressbot``):
 ``{p}:latest``         hash     symbol -> JSON {ts, value} of the newest value the engine holds
 ``{p}:outbox``         stream   alerts; each notifier destination reads it with its own group
 ``{p}:feeds``          hash     feed name -> JSON health record (connectors)
+``{p}:series:{sym}``   zset     recent (ts, value) points per symbol, trimmed to a retention,
+                                 for charts and /status (written by the engine at checkpoints)
 
 An alert and the checkpoint that accounts for it are written in one MULTI/EXEC, so after a
 crash the engine either resumes before the tick that raised it (and raises it again, once) or
@@ -135,6 +137,34 @@ class Store:
             )
         res = await pipe.execute()
         return [_s(r) for r in res[: len(alerts)]]
+
+    async def add_series(
+        self, points: dict[str, list[tuple[float, float]]], keep_after: float
+    ) -> None:
+        """Add recent points per symbol and drop those older than `keep_after` (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sym, pts in points.items():
+            if not pts:
+                continue
+            key = f"{self.prefix}:series:{sym}"
+            pipe.zadd(key, {f"{t!r}|{v!r}": t for t, v in pts})
+            pipe.zremrangebyscore(key, "-inf", f"({keep_after!r}")
+        await pipe.execute()
+
+    async def series(
+        self, symbol: str, start: float = float("-inf"), end: float = float("inf")
+    ) -> list[tuple[float, float]]:
+        """Recent (ts, value) points of one symbol between `start` and `end`, oldest first."""
+        raw = await self.redis.zrangebyscore(f"{self.prefix}:series:{symbol}", start, end)
+        out = []
+        for m in raw:
+            t, v = _s(m).split("|", 1)
+            out.append((float(t), float(v)))
+        return out
+
+    async def publish_alert(self, alert: Alert) -> str:
+        """Put one alert in the outbox outside the engine (e.g. a /test alert). Returns its id."""
+        return _s(await self.redis.xadd(self.k_outbox, {"id": alert.id, "alert": alert.dumps()}))
 
     async def rule_states(self) -> dict[str, dict[str, Any]]:
         raw = await self.redis.hgetall(self.k_rules)

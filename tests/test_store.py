@@ -1,0 +1,45 @@
+"""The Redis store: atomic alert + checkpoint writes, outbox groups, tick stream."""
+
+from __future__ import annotations
+
+from bot.models import Alert, Tick
+from bot.store import Checkpoint, Store
+
+
+def _alert(i: int) -> Alert:
+    return Alert(id=f"r:{i}", ts=1000.0 + i, rule="r", pattern="custom", severity="info",
+                 summary=f"alert {i}")
+
+
+async def test_commit_writes_alerts_and_checkpoint_together(store: Store) -> None:
+    cp = Checkpoint(position="0:10", fingerprint="fp", clock=123.0, state=b"{}")
+    ids = await store.commit(cp, [_alert(1), _alert(2)], rule_states={"r": {"firing": True}})
+    assert len(ids) == 2
+    loaded = await store.load_checkpoint()
+    assert loaded == cp
+    assert [a.id for _, a in await store.alerts()] == ["r:1", "r:2"]
+    assert (await store.rule_states())["r"] == {"firing": True}
+
+
+async def test_outbox_group_sees_each_alert_once_until_acked(store: Store) -> None:
+    await store.commit(Checkpoint("p", "f", 0.0, b"{}"), [_alert(1), _alert(2)])
+    await store.ensure_group("dest")
+    first = await store.read_group("dest", "c1")
+    assert [a.id for _, a in first] == ["r:1", "r:2"]
+    assert await store.read_group("dest", "c1") == []
+    await store.ack("dest", [first[0][0]])
+    pending = await store.read_group("dest", "c1", pending=True)
+    assert [a.id for _, a in pending] == ["r:2"]
+
+
+async def test_ticks_round_trip_through_the_stream(store: Store) -> None:
+    await store.add_ticks([Tick(1.5, "BTC/USD", 65000.25, "binance"), Tick(2.0, "SOFR", 5.33)])
+    got = await store.read_ticks("0-0")
+    assert [t for _, t in got] == [Tick(1.5, "BTC/USD", 65000.25, "binance"),
+                                  Tick(2.0, "SOFR", 5.33, "")]
+    assert await store.read_ticks(got[-1][0]) == []
+
+
+async def test_series_keeps_only_points_after_the_retention(store: Store) -> None:
+    await store.add_series({"BTC/USD": [(1.0, 10.0), (2.0, 11.0), (3.0, 12.0)]}, keep_after=2.0)
+    assert await store.series("BTC/USD") == [(2.0, 11.0), (3.0, 12.0)]
