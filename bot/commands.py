@@ -8,3 +8,12 @@ from collections.abc import Callable
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 REGISTRY: list[Register] = []
+
+
+def _history_download(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from connectors.history_download import register  # argparse only; sources load on run
+
+    register(sub)
+
+
+REGISTRY.append(_history_download)
