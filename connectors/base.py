@@ -1,0 +1,272 @@
+"""What every feed shares: health, validation, reconnect with backoff, the stall watchdog.
+
+A streaming feed implements `session()`: connect, subscribe, read until the connection ends.
+`StreamFeed.run()` wraps it in the reconnect loop and a watchdog that restarts a session that
+has gone silent while its market is open. A polled feed implements `poll()`; `PolledFeed.run()`
+calls it on its interval and retries errors with backoff (honouring Retry-After).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bot.errors import StressbotError
+from bot.models import INPUT_SYMBOLS
+from connectors.backoff import Backoff
+from connectors.config import FeedsConfig, Schedule
+from connectors.health import FeedHealth
+from connectors.market_hours import MarketHours
+from connectors.validate import TickValidator
+
+log = logging.getLogger(__name__)
+
+#: (feed name, canonical symbol, event time, value): where accepted ticks go.
+TickSink = Callable[[str, str, float, float], None]
+
+
+class FeedError(StressbotError):
+    """A feed failed in a way the reconnect loop handles (message is safe to show)."""
+
+
+class FeedSetupError(FeedError):
+    """A feed cannot run as configured (e.g. its API key is not in the environment)."""
+
+
+class PollError(FeedError):
+    """A poll failed; `retry_after` (seconds) if the server said when to come back."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class FeedContext:
+    feeds: FeedsConfig
+    sink: TickSink
+    market: MarketHours = field(default_factory=MarketHours)
+    clock: Callable[[], float] = time.time
+    on_health_change: Callable[[FeedHealth], None] | None = None
+
+
+def symbol_schedule(feed_schedule: Schedule, canonical: str) -> Schedule:
+    """Gold and silver on an FX-hours venue also halt daily."""
+    if feed_schedule == "fx" and canonical in ("XAU/USD", "XAG/USD"):
+        return "metals"
+    return feed_schedule
+
+
+async def sleep_or_stop(stop: asyncio.Event, delay: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
+
+
+class Feed(ABC):
+    kind = "feed"
+
+    def __init__(self, name: str, symbols: dict[str, str], max_future: float, max_past: float,
+                 ctx: FeedContext) -> None:
+        self.name = name
+        self.symbols = dict(symbols)  # venue symbol -> canonical
+        self.ctx = ctx
+        self.clock = ctx.clock
+        self.health = FeedHealth(name, self.kind, ctx.clock, ctx.on_health_change)
+        self.validator = TickValidator(self.health, max_future, max_past, ctx.clock)
+        self._sink = ctx.sink
+        self.backoff = Backoff(ctx.feeds.backoff)
+        unknown = [c for c in self.symbols.values() if c not in INPUT_SYMBOLS]
+        if unknown:
+            raise FeedSetupError(f"feed {name}: unknown canonical symbols {unknown}")
+
+    def emit(self, canonical: str, ts: float, value: float, now: float) -> bool:
+        """Validate one observation and pass it on. Returns whether it was accepted."""
+        if not self.validator.accept(canonical, ts, value, now):
+            return False
+        h = self.health
+        h.ticks += 1
+        h.last_tick_ts = ts
+        h.last_tick_wall = now
+        if h.state != "ok":
+            h.set_state("ok", "receiving data")
+        self._sink(self.name, canonical, ts, value)
+        return True
+
+    def error(self, detail: str) -> None:
+        self.health.errors += 1
+        self.health.detail = detail
+
+    @abstractmethod
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set. Never raises for a source's fault."""
+
+
+class StreamFeed(Feed):
+    """A long-lived connection, restarted on failure and when it stalls."""
+
+    schedule: Schedule = "always"
+    stale_after: float = 60.0
+
+    def __init__(self, name: str, symbols: dict[str, str], max_future: float, max_past: float,
+                 ctx: FeedContext, schedule: Schedule, stale_after: float | None) -> None:
+        super().__init__(name, symbols, max_future, max_past, ctx)
+        self.schedule = schedule
+        self.stale_after = stale_after if stale_after is not None else ctx.feeds.stale_after
+        self.session_start = 0.0
+        self._stalled = False
+        self._schedules = sorted({symbol_schedule(schedule, c) for c in self.symbols.values()})
+
+    @abstractmethod
+    async def session(self) -> None:
+        """Connect, subscribe and read until the connection ends (return or raise)."""
+
+    def connected(self) -> None:
+        """Call when the connection is up and subscribed: the watchdog measures from here."""
+        self.session_start = self.clock()
+        if self.health.state in ("starting", "down"):
+            self.health.detail = "connected, waiting for data"
+
+    def market_open_since(self, now: float) -> float | None:
+        """When the feed's market opened (-inf if always open), or None when all are closed."""
+        best: float | None = None
+        for sch in self._schedules:
+            since = self.ctx.market.open_since(sch, now)
+            if since is not None and (best is None or since < best):
+                best = since
+        return best
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._stalled = False
+            self.session_start = self.clock()
+            ticks_before = self.health.ticks
+            session = asyncio.create_task(self.session(), name=f"feed:{self.name}")
+            watchdog = asyncio.create_task(self._watchdog(session), name=f"watchdog:{self.name}")
+            stopper = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in (watchdog, stopper, session):
+                    t.cancel()
+                for t in (watchdog, stopper, session):
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await t
+            if stop.is_set():
+                break
+            detail = self._outcome(session)
+            healthy_for = self.clock() - self.session_start
+            reset_after = self.ctx.feeds.backoff.reset_after
+            if self.health.ticks > ticks_before and healthy_for >= reset_after:
+                self.backoff.reset()
+            if isinstance(_exc(session), FeedSetupError):
+                self.health.set_state("down", detail)
+                await stop.wait()
+                break
+            if self._stalled:
+                self.health.set_state("stale", detail)
+            else:
+                self.health.set_state("down", detail)
+            delay = self.backoff.next_delay()
+            self.health.detail = f"{detail}; reconnecting in {delay:.1f}s"
+            await sleep_or_stop(stop, delay)
+
+    def _outcome(self, session: asyncio.Task[None]) -> str:
+        if self._stalled:
+            self.health.errors += 1
+            return f"no data for {self.stale_after:g}s while the market is open"
+        exc = _exc(session)
+        if exc is None:
+            self.health.errors += 1
+            return "connection closed by the server"
+        self.health.errors += 1
+        text = str(exc) or type(exc).__name__
+        if not isinstance(exc, FeedError):
+            text = f"{type(exc).__name__}: {text}"
+            log.info("feed %s: session ended: %s", self.name, text)
+        return text[:300]
+
+    async def _watchdog(self, session: asyncio.Task[None]) -> None:
+        period = max(0.01, min(1.0, self.stale_after / 4))
+        grace = self.ctx.feeds.market_hours.open_grace
+        while not session.done():
+            await asyncio.sleep(period)
+            now = self.clock()
+            h = self.health
+            open_since = self.market_open_since(now)
+            if open_since is None:
+                recent = h.last_tick_wall is not None and now - h.last_tick_wall < self.stale_after
+                if h.state in ("starting", "ok", "stale") and not recent:
+                    h.set_state("closed", "market closed")
+                continue
+            quiet_from = max(h.last_tick_wall or 0.0, self.session_start)
+            limit = self.stale_after
+            if open_since > quiet_from:
+                quiet_from, limit = open_since, self.stale_after + grace
+            if now - quiet_from > limit:
+                self._stalled = True
+                session.cancel()
+                return
+
+
+def _exc(task: asyncio.Task[None]) -> BaseException | None:
+    if task.cancelled():
+        return None
+    return task.exception()
+
+
+class PolledFeed(Feed):
+    """Fetch on an interval; errors are retried with backoff, Retry-After respected."""
+
+    def __init__(self, name: str, symbols: dict[str, str], max_future: float, max_past: float,
+                 ctx: FeedContext, interval: float, timeout: float) -> None:
+        super().__init__(name, symbols, max_future, max_past, ctx)
+        self.interval = interval
+        self.timeout = timeout
+
+    @abstractmethod
+    async def poll(self) -> int:
+        """One round of requests. Returns the number of new values; raises PollError."""
+
+    async def setup(self) -> None:
+        """Open sessions etc. before the first poll."""
+
+    async def teardown(self) -> None:
+        """Close what setup() opened."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self.setup()
+        except FeedSetupError as e:
+            self.health.set_state("down", str(e))
+            await stop.wait()
+            return
+        try:
+            while not stop.is_set():
+                try:
+                    new = await self.poll()
+                except FeedSetupError as e:
+                    self.health.errors += 1
+                    self.health.set_state("down", str(e))
+                    await stop.wait()
+                    return
+                except PollError as e:
+                    self.health.errors += 1
+                    self.health.set_state("down", str(e))
+                    delay = self.backoff.next_delay()
+                    if e.retry_after is not None:
+                        delay = max(delay, e.retry_after)
+                    self.health.detail = f"{e}; retrying in {delay:.1f}s"
+                    await sleep_or_stop(stop, delay)
+                    continue
+                self.backoff.reset()
+                if self.health.state != "ok":
+                    self.health.set_state("ok", "polling")
+                self.health.detail = f"polled, {new} new value(s)"
+                await sleep_or_stop(stop, self.interval)
+        finally:
+            await self.teardown()

@@ -1,0 +1,176 @@
+"""The one entry point for live data: run every configured feed into the store.
+
+    supervisor = FeedSupervisor(config.feeds, store)
+    await supervisor.run(stop)        # until stop is set; cancels and awaits all its tasks
+
+Each feed runs in its own task, so one feed's failure never stops another. Accepted ticks go
+through the combiner (for symbols with several sources) to the batching writer, which writes
+them with `Store.add_ticks`. Health records go to `Store.set_feed_status` on every state
+change and every `status_interval`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from bot.models import Tick
+from bot.store import Store
+from connectors.base import Feed, FeedContext, FeedSetupError
+from connectors.combine import Combiner
+from connectors.config import CombineConfig, FeedConfig, FeedsConfig
+from connectors.health import FeedHealth
+from connectors.market_hours import MarketHours
+from connectors.writer import TickWriter
+
+log = logging.getLogger(__name__)
+
+
+def build_feed(name: str, cfg: FeedConfig, ctx: FeedContext) -> Feed:
+    """The connector for one `[feeds.sources.<name>]` table (imports lazily: ccxt is heavy)."""
+    if cfg.kind == "kraken":
+        from connectors.kraken_ws import KrakenFeed
+
+        return KrakenFeed(name, cfg, ctx)
+    if cfg.kind == "ccxt":
+        from connectors.ccxt_feed import CcxtFeed
+
+        return CcxtFeed(name, cfg, ctx)
+    if cfg.kind == "oanda":
+        from connectors.oanda import OandaFeed
+
+        return OandaFeed(name, cfg, ctx)
+    if cfg.kind == "nyfed":
+        from connectors.nyfed import NyFedFeed
+
+        return NyFedFeed(name, cfg, ctx)
+    if cfg.kind == "fred":
+        from connectors.fred import FredFeed
+
+        return FredFeed(name, cfg, ctx)
+    if cfg.kind == "treasury":
+        from connectors.treasury import TreasuryFeed
+
+        return TreasuryFeed(name, cfg, ctx)
+    raise FeedSetupError(f"feed {name}: unknown kind {cfg.kind!r}")  # pragma: no cover
+
+
+class FeedSupervisor:
+    """Runs all enabled feeds of `config` into `store` until stopped."""
+
+    def __init__(
+        self, config: FeedsConfig, store: Store, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.store = store
+        self._clock = clock
+        self._status_changed = asyncio.Event()
+        self.writer = TickWriter(
+            store,
+            batch_size=config.batch_size,
+            flush_interval=config.flush_interval,
+            max_buffer=config.max_buffer,
+        )
+        self.ctx = FeedContext(
+            feeds=config,
+            sink=self._route,
+            market=MarketHours(config.market_hours),
+            clock=clock,
+            on_health_change=self._on_health_change,
+        )
+        self.feeds: dict[str, Feed] = {}
+        for name, fc in config.enabled_sources().items():
+            self.feeds[name] = build_feed(name, fc, self.ctx)
+        self.combiners: dict[str, Combiner] = self._build_combiners()
+
+    def _build_combiners(self) -> dict[str, Combiner]:
+        by_symbol: dict[str, list[str]] = {}
+        for name, feed in self.feeds.items():
+            for canonical in dict.fromkeys(feed.symbols.values()):
+                by_symbol.setdefault(canonical, []).append(name)
+        out: dict[str, Combiner] = {}
+        for sym, names in by_symbol.items():
+            cc = self.config.combine.get(sym)
+            if cc is None:
+                if len(names) < 2:
+                    continue
+                cc = CombineConfig(mode="failover", sources=names)  # declaration order
+            sources = [s for s in (cc.sources or names) if s in self.feeds]
+            out[sym] = Combiner(sym, cc, sources, self._clock)
+        return out
+
+    def _route(self, feed: str, symbol: str, ts: float, value: float) -> None:
+        comb = self.combiners.get(symbol)
+        if comb is None:
+            self.writer.put(Tick(ts, symbol, value, feed))
+            return
+        t = comb.update(feed, ts, value, self._clock())
+        if t is not None:
+            self.writer.put(t)
+
+    def _on_health_change(self, _health: FeedHealth) -> None:
+        self._status_changed.set()
+
+    def statuses(self) -> dict[str, dict[str, object]]:
+        """The current health record of every running feed (what is written to Redis)."""
+        return {name: f.health.record() for name, f in self.feeds.items()}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run every feed until `stop` is set; then cancel and await all tasks, flush ticks."""
+        if not self.config.enabled or not self.feeds:
+            log.info("feeds: none enabled")
+            await stop.wait()
+            return
+        log.info("feeds: starting %s", ", ".join(self.feeds))
+        feed_stop = asyncio.Event()
+        writer_stop = asyncio.Event()
+        writer = asyncio.create_task(self.writer.run(writer_stop), name="feeds:writer")
+        status = asyncio.create_task(self._status_loop(feed_stop), name="feeds:status")
+        tasks = [
+            asyncio.create_task(self._run_feed(f, feed_stop), name=f"feeds:{n}")
+            for n, f in self.feeds.items()
+        ]
+        try:
+            await stop.wait()
+        finally:
+            feed_stop.set()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            writer_stop.set()  # feeds are done: flush what they accepted
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(writer, 15.0)
+            status.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await status
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._write_statuses(), 5.0)
+            log.info("feeds: stopped (%d ticks written)", self.writer.written)
+
+    async def _run_feed(self, feed: Feed, stop: asyncio.Event) -> None:
+        try:
+            await feed.run(stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("feed %s crashed", feed.name)
+            feed.health.errors += 1
+            feed.health.set_state("down", f"internal error: {type(e).__name__}: {e}"[:300])
+
+    async def _status_loop(self, stop: asyncio.Event) -> None:
+        interval = self.config.status_interval
+        while not stop.is_set():
+            self._status_changed.clear()
+            try:
+                await asyncio.wait_for(self._write_statuses(), 5.0)
+            except (OSError, TimeoutError, Exception) as e:
+                log.warning("feeds: cannot write feed status: %s: %s", type(e).__name__, e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_changed.wait(), interval)
+
+    async def _write_statuses(self) -> None:
+        for name, f in self.feeds.items():
+            await self.store.set_feed_status(name, f.health.record())

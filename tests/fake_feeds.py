@@ -1,0 +1,470 @@
+"""Local fake market-data servers on 127.0.0.1 that speak each source's real protocol.
+
+They are fed with the real recordings in ../shared/fixtures (read in place, never copied).
+Where a recording lacks a pair (few BTC frames were recorded), frames are built from a
+recorded frame of the same channel: same keys, same order, same number formats, only the
+pair/instrument, prices and times changed.
+
+Every server can misbehave on cue, per connection: close abruptly after N frames, go silent
+with the socket open, inject malformed frames; HTTP servers answer scripted status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from bot.models import Tick
+from bot.store import Store
+from connectors.config import FeedsConfig
+from connectors.supervisor import FeedSupervisor
+
+# ---- recordings ----------------------------------------------------------------------------
+
+
+@dataclass
+class Recording:
+    """A cryptofeed raw-data recording: URL, frames the client sent, frames it received."""
+
+    url: str
+    sent: list[str]
+    received: list[str]
+
+    def received_json(self) -> list[Any]:
+        return [orjson.loads(r) for r in self.received]
+
+
+def read_recording(path: Path) -> Recording:
+    url = ""
+    sent: list[str] = []
+    received: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        if " <-> " in line:
+            url = url or line.split(" <-> ", 1)[0]
+        elif " <- " in line:
+            sent.append(line.split(": ", 1)[1])
+        else:
+            received.append(line.split(": ", 1)[1])
+    return Recording(url, sent, received)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- behaviour scripts -----------------------------------------------------------------------
+
+
+@dataclass
+class Behaviour:
+    """What the server does on one connection (or one HTTP streaming response)."""
+
+    close_after: int | None = None  # abort the TCP connection after this many data frames
+    silent_after: int | None = None  # then send nothing more, keep the socket open
+    inject: dict[int, str] = field(default_factory=dict)  # before data frame i, send this raw
+    interval: float = 0.0  # pause between data frames
+    loop: bool = False  # start over at the end of the frames (with fresh times)
+
+
+class Script:
+    """Behaviours for successive connections; the last one repeats."""
+
+    def __init__(self, *behaviours: Behaviour) -> None:
+        self.behaviours = list(behaviours) or [Behaviour()]
+        self.connections = 0
+
+    def next(self) -> Behaviour:
+        i = min(self.connections, len(self.behaviours) - 1)
+        self.connections += 1
+        return self.behaviours[i]
+
+
+# ---- websocket servers -----------------------------------------------------------------------
+
+
+class FakeWsServer:
+    """A websocket server on 127.0.0.1; `handler` speaks one exchange's protocol."""
+
+    def __init__(self, handler: Callable[[ServerConnection], Awaitable[None]],
+                 port: int | None = None) -> None:
+        self._handler = handler
+        self.port = port or free_port()
+        self._server: Server | None = None
+        self.connections: list[ServerConnection] = []
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def _serve(self, ws: ServerConnection) -> None:
+        self.connections.append(ws)
+        with contextlib.suppress(Exception):
+            await self._handler(ws)
+
+    async def start(self) -> None:
+        self._server = await serve(self._serve, "127.0.0.1", self.port, compression=None,
+                                   ping_interval=None)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for ws in self.connections:
+                if ws.transport is not None:
+                    ws.transport.abort()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    async def __aenter__(self) -> FakeWsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def _play(ws: ServerConnection, b: Behaviour, frames: Callable[[int], str | None],
+                sent: list[str]) -> None:
+    """Send data frames per behaviour `b`; frames(i) gives frame i (None: the end)."""
+    i = 0
+    n = 0
+    while True:
+        if b.close_after is not None and n >= b.close_after:
+            await asyncio.sleep(0.02)  # let what was sent reach the client
+            assert ws.transport is not None
+            ws.transport.abort()  # abrupt: no close frame
+            return
+        if b.silent_after is not None and n >= b.silent_after:
+            await ws.wait_closed()
+            return
+        if n in b.inject:
+            await ws.send(b.inject[n])
+        frame = frames(i)
+        if frame is None:
+            if not b.loop or i == 0:
+                await ws.wait_closed()
+                return
+            i = 0
+            continue
+        await ws.send(frame)
+        sent.append(frame)
+        i += 1
+        n += 1
+        if b.interval:
+            await asyncio.sleep(b.interval)
+        elif n % 200 == 0:
+            await asyncio.sleep(0)
+
+
+# ---- Kraken v1 -------------------------------------------------------------------------------
+
+
+def kraken_ticker_template(rec: Recording) -> dict[str, Any]:
+    """The recorded XBT/CHF ticker payload (a/b/c/v/p/t/l/h/o)."""
+    for m in rec.received_json():
+        if isinstance(m, list) and m[-2] == "ticker" and m[-1] == "XBT/CHF":
+            return dict(m[1])
+    raise AssertionError("recording has no XBT/CHF ticker")
+
+
+def kraken_ticker_frame(template: dict[str, Any], channel_id: int, pair: str,
+                        last: float, spread: float = 1.0) -> str:
+    p = copy.deepcopy(template)
+    p["c"][0] = f"{last:.5f}"
+    p["a"][0] = f"{last + spread / 2:.5f}"
+    p["b"][0] = f"{last - spread / 2:.5f}"
+    return orjson.dumps([channel_id, p, "ticker", pair]).decode()
+
+
+def kraken_trade_payloads(rec: Recording) -> list[list[list[str]]]:
+    """The recorded trade payloads (lists of [price, volume, time, side, type, misc])."""
+    return [m[1] for m in rec.received_json() if isinstance(m, list) and m[-2] == "trade"]
+
+
+class FakeKraken:
+    """Kraken v1 public websocket: subscribe, systemStatus, subscriptionStatus, data arrays."""
+
+    def __init__(self, rec: Recording, frames: Callable[[str, int, int], str | None],
+                 script: Script | None = None, port: int | None = None) -> None:
+        self.rec = rec
+        self.frames = frames  # (pair, channel id, i) -> frame i, or None at the end
+        self.script = script or Script()
+        self.subscriptions: list[dict[str, Any]] = []
+        self.sent: list[str] = []
+        self.server = FakeWsServer(self._handle, port)
+        status = next(m for m in rec.received_json()
+                      if isinstance(m, dict) and m.get("event") == "systemStatus")
+        self.system_status = orjson.dumps(status).decode()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        b = self.script.next()
+        sub = orjson.loads(await asyncio.wait_for(ws.recv(), 5.0))
+        self.subscriptions.append(sub)
+        await ws.send(self.system_status)
+        name = sub["subscription"]["name"]
+        pair = sub["pair"][0]
+        channel_id = 468  # the recorded XBT/CHF ticker channel id
+        for p in sub["pair"]:
+            await ws.send(orjson.dumps({
+                "channelID": channel_id, "channelName": name, "event": "subscriptionStatus",
+                "pair": p, "status": "subscribed", "subscription": {"name": name},
+            }).decode())
+        await _play(ws, b, lambda i: self.frames(pair, channel_id, i), self.sent)
+
+    async def __aenter__(self) -> FakeKraken:
+        await self.server.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.server.stop()
+
+
+# ---- OKX v5 (for ccxt.pro) -------------------------------------------------------------------
+
+
+def okx_ticker_templates(rec: Recording, inst_id: str = "BTC-USDT") -> list[dict[str, Any]]:
+    return [m for m in rec.received_json()
+            if isinstance(m, dict) and m.get("arg", {}).get("channel") == "tickers"
+            and m["arg"].get("instId") == inst_id and "data" in m]
+
+
+def okx_instrument(inst_id: str = "BTC-USDT") -> dict[str, Any]:
+    """A spot instrument as OKX's REST GET /api/v5/public/instruments lists it."""
+    base, quote = inst_id.split("-")
+    return {
+        "alias": "", "baseCcy": base, "category": "1", "ctMult": "", "ctType": "", "ctVal": "",
+        "ctValCcy": "", "expTime": "", "instFamily": "", "instId": inst_id, "instType": "SPOT",
+        "lever": "10", "listTime": "1606468572000", "lotSz": "0.00000001", "maxIcebergSz": "",
+        "maxLmtSz": "9999999999", "maxMktSz": "1000000", "maxStopSz": "1000000",
+        "maxTriggerSz": "", "maxTwapSz": "", "minSz": "0.00001", "optType": "",
+        "quoteCcy": quote, "settleCcy": "", "state": "live", "stk": "", "tickSz": "0.1",
+        "uly": "",
+    }
+
+
+class FakeOkx:
+    """OKX v5: REST instruments for load_markets, public websocket tickers with text ping."""
+
+    def __init__(self, templates: list[dict[str, Any]], script: Script | None = None,
+                 restamp: bool = True, price: Callable[[int], float] | None = None) -> None:
+        self.templates = templates
+        self.script = script or Script()
+        self.restamp = restamp
+        self.price = price
+        self.sent: list[str] = []
+        self.subscriptions: list[dict[str, Any]] = []
+        self.ws = FakeWsServer(self._handle)
+        self.http = FakeHttp()
+        self.http.route("/api/v5/public/instruments", self._instruments)
+
+    @property
+    def ws_url(self) -> str:
+        return f"{self.ws.url}/ws/v5"
+
+    async def _instruments(self, request: web.Request) -> web.Response:
+        ids = {a["instId"] for t in self.templates for a in [t["arg"]]}
+        body = {"code": "0", "data": [okx_instrument(i) for i in sorted(ids)], "msg": ""}
+        return web.json_response(body)
+
+    def frame(self, i: int) -> str | None:
+        if i >= len(self.templates) and self.price is None:
+            return None
+        m = copy.deepcopy(self.templates[i % len(self.templates)])
+        d = m["data"][0]
+        if self.restamp:
+            d["ts"] = str(int(time.time() * 1000))
+        if self.price is not None:
+            d["last"] = f"{self.price(i):.1f}"
+        return orjson.dumps(m).decode()
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        b = self.script.next()
+        play: asyncio.Task[None] | None = None
+        try:
+            async for raw in ws:
+                if raw == "ping":
+                    await ws.send("pong")
+                    continue
+                msg = orjson.loads(raw)
+                if msg.get("op") == "subscribe":
+                    self.subscriptions.append(msg)
+                    for arg in msg["args"]:
+                        await ws.send(orjson.dumps({"event": "subscribe", "arg": arg}).decode())
+                    if play is None:
+                        play = asyncio.create_task(_play(ws, b, self.frame, self.sent))
+        finally:
+            if play is not None:
+                play.cancel()
+
+    async def __aenter__(self) -> FakeOkx:
+        await self.ws.start()
+        await self.http.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.ws.stop()
+        await self.http.stop()
+
+
+# ---- HTTP ------------------------------------------------------------------------------------
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class FakeHttp:
+    """An aiohttp server on 127.0.0.1 with per-path handlers and a queue of forced failures."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.app = web.Application()
+        self.requests: list[web.Request] = []
+        self.failures: list[tuple[int, dict[str, str]]] = []  # next responses: (status, headers)
+        self._routes: dict[str, Handler] = {}
+        self._runner: web.AppRunner | None = None
+        self.app.router.add_route("GET", "/{tail:.*}", self._dispatch)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def route(self, path: str, handler: Handler) -> None:
+        self._routes[path] = handler
+
+    def fail(self, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
+        self.failures.extend([(status, headers or {})] * times)
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request)
+        if self.failures:
+            status, headers = self.failures.pop(0)
+            return web.Response(status=status, headers=headers, text=f"error {status}")
+        handler = self._routes.get(request.path)
+        if handler is None:
+            for prefix, h in self._routes.items():
+                if prefix.endswith("*") and request.path.startswith(prefix[:-1]):
+                    handler = h
+                    break
+        if handler is None:
+            return web.Response(status=404, text="not found")
+        return await handler(request)
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeHttp:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def static_body(body: bytes, content_type: str, etag: str | None = None,
+                last_modified: str | None = None) -> Handler:
+    """A handler serving `body`, honouring If-None-Match / If-Modified-Since with 304."""
+
+    async def handler(request: web.Request) -> web.Response:
+        headers: dict[str, str] = {}
+        if etag:
+            headers["ETag"] = etag
+            if request.headers.get("If-None-Match") == etag:
+                return web.Response(status=304, headers=headers)
+        if last_modified:
+            headers["Last-Modified"] = last_modified
+            if request.headers.get("If-Modified-Since") == last_modified:
+                return web.Response(status=304, headers=headers)
+        return web.Response(body=body, content_type=content_type, headers=headers)
+
+    return handler
+
+
+# ---- running the supervisor in tests ---------------------------------------------------------
+
+
+class WatchedStore(Store):
+    """The real store (real Redis), remembering the sequence of states written per feed."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.redis, store.prefix, store.tick_maxlen)
+        self.states: dict[str, list[str]] = {}
+
+    async def set_feed_status(self, feed: str, status: dict[str, Any]) -> None:
+        seq = self.states.setdefault(feed, [])
+        if not seq or seq[-1] != status["state"]:
+            seq.append(status["state"])
+        await super().set_feed_status(feed, status)
+
+
+def feeds_config(sources: dict[str, dict[str, Any]], **extra: Any) -> FeedsConfig:
+    """A [feeds] config with test-speed timings (watchdog, backoff, status)."""
+    data: dict[str, Any] = {
+        "flush_interval": 0.002,
+        "status_interval": 0.05,
+        "stale_after": 0.4,
+        "backoff": {"initial": 0.05, "max": 0.2, "jitter": 0.5, "reset_after": 0.5},
+        "sources": sources,
+    }
+    data.update(extra)
+    return FeedsConfig.model_validate(data)
+
+
+@contextlib.asynccontextmanager
+async def running(sup: FeedSupervisor) -> AsyncIterator[FeedSupervisor]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(sup.run(stop))
+    try:
+        yield sup
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10.0)
+
+
+async def wait_until(pred: Callable[[], Awaitable[bool] | bool], within: float = 5.0,
+                     what: str = "condition") -> None:
+    deadline = time.monotonic() + within
+    while True:
+        r = pred()
+        if not isinstance(r, bool):
+            r = await r
+        if r:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def redis_ticks(store: Store, symbol: str | None = None) -> list[Tick]:
+    out = [t for _, t in await store.read_ticks("0-0", count=1_000_000)]
+    return [t for t in out if symbol is None or t.symbol == symbol]
+
+
+def is_subsequence(wanted: list[str], seq: list[str]) -> bool:
+    it = iter(seq)
+    return all(any(x == w for x in it) for w in wanted)
