@@ -524,11 +524,21 @@ async def download(options: DownloadOptions) -> DownloadResult:
                 finally:
                     exchange_requests.append(client.requests)
 
-        async with asyncio.TaskGroup() as tg:
-            for ex, syms in by_exchange.items():
-                tg.create_task(exchange_job(ex, syms))
-            for s in fred_wanted:
-                tg.create_task(fred_job(s))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for ex, syms in by_exchange.items():
+                    tg.create_task(exchange_job(ex, syms))
+                for s in fred_wanted:
+                    tg.create_task(fred_job(s))
+        except ExceptionGroup as eg:
+            # report the first actionable error; whatever was fetched is cached for the re-run
+            matched, _rest = eg.split(HistoryDownloadError)
+            if matched is None:
+                raise
+            first: BaseException = matched
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from eg
         requests = http.requests + sum(exchange_requests)
     return DownloadResult([results[s] for s in wanted], requests)
 
