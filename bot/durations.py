@@ -26,7 +26,7 @@ def format_duration(seconds: float) -> str:
     if seconds <= 0:
         return "0s"
     out = []
-    rest = int(round(seconds))
+    rest = round(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if rest >= size:
             n, rest = divmod(rest, size)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 import orjson
@@ -53,13 +53,13 @@ DERIVED_SYMBOLS: dict[str, Kind] = {
 SYMBOLS: dict[str, Kind] = {**INPUT_SYMBOLS, **DERIVED_SYMBOLS}
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
 
 
-class Pattern(str, Enum):
+class Pattern(StrEnum):
     LIQUIDITY_CRISIS = "liquidity_crisis"
     CRYPTO_CRASH = "crypto_crash"
     SESSION_DOLLAR = "session_dollar"
@@ -79,7 +79,7 @@ class Tick:
     source: str = ""
 
 
-class AlertKind(str, Enum):
+class AlertKind(StrEnum):
     FIRING = "firing"
     RESOLVED = "resolved"
 

@@ -20,19 +20,19 @@ def redis_url(configured: str | None = None) -> str:
     return os.environ.get("REDIS_URL") or configured or DEFAULT_REDIS_URL
 
 
-async def connect(url: str, *, allow_embedded: bool = False, timeout: float = 2.0) -> tuple[
-    Redis, bool
-]:
+async def connect(url: str, *, allow_embedded: bool = False, connect_timeout: float = 2.0) -> (
+    tuple[Redis, bool]
+):
     """Return (client, embedded). Falls back to the embedded store only if allowed.
 
     The embedded store (fakeredis) speaks the same commands in-process and keeps nothing
     after the process exits; it is for demos and replays on machines without a Redis server.
     """
-    client = Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=30.0)
+    client = Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=30.0)
     try:
-        await asyncio.wait_for(client.ping(), timeout)
+        await asyncio.wait_for(client.ping(), connect_timeout)
         return client, False
-    except (OSError, TimeoutError, ConnectionError, Exception) as e:  # noqa: BLE001
+    except (OSError, TimeoutError, ConnectionError, Exception) as e:
         await client.aclose()
         if not allow_embedded:
             raise StoreUnavailable(

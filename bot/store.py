@@ -81,7 +81,7 @@ class Store:
         self, after: str, count: int = 5000, block_ms: int | None = None
     ) -> list[tuple[str, Tick]]:
         """Ticks after stream id `after` (``0-0`` for the start), oldest first."""
-        resp = await self.redis.xread({self.k_ticks: after}, count=count, block=block_ms)
+        resp: Any = await self.redis.xread({self.k_ticks: after}, count=count, block=block_ms)
         out: list[tuple[str, Tick]] = []
         for _stream, entries in resp or ():
             for entry_id, f in entries:
@@ -92,7 +92,7 @@ class Store:
     # ---- engine checkpoint -----------------------------------------------------------------
 
     async def load_checkpoint(self) -> Checkpoint | None:
-        raw = await self.redis.hgetall(self.k_checkpoint)
+        raw: Any = await self.redis.hgetall(self.k_checkpoint)
         if not raw:
             return None
         d = {_s(k): v for k, v in raw.items()}
@@ -136,7 +136,7 @@ class Store:
                 mapping={s: orjson.dumps({"ts": t, "value": v}) for s, (t, v) in latest.items()},
             )
         res = await pipe.execute()
-        return [_s(r) for r in res[: len(alerts)]]
+        return [_s(r) for r in res[: len(alerts)]]  # XADD replies come first
 
     async def add_series(
         self, points: dict[str, list[tuple[float, float]]], keep_after: float
@@ -155,7 +155,7 @@ class Store:
         self, symbol: str, start: float = float("-inf"), end: float = float("inf")
     ) -> list[tuple[float, float]]:
         """Recent (ts, value) points of one symbol between `start` and `end`, oldest first."""
-        raw = await self.redis.zrangebyscore(f"{self.prefix}:series:{symbol}", start, end)
+        raw: Any = await self.redis.zrangebyscore(f"{self.prefix}:series:{symbol}", start, end)
         out = []
         for m in raw:
             t, v = _s(m).split("|", 1)
@@ -164,14 +164,15 @@ class Store:
 
     async def publish_alert(self, alert: Alert) -> str:
         """Put one alert in the outbox outside the engine (e.g. a /test alert). Returns its id."""
-        return _s(await self.redis.xadd(self.k_outbox, {"id": alert.id, "alert": alert.dumps()}))
+        eid: Any = await self.redis.xadd(self.k_outbox, {"id": alert.id, "alert": alert.dumps()})
+        return _s(eid)
 
     async def rule_states(self) -> dict[str, dict[str, Any]]:
-        raw = await self.redis.hgetall(self.k_rules)
+        raw: Any = await self.redis.hgetall(self.k_rules)
         return {_s(k): orjson.loads(v) for k, v in raw.items()}
 
     async def latest(self) -> dict[str, tuple[float, float]]:
-        raw = await self.redis.hgetall(self.k_latest)
+        raw: Any = await self.redis.hgetall(self.k_latest)
         out = {}
         for k, v in raw.items():
             d = orjson.loads(v)
@@ -184,12 +185,12 @@ class Store:
         tuple[str, Alert]
     ]:
         """Alerts in the outbox, oldest first."""
-        entries = await self.redis.xrange(self.k_outbox, start, end, count=count)
+        entries: Any = await self.redis.xrange(self.k_outbox, start, end, count=count)
         return [(_s(eid), Alert.loads(f[b"alert"])) for eid, f in entries]
 
     async def recent_alerts(self, n: int) -> list[tuple[str, Alert]]:
         """The newest `n` alerts, newest first."""
-        entries = await self.redis.xrevrange(self.k_outbox, "+", "-", count=n)
+        entries: Any = await self.redis.xrevrange(self.k_outbox, "+", "-", count=n)
         return [(_s(eid), Alert.loads(f[b"alert"])) for eid, f in entries]
 
     async def ensure_group(self, group: str, start: str = "0") -> None:
@@ -205,7 +206,7 @@ class Store:
         pending: bool = False,
     ) -> list[tuple[str, Alert]]:
         """Outbox entries for a group: new ones, or (pending=True) this consumer's unacked ones."""
-        resp = await self.redis.xreadgroup(
+        resp: Any = await self.redis.xreadgroup(
             group, consumer, {self.k_outbox: "0" if pending else ">"}, count=count, block=block_ms
         )
         out: list[tuple[str, Alert]] = []
@@ -226,7 +227,7 @@ class Store:
         await self.redis.hset(self.k_feeds, feed, orjson.dumps(status))
 
     async def feed_statuses(self) -> dict[str, dict[str, Any]]:
-        raw = await self.redis.hgetall(self.k_feeds)
+        raw: Any = await self.redis.hgetall(self.k_feeds)
         return {_s(k): orjson.loads(v) for k, v in raw.items()}
 
 

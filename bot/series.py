@@ -1,0 +1,115 @@
+"""A symbol's recent history and the window functions rules are written with.
+
+Points are kept sorted by time in two parallel lists, so a window lookup is a bisect.
+"Now" is always the engine's event clock, never the wall clock.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+
+from bot.models import Kind
+
+
+class Series:
+    __slots__ = ("kind", "symbol", "ts", "values", "version")
+
+    def __init__(self, symbol: str, kind: Kind) -> None:
+        self.symbol = symbol
+        self.kind = kind
+        self.ts: list[float] = []
+        self.values: list[float] = []
+        self.version = 0  # bumped on every change, so rules know when to re-evaluate
+
+    def add(self, ts: float, value: float) -> str:
+        """Add a point. Returns '' for an in-order point, else 'late' or 'duplicate'."""
+        self.version += 1
+        tss = self.ts
+        if not tss or ts > tss[-1]:
+            tss.append(ts)
+            self.values.append(value)
+            return ""
+        i = bisect_left(tss, ts)
+        if i < len(tss) and tss[i] == ts:
+            self.values[i] = value  # same instant again: the newer value wins
+            return "duplicate"
+        tss.insert(i, ts)
+        self.values.insert(i, value)
+        return "late"
+
+    def trim(self, before: float) -> None:
+        """Forget points older than `before`, keeping one so `value_at(before)` still works."""
+        i = bisect_right(self.ts, before) - 1
+        if i > 0:
+            del self.ts[:i]
+            del self.values[:i]
+
+    # ---- window functions; None means "not enough history" --------------------------------
+
+    def last(self) -> float | None:
+        return self.values[-1] if self.values else None
+
+    def last_ts(self) -> float | None:
+        return self.ts[-1] if self.ts else None
+
+    def value_at(self, t: float) -> float | None:
+        """The value known at time t: the newest point at or before t."""
+        i = bisect_right(self.ts, t) - 1
+        return self.values[i] if i >= 0 else None
+
+    def ret(self, now: float, window: float) -> float | None:
+        """Percent return from `now - window` to now."""
+        a = self.value_at(now - window)
+        b = self.value_at(now)
+        if a is None or b is None:
+            return None
+        return (b / a - 1.0) * 100.0
+
+    def change(self, now: float, window: float) -> float | None:
+        """Absolute change from `now - window` to now, in the series' own units."""
+        a = self.value_at(now - window)
+        b = self.value_at(now)
+        if a is None or b is None:
+            return None
+        return b - a
+
+    def window_values(self, now: float, window: float) -> list[float]:
+        """Values observed in (now - window, now], plus the value known at the window's start."""
+        i = max(bisect_right(self.ts, now - window) - 1, 0)
+        j = bisect_right(self.ts, now)
+        return self.values[i:j]
+
+    def high(self, now: float, window: float) -> float | None:
+        v = self.window_values(now, window)
+        return max(v) if v else None
+
+    def low(self, now: float, window: float) -> float | None:
+        v = self.window_values(now, window)
+        return min(v) if v else None
+
+    def mean(self, now: float, window: float) -> float | None:
+        v = self.window_values(now, window)
+        return sum(v) / len(v) if v else None
+
+    def drawdown(self, now: float, window: float) -> float | None:
+        """Percent below the window's high (0 when at the high)."""
+        v = self.window_values(now, window)
+        if not v:
+            return None
+        return (1.0 - v[-1] / max(v)) * 100.0
+
+    def rally(self, now: float, window: float) -> float | None:
+        """Percent above the window's low (0 when at the low)."""
+        v = self.window_values(now, window)
+        if not v:
+            return None
+        return (v[-1] / min(v) - 1.0) * 100.0
+
+    # ---- snapshot --------------------------------------------------------------------------
+
+    def snapshot(self) -> list[list[float]]:
+        return [self.ts, self.values]
+
+    def restore(self, data: list[list[float]]) -> None:
+        self.ts, self.values = list(data[0]), list(data[1])
+        self.version += 1

@@ -1,0 +1,124 @@
+"""The rule condition language: safe, typed, three-valued."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.models import SYMBOLS
+from bot.rulelang import EvalContext, ExprError, T, compile_expr
+from bot.series import Series
+from bot.sessions import SessionReturns
+
+H = 3600.0
+D = 86400.0
+
+
+def ctx_with(points: dict[str, list[tuple[float, float]]], now: float) -> EvalContext:
+    series = {s: Series(s, k) for s, k in SYMBOLS.items()}
+    for sym, pts in points.items():
+        for t, v in pts:
+            series[sym].add(t, v)
+    c = EvalContext(series, SessionReturns({}))
+    c.now = now
+    return c
+
+
+def ev(expr: str, c: EvalContext, expect: T = T.BOOL) -> object:
+    return compile_expr(expr, [], expect).fn(c)
+
+
+@pytest.mark.parametrize(("expr", "message"), [
+    ('ret("BTCUSD", "24h") < -5', "unknown symbol 'BTCUSD' (did you mean 'BTC/USD'?)"),
+    ('retrun("BTC/USD", "24h") < -5', "unknown function 'retrun' (did you mean ret()?)"),
+    ('__import__("os")', "unknown function '__import__'"),
+    ("().__class__", "attribute access"),
+    ('ret("BTC/USD", "24h")[0] > 1', "indexing"),
+    ('bp("SPX", "1d") > 5', "bp() does not apply to 'SPX'"),
+    ('ret("US10Y", "1d") > 5', "ret() does not apply to 'US10Y'"),
+    ('ret("BTC/USD", "soon") < 1', "expected a duration"),
+    ('ret("BTC/USD") < 1', "ret() takes 2 arguments"),
+    ('ret("BTC/USD", "1d")', "must give true/false"),
+    ('ret("BTC/USD", "1d") and true', "'and'/'or' needs true/false"),
+    ('last(BTC) > 1', 'write the symbol in quotes: "BTC"'),
+    ('last("SPX") > USDX', "unknown name 'USDX' (write symbols in quotes"),
+    ('last("BTC/USD") > 1 and', "syntax error"),
+    ('session_ret("USDX", "mars", "5d") < 0', "unknown session 'mars'"),
+    ('low_last("SOFR", 1.5) > 0', "whole number"),
+    ('lambda: 1', "lambda is not allowed"),
+])
+def test_bad_expressions_are_rejected_with_a_reason(expr: str, message: str) -> None:
+    with pytest.raises(ExprError) as e:
+        compile_expr(expr, [])
+    assert message in e.value.message
+
+
+def test_error_carries_the_line_and_offending_text() -> None:
+    with pytest.raises(ExprError) as e:
+        compile_expr('last("SPX") > 1\nand ret("XAU", "5d") < 0', [])
+    assert e.value.line == 2
+    assert e.value.segment == '"XAU"'
+
+
+def test_ret_is_percent_over_the_window() -> None:
+    c = ctx_with({"BTC/USD": [(0, 100.0), (D, 90.0)]}, now=D)
+    assert ev('ret("BTC/USD", "24h")', c, T.NUM) == pytest.approx(-10.0)
+
+
+def test_bp_of_a_yield_is_in_basis_points() -> None:
+    c = ctx_with({"US10Y": [(0, 0.54), (2 * D, 0.88)]}, now=2 * D)
+    assert ev('bp("US10Y", "2d")', c, T.NUM) == pytest.approx(34.0)
+
+
+def test_drawdown_is_from_the_window_high() -> None:
+    c = ctx_with({"BTC/USD": [(0, 100.0), (H, 120.0), (2 * H, 90.0)]}, now=2 * H)
+    assert ev('drawdown("BTC/USD", "1d")', c, T.NUM) == pytest.approx(25.0)
+
+
+def test_count_falling_counts_the_symbols_that_fell_more_than_the_threshold() -> None:
+    c = ctx_with({
+        "BTC/USD": [(0, 100.0), (D, 80.0)],
+        "XAU/USD": [(0, 100.0), (D, 96.0)],
+        "SPX": [(0, 100.0), (D, 99.0)],
+    }, now=D)
+    assert ev('count_falling(["BTC/USD", "XAU/USD", "SPX"], "1d", 3)', c, T.NUM) == 2.0
+
+
+def test_missing_data_makes_a_comparison_unknown_not_false() -> None:
+    c = ctx_with({}, now=D)
+    assert ev('ret("BTC/USD", "1d") < -10', c) is None
+    assert ev('not (ret("BTC/USD", "1d") < -10)', c) is None
+
+
+def test_and_is_false_if_any_part_is_false_even_with_unknowns() -> None:
+    c = ctx_with({"SPX": [(0, 100.0), (D, 101.0)]}, now=D)
+    assert ev('ret("BTC/USD", "1d") < -10 and ret("SPX", "1d") < 0', c) is False
+    assert ev('ret("BTC/USD", "1d") < -10 or ret("SPX", "1d") > 0', c) is True
+
+
+def test_max_ignores_unknown_values() -> None:
+    c = ctx_with({"DXY": [(0, 100.0), (D, 102.0)]}, now=D)
+    assert ev('max(ret("USDX", "1d"), ret("DXY", "1d"))', c, T.NUM) == pytest.approx(2.0)
+
+
+def test_low_last_looks_at_the_last_observations_not_a_time_window() -> None:
+    c = ctx_with({"SOFR-IORB": [(0, 30.0), (3 * D, 20.0), (4 * D, 16.0)]}, now=10 * D)
+    assert ev('low_last("SOFR-IORB", 2)', c, T.NUM) == 16.0
+    assert ev('low_last("SOFR-IORB", 4)', c, T.NUM) is None
+
+
+def test_stale_is_true_when_nothing_new_arrived_in_the_window() -> None:
+    c = ctx_with({"SOFR": [(0, 5.3)]}, now=5 * D)
+    assert ev('stale("SOFR", "4d")', c) is True
+    assert ev('stale("SOFR", "6d")', c) is False
+
+
+def test_arithmetic_and_chained_comparisons() -> None:
+    c = ctx_with({"SPX": [(0, 100.0), (D, 95.0)]}, now=D)
+    assert ev('-11 < ret("SPX", "1d") * 2 <= -10 + 0.0', c) is True
+    assert ev('-10 < ret("SPX", "1d") * 2', c) is False
+    assert ev('ret("SPX", "1d") / 0 > 1', c) is None
+
+
+def test_lookback_records_the_longest_window_per_symbol() -> None:
+    c = compile_expr('ret("BTC/USD", "1d") < 0 and drawdown("BTC/USD", "7d") > 5', [])
+    assert c.lookback == {"BTC/USD": 7 * D}
