@@ -10,6 +10,15 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 REGISTRY: list[Register] = []
 
 
+def _core() -> None:
+    from bot.replay_commands import register_demo, register_replay, register_rules
+
+    REGISTRY.extend([register_replay, register_demo, register_rules])
+
+
+_core()
+
+
 def _history_download(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from connectors.history_download import register  # argparse only; sources load on run
 
