@@ -115,3 +115,15 @@ def test_unknown_notify_keys_and_duplicate_names_are_rejected() -> None:
     with pytest.raises(ValidationError, match="unique"):
         NotifyConfig.model_validate({"telegram": {"chats": [{"name": "a", "chat_id": 1}]},
                                      "discord": {"webhooks": [{"name": "a", "url_env": "X"}]}})
+
+
+def test_the_example_notify_config_is_valid() -> None:
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    path = ROOT / "config.example.toml"
+    if not path.exists() or "[notify" not in path.read_text():
+        path = ROOT / "config.notify.example.toml"
+    cfg = Config.model_validate(tomllib.loads(path.read_text()))
+    assert cfg.notify.telegram.chats and cfg.notify.discord.webhooks
