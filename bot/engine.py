@@ -105,7 +105,7 @@ class Engine:
         self.sessions = SessionReturns(sessions)
         self.ctx = EvalContext(self.series, self.sessions)
         self.clock = -math.inf
-        self.evaluating = True  # False while warming windows before a replay's --from
+        self.evaluate_from = -math.inf  # replay --from: earlier instants only warm the windows
         self.states: dict[str, RuleState] = {r.id: RuleState() for r in self.rules}
         self.stats = EngineStats()
         self.ticks = 0  # kept outside `stats` for the hot path; see `snapshot`
@@ -204,7 +204,7 @@ class Engine:
             self._update_derived(now, dirty)
         ctx = self.ctx
         ctx.now = now
-        if self.evaluating:
+        if now >= self.evaluate_from:
             states, inputs = self.states, self._inputs
             for rule in self.rules:
                 st = states[rule.id]
@@ -312,7 +312,7 @@ class Engine:
     def snapshot(self, extra: dict[str, Any] | None = None) -> bytes:
         return orjson.dumps({
             "clock": self.clock if self.clock > -math.inf else None,
-            "evaluating": self.evaluating,
+            "evaluate_from": None if self.evaluate_from == -math.inf else self.evaluate_from,
             "series": {k: s.snapshot() for k, s in self.series.items() if s.ts},
             "states": {k: asdict(v) for k, v in self.states.items()},
             "held": self._held,
@@ -326,7 +326,8 @@ class Engine:
         """Restore a snapshot; returns the `extra` the runner stored with it."""
         d = orjson.loads(raw)
         self.clock = d["clock"] if d["clock"] is not None else -math.inf
-        self.evaluating = d["evaluating"]
+        ef = d.get("evaluate_from")
+        self.evaluate_from = -math.inf if ef is None else ef
         for k, data in d["series"].items():
             if k in self.series:
                 self.series[k].restore(data)

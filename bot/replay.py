@@ -127,16 +127,14 @@ async def run_replay(opts: ReplayOptions, config: Config, store: Store, rules: R
             for a in alerts:
                 opts.on_alert(a)
 
-    start, end = opts.start, opts.end
-    if start is not None:
-        engine.evaluating = engine.clock >= start
+    end = opts.end
+    if opts.start is not None:
+        engine.evaluate_from = opts.start
     rate = opts.rate
     add = engine.add
     for n, (fi, ri, ts, sym, value) in enumerate(read_history(files, rejects, start=pos), 1):
         if end is not None and ts > end:
             break
-        if start is not None and not engine.evaluating and ts >= start:
-            engine.evaluating = ts >= start
         add(ts, sym, value)
         ticks_read += 1
         if engine.has_alerts:
