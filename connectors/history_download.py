@@ -25,7 +25,9 @@ All local times are converted to UTC with ``zoneinfo`` (DST aware).
 symbol     source              ts (when the value became known)
 =========  ==================  ===========================================================
 BTC/USD    ccxt 1h bars        bar close, stamped at the bar END = open + 1 h (UTC)
-XAU/USD    ccxt 1h bars PAXG   bar close, stamped at the bar END = open + 1 h (UTC)
+XAU/USD    ccxt 1h bars PAXG   bar close, stamped at the bar END = open + 1 h (UTC); Kraken
+                               months beyond its latest 720 bars are built from its public
+                               trades (close = the hour's last trade)
 US2Y       FRED DGS2           date D 16:00 America/New_York (CMT yields, published after close)
 US10Y      FRED DGS10          date D 16:00 America/New_York
 US30Y      FRED DGS30          date D 16:00 America/New_York
@@ -725,8 +727,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=f"FRED CSV endpoint (default {DEFAULT_FRED_URL})")
     p.add_argument("--market", action="append", metavar="SYMBOL=EXCHANGE:MARKET",
                    help="exchange market for a symbol, e.g. XAU/USD=kraken:PAXG/USD "
-                        "(defaults: BTC/USD=bitstamp:BTC/USD, XAU/USD=kraken:PAXG/USD; "
-                        "Kraken serves only its latest 720 bars)")
+                        "(defaults: BTC/USD=bitstamp:BTC/USD, XAU/USD=kraken:PAXG/USD). "
+                        "Append @ohlcv or @trades to force how bars are made; by default "
+                        "Kraken months older than its latest 720 bars are built from trades")
     p.add_argument("--exchange-url", action="append", metavar="EXCHANGE=URL",
                    help="base URL of an exchange's REST API, e.g. kraken=http://127.0.0.1:8080")
     p.add_argument("--min-interval", type=float, default=DEFAULT_MIN_INTERVAL, metavar="SECONDS",

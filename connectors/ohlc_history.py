@@ -8,8 +8,10 @@ are retried with :func:`~connectors.history_download.with_retries`.
 
 Depth of history differs by exchange: Bitstamp serves years of hourly bars by date; **Kraken's
 OHLC endpoint serves only its latest 720 bars** whatever ``since`` says (about 30 days of 1 h
-bars), so a window further back yields no rows from Kraken and the summary says so. Choose
-another exchange with ``--market SYMBOL=EXCHANGE:MARKET`` for older windows.
+bars). Kraken's public trade history, however, goes back to the listing and is paged by time,
+so for months older than the OHLC horizon the bars are built from trades (method ``auto``,
+the default): close = price of the hour's last trade, hours without a trade are absent, just as
+in Kraken's own OHLC. A market can force a method: ``kraken:PAXG/USD@ohlcv`` or ``@trades``.
 """
 
 from __future__ import annotations
@@ -43,19 +45,33 @@ class MarketSpec:
     exchange: str
     market: str
     timeframe: str = "1h"
+    #: "ohlcv" (the exchange's bars), "trades" (bars built from public trades) or "auto"
+    #: (trades where the exchange's bars do not reach back, see TRADES_BEYOND_OHLC_BARS)
+    method: str = "auto"
 
     @classmethod
     def parse(cls, text: str) -> MarketSpec:
-        """``EXCHANGE:MARKET`` such as ``kraken:PAXG/USD``."""
-        exchange, sep, market = text.partition(":")
-        if not sep or not exchange.strip() or "/" not in market:
+        """``EXCHANGE:MARKET[@METHOD]``: ``kraken:PAXG/USD``, ``kraken:PAXG/USD@trades``."""
+        exchange, sep, rest = text.partition(":")
+        market, _, method = rest.partition("@")
+        method = method.strip().lower() or "auto"
+        if not sep or not exchange.strip() or "/" not in market or method not in METHODS:
             raise HistoryDownloadError(
-                f"expected EXCHANGE:MARKET such as 'kraken:PAXG/USD', got {text!r}"
+                "expected EXCHANGE:MARKET[@ohlcv|@trades|@auto] such as 'kraken:PAXG/USD', "
+                f"got {text!r}"
             )
-        return cls(exchange.strip().lower(), market.strip())
+        return cls(exchange.strip().lower(), market.strip(), method=method)
 
     def __str__(self) -> str:
         return f"{self.exchange} {self.market} {self.timeframe}"
+
+
+METHODS = ("auto", "ohlcv", "trades")
+#: Exchanges whose OHLC endpoint serves only its latest N bars, but whose public trades reach
+#: back to the listing: with method "auto", older months are built from trades.
+TRADES_BEYOND_OHLC_BARS = {"kraken": 720}
+TRADES_PAGE_LIMIT = 1000
+MAX_TRADE_PAGES_PER_CHUNK = 5000
 
 
 #: BTC/USD from Bitstamp (deep hourly history by date); gold as PAXG on Kraken.
@@ -181,6 +197,14 @@ class ExchangeClient:
         if not self._ex.has.get("fetchOHLCV"):
             raise HistoryDownloadError(f"{self.exchange_id} has no OHLCV history in ccxt")
 
+    async def fetch_trades(self, spec: MarketSpec, since_ms: int) -> list[dict[str, Any]]:
+        what = f"{self.exchange_id} {spec.market} trades since {_iso_ms(since_ms)}"
+        page = await self._call(what, self._ex.fetch_trades, spec.market, since_ms,
+                                TRADES_PAGE_LIMIT)
+        if not isinstance(page, list):
+            raise SourceFormatError(f"{what}: expected a list of trades, got {type(page).__name__}")
+        return page
+
     async def fetch_ohlcv(self, spec: MarketSpec, since_ms: int, limit: int) -> list[list[Any]]:
         what = f"{self.exchange_id} {spec.market} bars since {_iso_ms(since_ms)}"
         page = await self._call(what, self._ex.fetch_ohlcv, spec.market, spec.timeframe, since_ms,
@@ -203,6 +227,16 @@ def _next_month(m: datetime) -> datetime:
     return datetime(m.year + (m.month == 12), m.month % 12 + 1, 1, tzinfo=UTC)
 
 
+def method_for(spec: MarketSpec, month: datetime, tf: int, now: float) -> str:
+    """"ohlcv" or "trades" for this month of `spec` (resolves "auto")."""
+    if spec.method != "auto":
+        return spec.method
+    depth = TRADES_BEYOND_OHLC_BARS.get(spec.exchange)
+    if depth is not None and month.timestamp() < now - (depth - 1) * tf:
+        return "trades"
+    return "ohlcv"
+
+
 async def month_bars(
     client: ExchangeClient,
     cache: ChunkCache,
@@ -212,15 +246,85 @@ async def month_bars(
 ) -> list[list[Any]]:
     """Closed bars opening in `month` (UTC), ``[open_ms, o, h, l, c, v]``, from cache or paged."""
     end = _next_month(month)
-    path = cache.path("ohlc", spec.exchange, spec.market, spec.timeframe, f"{month:%Y-%m}.json")
+    tf = client.timeframe_seconds(spec.timeframe)
+    method = method_for(spec, month, tf, _time.time())
+    kind = spec.timeframe if method == "ohlcv" else f"{spec.timeframe}-from-trades"
+    path = cache.path("ohlc", spec.exchange, spec.market, kind, f"{month:%Y-%m}.json")
     body = await cache.load(path, end.timestamp())
-    label = f"{spec.exchange} {spec.market} {month:%Y-%m}"
+    label = f"{spec.exchange} {spec.market} {month:%Y-%m}" + (
+        " (from trades)" if method == "trades" else ""
+    )
     if body is not None:
         bars: list[list[Any]] = json.loads(body)["bars"]
         client.progress(f"{label}: {len(bars)} bars (cache)")
         return bars
     await client.ensure_market(spec)
-    tf_ms = client.timeframe_seconds(spec.timeframe) * 1000
+    if method == "trades":
+        bars = await _bars_from_trades(client, spec, month, end, tf, label)
+    else:
+        bars = await _paged_bars(client, spec, month, end, tf, notes)
+    await cache.store(path, json.dumps({"bars": bars}, separators=(",", ":")).encode())
+    client.progress(f"{label}: {len(bars)} bars")
+    return bars
+
+
+async def _bars_from_trades(
+    client: ExchangeClient, spec: MarketSpec, month: datetime, end: datetime, tf: int, label: str
+) -> list[list[Any]]:
+    """Hourly (tf) OHLCV of the trades in [month, end), paged forward by trade time."""
+    tf_ms = tf * 1000
+    lo, hi = int(month.timestamp() * 1000), int(end.timestamp() * 1000)
+    now_ms = int(_time.time() * 1000)
+    seen: set[tuple[Any, ...]] = set()
+    bars: dict[int, list[Any]] = {}
+    since = lo
+    for n in range(MAX_TRADE_PAGES_PER_CHUNK):
+        page = await client.fetch_trades(spec, since)
+        new = 0
+        newest = since
+        for t in sorted(page, key=lambda t: int(t.get("timestamp") or 0)):
+            ts, price, amount = t.get("timestamp"), t.get("price"), t.get("amount")
+            if ts is None or not isinstance(price, int | float) or price <= 0:
+                continue
+            ts = int(ts)
+            key = (t.get("id"), ts, price, amount)
+            if key in seen:
+                continue
+            seen.add(key)
+            new += 1
+            newest = max(newest, ts)
+            if not lo <= ts < hi:
+                continue
+            open_ms = ts - ts % tf_ms
+            if open_ms + tf_ms > now_ms:
+                continue  # the hour is not over yet
+            vol = float(amount) if isinstance(amount, int | float) else 0.0
+            bar = bars.get(open_ms)
+            if bar is None:
+                bars[open_ms] = [open_ms, price, price, price, price, vol]
+            else:
+                bar[2], bar[3] = max(bar[2], price), min(bar[3], price)
+                bar[4], bar[5] = price, bar[5] + vol
+        if not page or newest >= hi or newest >= now_ms:
+            break
+        if new == 0:  # a full page within one instant: step past it
+            since += 1000
+            continue
+        since = newest  # same-second trades come again and are recognised
+        if n and n % 20 == 0:
+            client.progress(f"  {label}: trades up to {_iso_ms(newest)}")
+    return [bars[k] for k in sorted(bars)]
+
+
+async def _paged_bars(
+    client: ExchangeClient,
+    spec: MarketSpec,
+    month: datetime,
+    end: datetime,
+    tf: int,
+    notes: list[str],
+) -> list[list[Any]]:
+    tf_ms = tf * 1000
     lo, hi = int(month.timestamp() * 1000), int(end.timestamp() * 1000)
     now_ms = int(_time.time() * 1000)
     limit = PAGE_LIMITS.get(spec.exchange, DEFAULT_PAGE_LIMIT)
@@ -253,8 +357,6 @@ async def month_bars(
             + (" (Kraken serves only its latest 720 bars)" if spec.exchange == "kraken" else "")
             + "; choose a deeper source with --market"
         )
-    await cache.store(path, json.dumps({"bars": bars}, separators=(",", ":")).encode())
-    client.progress(f"{label}: {len(bars)} bars")
     return bars
 
 

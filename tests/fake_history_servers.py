@@ -177,9 +177,14 @@ class FakeKraken(FakeServer):
         #: when set, (pair, first open, last open, bars per answer) of generated hourly bars
         #: served from `since` (exclusive), so a client has to page through them
         self.generated: tuple[str, int, int, int] | None = None
+        #: public trades of every pair: (time s, price, volume), answered from `since` (seconds,
+        #: inclusive) at most `trade_page` at a time
+        self.trades: list[tuple[float, float, float]] = []
+        self.trade_page = 1000
         self.app.router.add_get("/0/public/Assets", self._assets)
         self.app.router.add_get("/0/public/AssetPairs", self._pairs)
         self.app.router.add_get("/0/public/OHLC", self._ohlc)
+        self.app.router.add_get("/0/public/Trades", self._trades)
 
     @classmethod
     def from_ccxt_static(cls, path: Path) -> FakeKraken:
@@ -225,3 +230,18 @@ class FakeKraken(FakeServer):
         if self.generated is not None:
             return web.json_response(self._generated_body(int(request.query.get("since", "0"))))
         return web.json_response(self.ohlc_body)
+
+    async def _trades(self, request: web.Request) -> web.Response:
+        pair = request.query.get("pair", "")
+        if pair not in self.pairs:
+            return web.json_response({"error": ["EQuery:Unknown asset pair"]})
+        since = float(request.query.get("since", "0"))
+        if since > 1e12:  # nanoseconds
+            since /= 1e9
+        count = min(int(request.query.get("count", "1000")), self.trade_page)
+        rows = [(i, t) for i, t in enumerate(sorted(self.trades)) if t[0] >= since][:count]
+        body = [
+            [f"{p:.5f}", f"{v:.8f}", t, "b", "l", "", 1000 + i] for i, (t, p, v) in rows
+        ]
+        last = str(int(rows[-1][1][0] * 1e9)) if rows else str(int(since * 1e9))
+        return web.json_response({"error": [], "result": {pair: body, "last": last}})

@@ -62,13 +62,14 @@ def options(
     fred: FakeFred | None = None,
     kraken: FakeKraken | None = None,
     kraken_market: str = "BTC/USDT",
+    method: str = "ohlcv",
     **kw: Any,
 ) -> DownloadOptions:
     """Options pointing every source at the local servers; BTC/USD comes from Kraken."""
     defaults: dict[str, Any] = {
         "cache_dir": tmp_path / "cache",
         "fred_url": fred.endpoint if fred else "http://127.0.0.1:9/none",
-        "markets": {"BTC/USD": MarketSpec("kraken", kraken_market)} if kraken else {},
+        "markets": {"BTC/USD": MarketSpec("kraken", kraken_market, method)} if kraken else {},
         "exchange_urls": {"kraken": kraken.url} if kraken else {},
         "min_interval": 0.0,
         "timeout": 5.0,
@@ -159,6 +160,32 @@ async def test_window_beyond_the_exchange_history_is_reported(
 
     assert res.rows == []
     assert any("720" in n for n in res.notes)
+
+
+async def test_months_beyond_kraken_bars_are_built_from_trades(
+    kraken: FakeKraken, tmp_path: Path
+) -> None:
+    t0 = datetime(2020, 3, 2, tzinfo=UTC).timestamp()
+    kraken.trades = [
+        (t0 + 60, 100.0, 1.0),
+        (t0 + 1800, 101.0, 2.0),
+        (t0 + 1800, 101.5, 1.0),  # same second
+        (t0 + 3599, 102.0, 1.0),  # last trade of hour 0
+        (t0 + 2 * 3600 + 5, 110.0, 1.0),  # hour 1 has no trade
+        (t0 + 86400 + 10, 120.0, 1.0),  # its bar ends outside the window
+    ]
+    kraken.trade_page = 2
+    opts = options(tmp_path, date(2020, 3, 2), date(2020, 3, 2), ["BTC/USD"], kraken=kraken,
+                   method="auto")
+
+    result = await download(opts)
+
+    assert as_iso(result.rows) == [
+        ("2020-03-02T01:00:00Z", "BTC/USD", 102.0),
+        ("2020-03-02T03:00:00Z", "BTC/USD", 110.0),
+    ]
+    assert not kraken.requests_to("/OHLC")
+    assert len(kraken.requests_to("/Trades")) >= 3  # paged
 
 
 # --------------------------------------------------------------------------- FRED stamping
