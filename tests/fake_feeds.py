@@ -12,6 +12,7 @@ with the socket open, inject malformed frames; HTTP servers answer scripted stat
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import socket
@@ -338,6 +339,7 @@ class FakeHttp:
         self.port = port or free_port()
         self.app = web.Application()
         self.requests: list[web.Request] = []
+        self.request_times: list[float] = []  # time.monotonic() of each request
         self.failures: list[tuple[int, dict[str, str]]] = []  # next responses: (status, headers)
         self._routes: dict[str, Handler] = {}
         self._runner: web.AppRunner | None = None
@@ -355,6 +357,7 @@ class FakeHttp:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(request)
+        self.request_times.append(time.monotonic())
         if self.failures:
             status, headers = self.failures.pop(0)
             return web.Response(status=status, headers=headers, text=f"error {status}")
@@ -369,7 +372,8 @@ class FakeHttp:
         return await handler(request)
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=0.5)
+        self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=0.5,
+                                     access_log=None)  # the server side of a request
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
@@ -468,3 +472,81 @@ async def redis_ticks(store: Store, symbol: str | None = None) -> list[Tick]:
 def is_subsequence(wanted: list[str], seq: list[str]) -> bool:
     it = iter(seq)
     return all(any(x == w for x in it) for w in wanted)
+
+
+# ---- recorded HTTP bodies ----------------------------------------------------------------------
+
+
+@dataclass
+class CassetteResponse:
+    """The response of a VCR.py cassette: status, headers and the body bytes as sent."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def read_vcr_cassette(path: Path) -> CassetteResponse:
+    """Read the first response of a VCR.py cassette (only the parts a fake server needs)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    body_b64: list[str] = []
+    headers: dict[str, str] = {}
+    status = 0
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.strip() == "string: !!binary |":
+            i += 1
+            while i < len(lines) and lines[i].startswith("        "):
+                body_b64.append(lines[i].strip())
+                i += 1
+            continue
+        if line == "    headers:" and body_b64:
+            i += 1
+            while i < len(lines) and lines[i].startswith("      "):
+                name = lines[i].strip().rstrip(":")
+                value = lines[i + 1].strip().removeprefix("- ").strip("'")
+                headers[name] = value
+                i += 2
+            continue
+        if line.strip().startswith("code:"):
+            status = int(line.split(":", 1)[1])
+        i += 1
+    return CassetteResponse(status, headers, base64.b64decode("".join(body_b64)))
+
+
+ATOM_HEAD = (
+    '<?xml version="1.0" encoding="utf-8" standalone="yes"?>\n'
+    '<feed xml:base="https://home.treasury.gov/resource-center/data-chart-center/'
+    'interest-rates/pages/xml" xmlns="http://www.w3.org/2005/Atom" '
+    'xmlns:d="http://schemas.microsoft.com/ado/2007/08/dataservices" '
+    'xmlns:m="http://schemas.microsoft.com/ado/2007/08/dataservices/metadata">\n'
+    '  <title type="text">DailyTreasuryYieldCurveRateData</title>\n'
+    "  <id>https://home.treasury.gov/resource-center/data-chart-center/interest-rates/"
+    "pages/xml?data=daily_treasury_yield_curve</id>\n"
+    "  <updated>2022-02-02T00:00:00Z</updated>\n"
+    '  <link rel="self" title="DailyTreasuryYieldCurveRateData" '
+    'href="DailyTreasuryYieldCurveRateData" />\n'
+)
+
+
+def treasury_atom(properties: list[str]) -> bytes:
+    """Wrap recorded <m:properties> fragments in the feed's Atom/OData envelope."""
+    entries = []
+    for i, p in enumerate(properties):
+        entries.append(
+            "  <entry>\n"
+            f"    <id>DailyTreasuryYieldCurveRateData({8030 + i})</id>\n"
+            '    <title type="text"></title>\n'
+            "    <updated>2022-02-02T00:00:00Z</updated>\n"
+            "    <author>\n      <name />\n    </author>\n"
+            '    <link rel="edit" title="DailyTreasuryYieldCurveRateDatum" '
+            f'href="DailyTreasuryYieldCurveRateData({8030 + i})" />\n'
+            '    <category term="TreasuryDataWarehouseModel.DailyTreasuryYieldCurveRateDatum" '
+            'scheme="http://schemas.microsoft.com/ado/2007/08/dataservices/scheme" />\n'
+            '    <content type="application/xml">\n'
+            f"{p}\n"
+            "    </content>\n"
+            "  </entry>\n"
+        )
+    return (ATOM_HEAD + "".join(entries) + "</feed>\n").encode()

@@ -1,0 +1,162 @@
+"""Shared plumbing of the polled HTTP sources (NY Fed, FRED, Treasury).
+
+- One aiohttp session per feed, a total timeout on every request.
+- Conditional requests: a source's ETag / Last-Modified is sent back as If-None-Match /
+  If-Modified-Since; a 304 means nothing new and costs the source almost nothing.
+- 429 and 5xx raise `PollError` (retried with backoff; Retry-After is honoured).
+- Values are stamped with when they became known (publication time), not when fetched:
+  see `known_at`. A value fetched before its nominal publication time is stamped at the fetch.
+- Secrets (API keys in query strings) never appear in errors or logs: `redact`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import date, datetime, time, timedelta
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import aiohttp
+
+from connectors.base import FeedContext, PolledFeed, PollError
+from connectors.config import Stamp
+
+log = logging.getLogger(__name__)
+
+NEW_YORK = ZoneInfo("America/New_York")
+USER_AGENT = "stressbot/0.1 (+market-stress alerts)"
+
+
+def next_business_day(d: date) -> date:
+    """The next weekday after `d` (US holidays are not modelled: a value is then stamped a
+    business day early, which only matters for a day)."""
+    d += timedelta(days=1)
+    while d.weekday() >= 5:
+        d += timedelta(days=1)
+    return d
+
+
+def known_at(d: date, stamp: Stamp) -> float:
+    """When the value for observation date `d` was published (epoch seconds)."""
+    if stamp == "close":
+        local = datetime.combine(d, time(16, 0), NEW_YORK)
+    elif stamp == "next_morning":
+        local = datetime.combine(next_business_day(d), time(8, 0), NEW_YORK)
+    else:
+        local = datetime.combine(d, time(0, 0), NEW_YORK)
+    return local.timestamp()
+
+
+def default_stamp(canonical: str) -> Stamp:
+    if canonical == "SOFR":
+        return "next_morning"
+    if canonical == "IORB":
+        return "effective"
+    return "close"
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for s in secrets:
+        if s:
+            text = text.replace(s, "***")
+    return text
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+class HttpPolledFeed(PolledFeed):
+    """A polled feed over HTTP with conditional GETs and safe error messages."""
+
+    def __init__(self, name: str, symbols: dict[str, str], max_future: float, max_past: float,
+                 ctx: FeedContext, interval: float, timeout: float) -> None:
+        super().__init__(name, symbols, max_future, max_past, ctx, interval, timeout)
+        self.http: aiohttp.ClientSession | None = None
+        self.secrets: list[str] = []
+        self._validators: dict[str, tuple[str | None, str | None]] = {}
+        self._first_seen: dict[tuple[str, date], float] = {}
+
+    def stamp(self, canonical: str, d: date, stamp: Stamp) -> float:
+        """Publication time of `canonical` for date `d`; never later than when we first saw
+        it (so an early publication is stamped when it was fetched, and stays so)."""
+        key = (canonical, d)
+        seen = self._first_seen.get(key)
+        if seen is None:
+            seen = self._first_seen[key] = self.clock()
+            if len(self._first_seen) > 10_000:
+                self._first_seen.clear()
+                self._first_seen[key] = seen
+        return min(known_at(d, stamp), seen)
+
+    async def setup(self) -> None:
+        self.http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+        )
+
+    async def teardown(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
+
+    async def get(self, url: str, params: Mapping[str, str] | None = None,
+                  cache_key: str | None = None) -> bytes | None:
+        """GET `url`; the body, or None if the source says nothing changed (304)."""
+        assert self.http is not None, "setup() not called"
+        key = cache_key or url
+        headers: dict[str, str] = {}
+        etag, modified = self._validators.get(key, (None, None))
+        if etag:
+            headers["If-None-Match"] = etag
+        if modified:
+            headers["If-Modified-Since"] = modified
+        host = urlsplit(url).netloc
+        try:
+            async with self.http.get(url, params=params, headers=headers) as resp:
+                self.health.msgs += 1
+                self.health.last_msg_wall = self.clock()
+                if resp.status == 304:
+                    return None
+                if resp.status == 429 or resp.status >= 500:
+                    ra = retry_after_seconds(resp.headers.get("Retry-After"), self.clock())
+                    raise PollError(f"HTTP {resp.status} {resp.reason or ''} from {host}".strip(),
+                                    retry_after=ra)
+                if resp.status != 200:
+                    text = (await resp.text(errors="replace"))[:200]
+                    raise PollError(redact(f"HTTP {resp.status} from {host}: {text}",
+                                           self.secrets))
+                body = await resp.read()
+                self._validators[key] = (resp.headers.get("ETag"),
+                                         resp.headers.get("Last-Modified"))
+                return body
+        except PollError:
+            raise
+        except TimeoutError:
+            raise PollError(f"no answer from {host} within {self.timeout:g}s") from None
+        except aiohttp.ClientError as e:
+            raise PollError(redact(f"{type(e).__name__} from {host}: {e}", self.secrets)
+                            [:300]) from None
+
+    def emit_new(self, obs: list[tuple[str, float, float]]) -> int:
+        """Emit observations (canonical, ts, value) not emitted before; returns how many."""
+        new = 0
+        now = self.clock()
+        for canonical, ts, value in sorted(obs, key=lambda o: o[1]):
+            last = self.validator.last_ts(canonical)
+            if last is not None and ts <= last:
+                continue  # every poll returns the recent window again: not a duplicate
+            if self.emit(canonical, ts, value, now):
+                new += 1
+        return new
