@@ -69,7 +69,9 @@ def options(
     defaults: dict[str, Any] = {
         "cache_dir": tmp_path / "cache",
         "fred_url": fred.endpoint if fred else "http://127.0.0.1:9/none",
-        "markets": {"BTC/USD": MarketSpec("kraken", kraken_market, method)} if kraken else {},
+        "markets": (
+            {"BTC/USD": MarketSpec("kraken", kraken_market, method=method)} if kraken else {}
+        ),
         "exchange_urls": {"kraken": kraken.url} if kraken else {},
         "min_interval": 0.0,
         "timeout": 5.0,
