@@ -11,9 +11,10 @@ REGISTRY: list[Register] = []
 
 
 def _core() -> None:
+    from bot.live import register_run
     from bot.replay_commands import register_demo, register_replay, register_rules
 
-    REGISTRY.extend([register_replay, register_demo, register_rules])
+    REGISTRY.extend([register_run, register_replay, register_demo, register_rules])
 
 
 _core()

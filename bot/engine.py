@@ -185,6 +185,10 @@ class Engine:
             self._step()
             self.clock = now
 
+    def queue(self, alerts: list[Alert]) -> None:
+        """Queue alerts raised outside the rules (feed health), committed like any other."""
+        self._alerts.extend(alerts)
+
     def take_alerts(self) -> list[Alert]:
         out, self._alerts = self._alerts, []
         return out
