@@ -550,3 +550,86 @@ def treasury_atom(properties: list[str]) -> bytes:
             "  </entry>\n"
         )
     return (ATOM_HEAD + "".join(entries) + "</feed>\n").encode()
+
+
+# ---- OANDA v20 pricing stream ------------------------------------------------------------------
+
+
+def oanda_time(ts: float) -> str:
+    """OANDA's RFC 3339 with nanoseconds, e.g. 2016-10-27T08:38:45.664613867Z."""
+    whole = int(ts)
+    nanos = min(round((ts - whole) * 1e9), 999_999_999)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{base}.{nanos:09d}Z"
+
+
+class FakeOanda:
+    """GET /v3/accounts/{id}/pricing/stream: chunked NDJSON PRICE lines and HEARTBEATs."""
+
+    def __init__(self, lines: list[dict[str, Any]], token: str, account: str,
+                 script: Script | None = None, heartbeat: float = 0.05,
+                 restamp: bool = True, port: int | None = None) -> None:
+        self.lines = lines
+        self.token = token
+        self.account = account
+        self.script = script or Script()
+        self.heartbeat = heartbeat
+        self.restamp = restamp
+        self.sent: list[dict[str, Any]] = []
+        self.http = FakeHttp(port)
+        self.http.route(f"/v3/accounts/{account}/pricing/stream", self._stream)
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response(
+                {"errorMessage": "Insufficient authorization to perform request."}, status=401)
+        wanted = set(request.query.get("instruments", "").split(","))
+        b = self.script.next()
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await resp.prepare(request)
+        prices = [m for m in self.lines if m.get("type") == "PRICE"
+                  and m.get("instrument") in wanted]
+        n = 0
+        i = 0
+        last_hb = time.monotonic()
+        while True:
+            if b.close_after is not None and n >= b.close_after:
+                await asyncio.sleep(0.02)
+                assert request.transport is not None
+                request.transport.abort()
+                return resp
+            if b.silent_after is not None and n >= b.silent_after:
+                await asyncio.sleep(3600)
+            if n in b.inject:
+                await resp.write(b.inject[n].encode() + b"\n")
+            if i >= len(prices):
+                if not b.loop:
+                    # quiet market: heartbeats only
+                    while True:
+                        await resp.write(orjson.dumps(
+                            {"type": "HEARTBEAT", "time": oanda_time(time.time())}) + b"\n")
+                        await asyncio.sleep(self.heartbeat)
+                i = 0
+            m = copy.deepcopy(prices[i])
+            if self.restamp:
+                m["time"] = oanda_time(time.time())
+            await resp.write(orjson.dumps(m) + b"\n")
+            self.sent.append(m)
+            i += 1
+            n += 1
+            if time.monotonic() - last_hb >= self.heartbeat:
+                await resp.write(orjson.dumps(
+                    {"type": "HEARTBEAT", "time": oanda_time(time.time())}) + b"\n")
+                last_hb = time.monotonic()
+            await asyncio.sleep(b.interval)
+
+    async def __aenter__(self) -> FakeOanda:
+        await self.http.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.stop()
