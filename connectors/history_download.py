@@ -104,7 +104,7 @@ OPEN_CHUNK_MAX_AGE = 6 * 3600.0
 #: Default minimum interval between two request starts to the same host, seconds.
 DEFAULT_MIN_INTERVAL = 1.0
 DEFAULT_TIMEOUT = 30.0
-USER_AGENT = "stressbot-history/0.1 (+https://github.com/; replay builder)"
+USER_AGENT = "stressbot-history/0.1 (replay file builder)"
 
 Progress = Callable[[str], None]
 T = TypeVar("T")

@@ -161,7 +161,12 @@ class ExchangeClient:
     def timeframe_seconds(self, timeframe: str) -> int:
         import ccxt.async_support as ccxt_async
 
-        return int(ccxt_async.Exchange.parse_timeframe(timeframe))
+        try:
+            return int(ccxt_async.Exchange.parse_timeframe(timeframe))
+        except (ValueError, KeyError, IndexError) as e:
+            raise HistoryDownloadError(
+                f"{self.exchange_id}: bad timeframe {timeframe!r} (expected e.g. '1h')"
+            ) from e
 
     async def _call(self, what: str, fn: Any, *args: Any) -> Any:
         import ccxt.async_support as ccxt_async
@@ -376,7 +381,9 @@ async def fetch_symbol(
     now = _time.time()
     month = _month_start(lo - tf)
     last_month = _month_start(min(hi, now) - tf)
+    methods: set[str] = set()
     while month <= last_month:
+        methods.add(method_for(spec, month, tf, now))
         for b in await month_bars(client, cache, spec, month, result.notes):
             end = int(b[0]) / 1000 + tf
             if not lo <= end <= hi:
@@ -387,6 +394,8 @@ async def fetch_symbol(
                 continue
             result.rows.append(Row(end, symbol, float(close)))
         month = _next_month(month)
+    if "trades" in methods:
+        result.source += " from trades" if methods == {"trades"} else " (partly from trades)"
     if not result.rows and not result.notes:
         result.notes.append(f"{spec} has no bars with ts in the window")
     return result

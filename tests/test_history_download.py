@@ -182,6 +182,7 @@ async def test_months_beyond_kraken_bars_are_built_from_trades(
 
     result = await download(opts)
 
+    assert result.results[0].source.endswith("from trades")
     assert as_iso(result.rows) == [
         ("2020-03-02T01:00:00Z", "BTC/USD", 102.0),
         ("2020-03-02T03:00:00Z", "BTC/USD", 110.0),
