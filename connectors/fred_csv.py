@@ -29,8 +29,8 @@ from connectors.history_download import (
 
 NEW_YORK = "America/New_York"
 TOKYO = "Asia/Tokyo"
-#: Days fetched beyond the window on both sides: values dated outside the window can be
-#: known inside it (SOFR: next business day; N225: Tokyo is ahead of UTC).
+#: Days fetched beyond the window on both sides for SOFR: a value dated before the window can
+#: be published inside it, and the newest value's stamp needs the next publication date.
 MARGIN_DAYS = 10
 
 
@@ -158,8 +158,10 @@ def stamp_observations(
 
 
 def _years(series: FredSeries, start: date, end: date, today: date) -> list[int]:
-    lo = start - timedelta(days=MARGIN_DAYS)
-    hi = min(end + timedelta(days=MARGIN_DAYS), today)
+    # a fixed local time on D is within a day of D in UTC
+    margin = timedelta(days=MARGIN_DAYS if isinstance(series.stamp, NextPublication) else 1)
+    lo = start - margin
+    hi = min(end + margin, today)
     if series.first is not None:
         lo = max(lo, series.first)
     if series.last is not None:

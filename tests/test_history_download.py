@@ -243,6 +243,18 @@ async def test_sofr_is_known_at_8_new_york_on_its_next_publication_day(
     assert res.skipped == 1
 
 
+async def test_sofr_for_the_last_business_day_of_a_year_is_taken_from_that_year(
+    fred: FakeFred, tmp_path: Path
+) -> None:
+    fred.series["SOFR"] = {date(2019, 12, 31): "1.50", date(2020, 1, 2): "1.54"}
+    opts = options(tmp_path, date(2020, 1, 2), date(2020, 1, 2), ["SOFR"], fred=fred)
+
+    result = await download(opts)
+
+    assert as_iso(result.rows) == [("2020-01-02T13:00:00Z", "SOFR", 1.5)]  # 08:00 EST
+    assert sorted(r.query["cosd"] for r in fred.requests) == ["2019-01-01", "2020-01-01"]
+
+
 async def test_iorb_uses_ioer_before_2021_07_29(fred: FakeFred, tmp_path: Path) -> None:
     fred.series["IOER"] = {date(2021, 7, 27): "0.15", date(2021, 7, 28): "0.15",
                            date(2021, 7, 29): "9.99"}
@@ -290,7 +302,7 @@ async def test_old_date_header_is_accepted(fred: FakeFred, tmp_path: Path) -> No
 async def test_fred_request_asks_for_the_series_and_a_calendar_year(
     fred: FakeFred, tmp_path: Path
 ) -> None:
-    await download(options(tmp_path, date(2020, 3, 2), date(2020, 3, 9), ["US10Y"], fred=fred))
+    await download(options(tmp_path, date(2020, 1, 2), date(2020, 3, 9), ["US10Y"], fred=fred))
 
     assert [r.query for r in fred.requests] == [
         {"id": "DGS10", "cosd": "2020-01-01", "coed": "2020-12-31"}
