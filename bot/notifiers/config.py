@@ -134,6 +134,7 @@ class TelegramConfig(_Strict):
 class DiscordConfig(_Strict):
     webhooks: list[DiscordWebhook] = Field(default_factory=list)
     min_interval: Duration = 0.5  # per webhook; Discord allows about 5 per 2 s per webhook
+    global_min_interval: Duration = 0.02  # all webhooks together: Discord's 50 requests/s
 
 
 class DeliveryConfig(_Strict):

@@ -279,7 +279,7 @@ class Delivery:
                                 else tg.min_interval, parent=tg_global)
                     dest = TelegramDestination(chat, client, self.zone)
                     self.workers.append(Worker(self, dest, chat, gate, tg_global))
-            dc_global = Gate(1.0 / 50)  # Discord: 50 requests/s per client
+            dc_global = Gate(dc.global_min_interval)
             for hook in dc.webhooks:
                 gate = Gate(hook.min_interval if hook.min_interval is not None
                             else dc.min_interval, parent=dc_global)
