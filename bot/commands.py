@@ -27,3 +27,12 @@ def _history_download(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 REGISTRY.append(_history_download)
+
+
+def _feeds(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from connectors.cli_feeds import register  # argparse only; Redis and config load on run
+
+    register(sub)
+
+
+REGISTRY.append(_feeds)

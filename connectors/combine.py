@@ -7,7 +7,8 @@
   when it comes back, it takes over again.
 
 Combined event times never go backwards: a tick from a source whose clock is a little behind
-is written at the previous combined time. `source` names the origin: the feed for failover,
+is written at the previous combined time; one further behind (a slower daily source repeating
+an older observation) is not written. `source` names the origin: the feed for failover,
 ``median(a,b)`` with the sources used for the median.
 """
 
@@ -19,10 +20,12 @@ from statistics import median
 from bot.models import Tick
 from connectors.config import CombineConfig
 
+_CLAMP = 1.0  # seconds: a source this far behind the combined time is clamped, not dropped
+
 
 class Combiner:
-    __slots__ = ("_clock", "_last_ts", "_latest", "_median_names", "max_age", "mode", "sources",
-                 "symbol")
+    __slots__ = ("_clock", "_last_ts", "_last_value", "_latest", "_median_names", "max_age",
+                 "mode", "sources", "symbol")
 
     def __init__(self, symbol: str, config: CombineConfig, sources: list[str],
                  clock: Callable[[], float]) -> None:
@@ -33,6 +36,7 @@ class Combiner:
         self._clock = clock
         self._latest: dict[str, tuple[float, float]] = {}  # source -> (wall time, value)
         self._last_ts = float("-inf")
+        self._last_value = float("nan")
         self._median_names: dict[tuple[str, ...], str] = {}
 
     def update(self, source: str, ts: float, value: float, now: float) -> Tick | None:
@@ -40,7 +44,11 @@ class Combiner:
             return None
         self._latest[source] = (now, value)
         if ts < self._last_ts:
-            ts = self._last_ts
+            if self._last_ts - ts > _CLAMP:
+                return None  # older than what was written (e.g. a slower daily source)
+            ts = self._last_ts  # exchange clocks a little apart: keep time monotonic
+        if ts == self._last_ts and value == self._last_value:
+            return None  # the same observation from a second source
         if self.mode == "failover":
             for s in self.sources:
                 seen = self._latest.get(s)
@@ -48,7 +56,7 @@ class Combiner:
                     if s != source:
                         return None  # a higher-priority source is live
                     break
-            self._last_ts = ts
+            self._last_ts, self._last_value = ts, value
             return Tick(ts, self.symbol, value, source)
         live = [
             (s, v) for s, (w, v) in self._latest.items() if now - w <= self.max_age
@@ -62,5 +70,5 @@ class Combiner:
             name = self._median_names.get(key) or self._median_names.setdefault(
                 key, f"median({','.join(key)})"
             )
-        self._last_ts = ts
+        self._last_ts, self._last_value = ts, out
         return Tick(ts, self.symbol, out, name)

@@ -122,3 +122,13 @@ async def test_failover_to_backup_when_primary_dies(store: Store) -> None:
     first_backup = sources.index("backup")
     assert set(sources[first_backup:]) == {"backup"}  # no flapping once primary is gone
     assert {t.value for t in ticks if t.source == "backup"} == {101.0}
+
+
+def test_same_observation_from_a_second_source_is_written_once() -> None:
+    clock = Clock()
+    c = Combiner("US10Y", CombineConfig(mode="failover", sources=["treasury", "fred"],
+                                        max_age=1), ["treasury", "fred"], clock)
+    assert c.update("treasury", 900.0, 4.25, clock()) is not None
+    clock.t += 5  # the Treasury is quiet (daily data); FRED repeats the same close
+    assert c.update("fred", 900.0, 4.25, clock()) is None
+    assert c.update("fred", 500.0, 4.20, clock()) is None  # an older day: not written again
