@@ -76,6 +76,7 @@ import asyncio
 import contextlib
 import gzip
 import io
+import logging
 import os
 import random
 import sys
@@ -639,9 +640,13 @@ async def ensure_episode(
 
     The file covers ``start - lead_in .. end`` (see :data:`EPISODES`) and lives at
     ``<cache>/episodes/episode-<name>_<from>_<to>.csv``. The keyword arguments point the
-    download at other endpoints (tests) and are not part of the file's identity.
+    download at other endpoints (tests) and are not part of the file's identity. Progress goes
+    to `progress`, else to this module's logger at INFO. A first download makes a few dozen
+    requests (about a minute at the default pacing of one request per second per host).
     """
     ep = EPISODES.get(name)
+    if progress is None:
+        progress = logging.getLogger(__name__).info
     if ep is None:
         raise HistoryDownloadError(
             f"unknown episode {name!r}; known: {', '.join(sorted(EPISODES))}"

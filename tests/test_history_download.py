@@ -531,3 +531,22 @@ async def test_ensure_episode_downloads_once_then_reuses_the_file(
     assert datetime.fromtimestamp(min(ts), UTC).date() >= date(2020, 2, 10)
     assert datetime.fromtimestamp(max(ts), UTC).date() <= date(2020, 4, 10)
     assert {"US10Y", "SOFR", "IORB", "EUR/USD", "VIX"} <= {ln.split(",")[1] for ln in lines[1:]}
+
+
+async def test_unknown_episode_is_refused_naming_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(HistoryDownloadError, match="312"):
+        await ensure_episode("1929", tmp_path)
+
+
+def test_download_joins_an_existing_history_command() -> None:
+    parser = argparse.ArgumentParser(prog="stressbot")
+    sub = parser.add_subparsers(dest="command", required=True)
+    other = sub.add_parser("history").add_subparsers(dest="history_command", required=True)
+    other.add_parser("inspect").set_defaults(handler="inspect")
+
+    register(sub)
+
+    assert parser.parse_args(["history", "inspect"]).handler == "inspect"
+    args = parser.parse_args(["history", "download", "--from", "2020-03-02", "--to",
+                              "2020-03-06", "--out", "x.csv"])
+    assert (args.start, args.end) == (date(2020, 3, 2), date(2020, 3, 6))
