@@ -112,7 +112,7 @@ class Engine:
         self.wild_print_pct = wild_print_pct
         self._held: dict[str, tuple[float, float, str]] = {}  # symbol -> unconfirmed tick
         self._dirty: set[str] = set()
-        self._alerts: list[Alert] = []
+        self.pending: list[Alert] = []  # raised and not yet taken by the runner
         self._last_trim = -math.inf
         self._usdx_missing: frozenset[str] | None = None
         lookback = rules.lookback
@@ -187,15 +187,13 @@ class Engine:
 
     def queue(self, alerts: list[Alert]) -> None:
         """Queue alerts raised outside the rules (feed health), committed like any other."""
-        self._alerts.extend(alerts)
+        self.pending.extend(alerts)
 
     def take_alerts(self) -> list[Alert]:
-        out, self._alerts = self._alerts, []
+        """Hand over the raised alerts (the `pending` list is emptied in place)."""
+        out = self.pending[:]
+        self.pending.clear()
         return out
-
-    @property
-    def has_alerts(self) -> bool:
-        return bool(self._alerts)
 
     # ---- evaluation -----------------------------------------------------------------------
 
@@ -254,11 +252,19 @@ class Engine:
             summary = f"Resolved: {summary}"
         else:
             self.stats.alerts[rule.id] += 1
-        self._alerts.append(Alert(
+        window = rule.window
+        chart = {}
+        for sym in rule.chart_symbols:
+            s = self.series[sym]
+            i = max(bisect_right(s.ts, now - window) - 1, 0)
+            j = bisect_right(s.ts, now)
+            if j > i:
+                chart[sym] = list(zip(s.ts[i:j], s.values[i:j], strict=True))
+        self.pending.append(Alert(
             id=f"{rule.id}@{iso_utc(now)}" + (":resolved" if kind is AlertKind.RESOLVED else ""),
             ts=now, rule=rule.id, pattern=rule.pattern, severity=rule.severity,
             summary=summary, kind=kind, values=values, symbols=list(rule.chart_symbols),
-            window=rule.window,
+            window=window, chart=chart,
         ))
 
     def _update_derived(self, now: float, dirty: set[str]) -> None:
@@ -295,6 +301,11 @@ class Engine:
 
     # ---- state for the store ---------------------------------------------------------------
 
+    @property
+    def longest_window(self) -> float:
+        """The longest window any rule looks at, in seconds."""
+        return max((r.window for r in self.rules), default=0.0)
+
     def rule_states(self) -> dict[str, dict[str, Any]]:
         by_id = {r.id: r for r in self.rules}
         return {rid: {**asdict(st), "pattern": by_id[rid].pattern,
@@ -303,11 +314,13 @@ class Engine:
     def latest(self) -> dict[str, tuple[float, float]]:
         return {sym: (s.ts[-1], s.values[-1]) for sym, s in self.series.items() if s.ts}
 
-    def points_since(self, since: dict[str, float]) -> dict[str, list[tuple[float, float]]]:
-        """Points newer than `since[symbol]` for every symbol (for the store's chart series)."""
+    def points_since(self, since: dict[str, float], not_before: float = -math.inf) -> dict[
+        str, list[tuple[float, float]]
+    ]:
+        """Points newer than `since[symbol]` and not before `not_before`, for every symbol."""
         out = {}
         for sym, s in self.series.items():
-            t0 = since.get(sym, -math.inf)
+            t0 = max(since.get(sym, -math.inf), not_before - 1e-9)
             if s.ts and s.ts[-1] > t0:
                 i = bisect_right(s.ts, t0)
                 out[sym] = list(zip(s.ts[i:], s.values[i:], strict=True))

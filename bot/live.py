@@ -109,7 +109,7 @@ class EngineService:
             if self.rules_dir is not None and now - last_rules >= RULES_POLL:
                 last_rules = now
                 self._maybe_reload_rules()
-            if self.engine.has_alerts or (dirty and now - last_cp >= cfg.checkpoint_every):
+            if self.engine.pending or (dirty and now - last_cp >= cfg.checkpoint_every):
                 await self.commit()
                 last_cp, dirty = now, False
         await self.commit()
@@ -128,7 +128,7 @@ class EngineService:
             alerts, rule_states=e.rule_states(), latest=e.latest(),
         )
         if points:
-            keep = e.clock - SERIES_KEEP
+            keep = e.clock - max(SERIES_KEEP, e.longest_window + 86400.0)
             await self.store.add_series(
                 {s: [p for p in pts if p[0] >= keep] for s, pts in points.items()}, keep)
             for s, pts in points.items():

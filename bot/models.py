@@ -98,6 +98,9 @@ class Alert:
     values: dict[str, float | None] = field(default_factory=dict)
     symbols: list[str] = field(default_factory=list)  # the series behind it, for charts
     window: float = 0.0  # seconds of history worth showing with it
+    # (ts, value) points of each chart symbol over the window, so a chart can be drawn from
+    # the alert alone, whenever and wherever it is delivered
+    chart: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -111,6 +114,7 @@ class Alert:
             "values": self.values,
             "symbols": self.symbols,
             "window": self.window,
+            "chart": self.chart,
         }
 
     def dumps(self) -> bytes:
@@ -130,6 +134,8 @@ class Alert:
             values=d.get("values", {}),
             symbols=d.get("symbols", []),
             window=float(d.get("window", 0.0)),
+            chart={s: [(float(t), float(v)) for t, v in pts]
+                   for s, pts in d.get("chart", {}).items()},
         )
 
 

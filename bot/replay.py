@@ -82,7 +82,6 @@ async def run_replay(opts: ReplayOptions, config: Config, store: Store, rules: R
     pos = (0, 0)
     ticks_read = 0
     resumed_from = None
-    series_sent: dict[str, float] = {}
     if opts.resume:
         cp = await store.load_checkpoint()
         if cp is not None:
@@ -97,7 +96,6 @@ async def run_replay(opts: ReplayOptions, config: Config, store: Store, rules: R
             for reason, n in extra.get("rejects", {}).items():
                 rejects.counts[reason] = n
             rejects.examples = extra.get("reject_examples", {})
-            series_sent = extra.get("series_sent", {})
             resumed_from = f"{iso_utc(cp.clock)} (file {pos[0] + 1}, row {pos[1] + 1})"
     if resumed_from is None:
         await store.clear()
@@ -107,22 +105,18 @@ async def run_replay(opts: ReplayOptions, config: Config, store: Store, rules: R
     last_progress = t0
     counted_from = ticks_read
 
-    async def commit(position: tuple[int, int]) -> None:
+    async def commit(position: tuple[int, int], final: bool = False) -> None:
         alerts = engine.take_alerts()
         extra = {"ticks_read": ticks_read, "rejects": dict(rejects.counts),
-                 "reject_examples": rejects.examples, "series_sent": series_sent}
-        points = engine.points_since(series_sent)
+                 "reject_examples": rejects.examples}
         await store.commit(
             Checkpoint(_format_position(position, len(files)), fp,
                        max(engine.clock, 0.0), engine.snapshot(extra)),
             alerts, rule_states=engine.rule_states(), latest=engine.latest(),
         )
-        if points:
-            keep = engine.clock - SERIES_KEEP
-            await store.add_series({s: [p for p in pts if p[0] >= keep]
-                                    for s, pts in points.items()}, keep)
-            for s, pts in points.items():
-                series_sent[s] = pts[-1][0]
+        if final:  # recent history for /status and /chart after the replay
+            keep = engine.clock - max(SERIES_KEEP, engine.longest_window + 86400.0)
+            await store.add_series(engine.points_since({}, not_before=keep), keep)
         if opts.on_alert:
             for a in alerts:
                 opts.on_alert(a)
@@ -132,15 +126,19 @@ async def run_replay(opts: ReplayOptions, config: Config, store: Store, rules: R
         engine.evaluate_from = opts.start
     rate = opts.rate
     add = engine.add
+    pending = engine.pending
+    n = 0
     for n, (fi, ri, ts, sym, value) in enumerate(read_history(files, rejects, start=pos), 1):
         if end is not None and ts > end:
+            n -= 1
             break
         add(ts, sym, value)
-        ticks_read += 1
-        if engine.has_alerts:
+        if pending:
+            ticks_read = counted_from + n
             await commit((fi, ri + 1))
             last_cp = time.monotonic()
         if n & 4095 == 0 or rate:
+            ticks_read = counted_from + n
             now = time.monotonic()
             if now - last_cp >= opts.checkpoint_every:
                 await commit((fi, ri + 1))
@@ -154,8 +152,9 @@ async def run_replay(opts: ReplayOptions, config: Config, store: Store, rules: R
                     await asyncio.sleep(ahead)
             else:
                 await asyncio.sleep(0)  # let other tasks run between chunks
+    ticks_read = counted_from + n
     engine.finish()
-    await commit((len(files), 0))
+    await commit((len(files), 0), final=True)
     elapsed = time.monotonic() - t0
     outbox = [a for _, a in await store.alerts()]
     result = ReplayResult(ticks_read - counted_from, rejects, engine.stats, outbox, elapsed,

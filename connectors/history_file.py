@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import IO
 
@@ -84,11 +85,10 @@ def read_history(
                 )
             last_ts_text = ""
             last_ts = 0.0
+            ri = skip - 1
             try:
-                for ri, line in enumerate(fh):
-                    if ri < skip:
-                        continue
-                    parts = line.rstrip("\r\n").split(",")
+                for ri, line in enumerate(islice(fh, skip, None), skip):
+                    parts = line.split(",")
                     if len(parts) != 3:
                         if line.strip():
                             rejects.add("malformed row",
@@ -111,17 +111,20 @@ def read_history(
                         rejects.add("unknown symbol", f"{path.name}:{ri + 2}: {sym[:40]!r}")
                         continue
                     try:
-                        value = float(val_text)
+                        value = float(val_text)  # tolerates the line's own newline
                     except ValueError:
-                        rejects.add("not a number", f"{path.name}:{ri + 2}: {val_text[:40]!r}")
+                        rejects.add("not a number",
+                                    f"{path.name}:{ri + 2}: {val_text.strip()[:40]!r}")
                         continue
-                    if not isfinite(value):
-                        rejects.add("not a number", f"{path.name}:{ri + 2}: {val_text[:40]!r}")
-                        continue
-                    if value <= 0.0 and kind is not rate:
-                        rejects.add("zero or negative price",
-                                    f"{path.name}:{ri + 2}: {sym} {value}")
-                        continue
+                    if value <= 0.0 or not isfinite(value):
+                        if not isfinite(value):
+                            rejects.add("not a number",
+                                        f"{path.name}:{ri + 2}: {val_text.strip()[:40]!r}")
+                            continue
+                        if kind is not rate:
+                            rejects.add("zero or negative price",
+                                        f"{path.name}:{ri + 2}: {sym} {value}")
+                            continue
                     yield fi, ri, last_ts, sym, value
             except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as e:
                 raise HistoryFileError(f"{path}: cannot read past row {ri + 2}: {e}") from e
