@@ -20,6 +20,11 @@ Points = Sequence[tuple[float, float]]
 ChartRenderer = Callable[[Alert, Mapping[str, Points], str], bytes]
 
 
+#: Colour-blind-friendly (Okabe-Ito) colours, distinct from the red trigger line.
+_PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000",
+            "#F0E442")
+
+
 class ChartError(StressbotError):
     """A chart could not be drawn; the alert is sent without it."""
 
@@ -54,7 +59,7 @@ def render_chart(alert: Alert, series: Mapping[str, Points], zone: str = "UTC") 
     ax = fig.add_subplot(1, 1, 1)
     ax2 = None
     units = {normalise(s, p)[2] for s, p in drawn.items()}
-    for sym, pts in drawn.items():
+    for n, (sym, pts) in enumerate(drawn.items()):
         ts, moves, unit = normalise(sym, pts)
         x = [t / 86400.0 for t in ts]  # matplotlib dates: days since its 1970 epoch
         target = ax
@@ -63,7 +68,9 @@ def render_chart(alert: Alert, series: Mapping[str, Points], zone: str = "UTC") 
                 ax2 = ax.twinx()
                 ax2.set_ylabel("change (bp)")
             target = ax2
-        target.plot(x, moves, label=f"{sym} ({unit})", linewidth=1.8)
+        # one colour per series across both axes (a twin axis would restart the cycle)
+        target.plot(x, moves, label=f"{sym} ({unit})", linewidth=1.8,
+                    color=_PALETTE[n % len(_PALETTE)])
     ax.set_ylabel("change (%)" if "%" in units else "change (bp)")
     trigger = alert.ts / 86400.0
     ax.axvline(trigger, color="crimson", linestyle="--", linewidth=1.5, label="trigger")
