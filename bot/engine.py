@@ -105,6 +105,7 @@ class Engine:
         self.sessions = SessionReturns(sessions)
         self.ctx = EvalContext(self.series, self.sessions)
         self.clock = -math.inf
+        self.first_clock = -math.inf  # event time of the first tick ever taken
         self.evaluate_from = -math.inf  # replay --from: earlier instants only warm the windows
         self.states: dict[str, RuleState] = {r.id: RuleState() for r in self.rules}
         self.stats = EngineStats()
@@ -126,6 +127,8 @@ class Engine:
     def add(self, ts: float, symbol: str, value: float, source: str = "") -> None:
         """Take one tick. Evaluates the rules first if it moves the clock forward."""
         if ts > self.clock:
+            if self.clock == -math.inf:
+                self.first_clock = ts
             self._step()
             self.clock = ts
         self.ticks += 1
@@ -277,7 +280,7 @@ class Engine:
                 if missing != self._usdx_missing:
                     self._usdx_missing = missing
                     if missing:
-                        log.warning("dollar index USDX from %d of 6 legs (missing %s), "
+                        log.info("dollar index USDX from %d of 6 legs (missing %s), "
                                     "weights renormalised, at %s", len(legs),
                                     ", ".join(sorted(missing)), iso_utc(now))
                     else:
@@ -329,6 +332,7 @@ class Engine:
     def snapshot(self, extra: dict[str, Any] | None = None) -> bytes:
         return orjson.dumps({
             "clock": self.clock if self.clock > -math.inf else None,
+            "first_clock": self.first_clock if self.first_clock > -math.inf else None,
             "evaluate_from": None if self.evaluate_from == -math.inf else self.evaluate_from,
             "series": {k: s.snapshot() for k, s in self.series.items() if s.ts},
             "states": {k: asdict(v) for k, v in self.states.items()},
@@ -343,6 +347,8 @@ class Engine:
         """Restore a snapshot; returns the `extra` the runner stored with it."""
         d = orjson.loads(raw)
         self.clock = d["clock"] if d["clock"] is not None else -math.inf
+        fc = d.get("first_clock")
+        self.first_clock = fc if fc is not None else -math.inf
         ef = d.get("evaluate_from")
         self.evaluate_from = -math.inf if ef is None else ef
         for k, data in d["series"].items():

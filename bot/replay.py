@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ class ReplayResult:
     elapsed: float
     resumed_from: str | None = None
     notes: list[str] = field(default_factory=list)
+    span: float = 0.0  # seconds of event time covered by the replay
 
     @property
     def ticks_per_second(self) -> float:
@@ -153,12 +155,13 @@ async def run_replay(opts: ReplayOptions, config: Config, store: Store, rules: R
             else:
                 await asyncio.sleep(0)  # let other tasks run between chunks
     ticks_read = counted_from + n
+    first_clock = max(engine.first_clock, opts.start or -math.inf)
     engine.finish()
     await commit((len(files), 0), final=True)
     elapsed = time.monotonic() - t0
     outbox = [a for _, a in await store.alerts()]
     result = ReplayResult(ticks_read - counted_from, rejects, engine.stats, outbox, elapsed,
-                          resumed_from)
+                          resumed_from, span=max(engine.clock - first_clock, 0.0))
     if engine.stats.usdx_partial:
         result.notes.append(f"dollar index USDX was computed without every FX leg at "
                             f"{engine.stats.usdx_partial} points (weights renormalised)")
@@ -225,6 +228,11 @@ def print_summary(r: ReplayResult, out: TextIO = sys.stdout) -> None:
         by_rule[a.rule] = by_rule.get(a.rule, 0) + 1
     for rule, n in sorted(by_rule.items()):
         p(f"    {rule:<22}{n:>8}\n")
+    if firing and r.span > 0:
+        days = {datetime.fromtimestamp(a.ts, UTC).date() for a in firing}
+        months = r.span / (30.44 * 86400)
+        p(f"  alert-days        {len(days)} in {months:.1f} months "
+          f"({len(days) / months:.2f} a month)\n")
     for rule, n in sorted(s.absorbed.items()):
         p(f"    ({rule}: {n} more episode(s) inside the cooldown, not sent)\n")
     p(f"  elapsed           {r.elapsed:.2f} s\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -99,6 +100,8 @@ async def _replay(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
+    if not args.verbose:  # the demo shows alerts, not the engine's log
+        logging.getLogger().setLevel(logging.WARNING)
     if args.data is not None:
         data = args.data
     else:

@@ -1,0 +1,24 @@
+# stressbot: the live bot. Configure with a mounted config file and environment variables
+# (REDIS_URL, STRESSBOT_TELEGRAM_TOKEN, FRED_API_KEY, OANDA_API_TOKEN, ...).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY connectors ./connectors
+COPY rules ./rules
+COPY config.example.toml ./
+# Editable install: the shipped rules/ stay beside the package, where stressbot finds them.
+RUN pip install -e . \
+    && useradd --create-home --uid 10001 stressbot \
+    && mkdir -p /home/stressbot/.cache/stressbot \
+    && chown -R stressbot /home/stressbot
+
+USER stressbot
+# Mount your config at /etc/stressbot/config.toml (see config.example.toml).
+CMD ["stressbot", "run", "--config", "/etc/stressbot/config.toml"]
