@@ -378,10 +378,20 @@ class TelegramCommandBot:
         self.allowed = set(config.notify.telegram.allowed_users)
         self.refused = 0
 
+    @staticmethod
+    def enabled(config: Config) -> bool:
+        """Whether the live service should run the command bot (commands on, token set)."""
+        tg = config.notify.telegram
+        return tg.commands and tg.token() is not None
+
     async def run(self, stop: asyncio.Event) -> None:
+        """Answer commands until `stop` is set. Raises ConfigError without a bot token."""
         from telegram.ext import ApplicationBuilder, CommandHandler, MessageHandler, filters
 
         tg = self.config.notify.telegram
+        if not tg.commands:
+            log.info("Telegram commands are off (notify.telegram.commands = false)")
+            return
         token = tg.token()
         if token is None:
             raise ConfigError(f"the command bot needs the bot token: export {tg.token_env}")

@@ -302,3 +302,33 @@ async def test_the_bot_token_and_webhook_secret_never_reach_the_logs(
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "retry" in text  # the 500 was logged...
     assert tg.token not in text and HOOK_TOKEN not in text  # ...without secrets
+
+
+async def test_the_service_delivers_alerts_published_while_it_runs_and_stops_cleanly(
+        store: Store, tg: FakeTelegram, dc: FakeDiscord) -> None:
+    import asyncio
+
+    from bot.notifiers import NotifierService
+
+    stop = asyncio.Event()
+    svc = NotifierService(notify_config(store, tg, dc), store)
+    task = asyncio.create_task(svc.run(stop))
+    await store.publish_alert(alert(1))
+    await store.publish_alert(alert(2))
+    async with asyncio.timeout(10):
+        while len(tg.sent) < 2 or len(dc.posted) < 2:
+            await asyncio.sleep(0.02)
+    stop.set()
+    async with asyncio.timeout(10):
+        await task
+    assert _tg_ids(tg) == _dc_ids(dc) == ["btc_crash:1:firing", "btc_crash:2:firing"]
+    assert svc.report.destinations["desk"].delivered == 2
+
+
+async def test_discord_thread_id_is_sent_as_a_query_parameter(store: Store,
+                                                              dc: FakeDiscord) -> None:
+    await store.publish_alert(alert(1))
+    cfg = notify_config(store, None, dc, hooks=[{"name": "t", "thread_id": 987654321,
+                                                 "charts": False}])
+    await deliver_pending(cfg, store)
+    assert [p.thread_id for p in dc.posted] == ["987654321"]

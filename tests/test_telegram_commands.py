@@ -228,3 +228,18 @@ async def test_mute_duration_bounds_are_enforced(store: Store) -> None:
     c = Commands(notify_config(store), store)
     with pytest.raises(CommandError, match="1m to 30d"):
         await c.mute(["btc_crash", "31d"])
+
+
+async def test_status_shows_dead_letters_and_alerts_waiting(store: Store,
+                                                            tg: FakeTelegram) -> None:
+    from tests.fake_telegram import Canned
+
+    tg.script.append(Canned(403, {"ok": False, "error_code": 403,
+                                  "description": "Forbidden: bot was blocked by the user"}))
+    await store.publish_alert(alert(1))
+    cfg = notify_config(store, tg, chats=[{"name": "desk", "chat_id": ALERT_CHAT,
+                                           "charts": False}])
+    await deliver_pending(cfg, store)
+    reply = await Commands(cfg, store).status()
+    assert "Undelivered (dead letters)</b>: 1" in reply.html
+    assert "desk: btc_crash:1:firing: telegram sendMessage: 403 Forbidden" in reply.html

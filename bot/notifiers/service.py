@@ -404,5 +404,12 @@ class NotifierService:
                 log.warning("%s: store unavailable (%s); retrying in %.1fs", w.name, e, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
+            except Exception:  # a bug must not silently end this destination's deliveries
+                failures += 1
+                delay = backoff_delay(failures, 1.0, 60.0)
+                log.exception("%s: delivery loop failed; restarting it in %.1fs (the alert in "
+                              "hand stays pending)", w.name, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
             else:
                 failures = 0
