@@ -316,7 +316,9 @@ async def test_the_service_delivers_alerts_published_while_it_runs_and_stops_cle
     await store.publish_alert(alert(1))
     await store.publish_alert(alert(2))
     async with asyncio.timeout(10):
-        while len(tg.sent) < 2 or len(dc.posted) < 2:
+        while True:
+            if len(tg.sent) >= 2 and len(dc.posted) >= 2:
+                break
             await asyncio.sleep(0.02)
     stop.set()
     async with asyncio.timeout(10):
