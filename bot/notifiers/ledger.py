@@ -68,6 +68,24 @@ class Ledger:
         d = orjson.loads(raw)
         return Mark(status=d["status"], parts=int(d.get("parts", 0)), ids=list(d.get("ids", [])))
 
+    async def lookup(self, dest: str, alert_id: str, now: float | None = None) -> tuple[
+        Mark | None, str | None, dict[str, float]
+    ]:
+        """(delivery mark, in-flight mark, active mutes) in one round trip."""
+        now = time.time() if now is None else now
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(self._k_sent(dest), alert_id)
+        pipe.get(self._k_inflight(dest))
+        pipe.hgetall(self.k_mutes)
+        raw_mark, raw_inflight, raw_mutes = await pipe.execute()
+        mark = None
+        if raw_mark is not None:
+            d = orjson.loads(raw_mark)
+            mark = Mark(status=d["status"], parts=int(d.get("parts", 0)),
+                        ids=list(d.get("ids", [])))
+        mutes = {_s(k): float(v) for k, v in raw_mutes.items() if float(v) > now}
+        return mark, (_s(raw_inflight) if raw_inflight is not None else None), mutes
+
     async def inflight(self, dest: str) -> str | None:
         raw = await self.redis.get(self._k_inflight(dest))
         return raw.decode() if isinstance(raw, bytes) else raw

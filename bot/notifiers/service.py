@@ -51,7 +51,7 @@ from bot.notifiers.base import (
 from bot.notifiers.chart import ChartRenderer, render_chart
 from bot.notifiers.config import NotifyConfig, Route
 from bot.notifiers.discord import DiscordDestination
-from bot.notifiers.ledger import Ledger
+from bot.notifiers.ledger import ALL, Ledger
 from bot.notifiers.telegram import TelegramClient, TelegramDestination
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ class Worker:
 
     async def process(self, entry_id: str, alert: Alert, stop: _Stop, stale_after: float) -> None:
         ledger, r = self.d.ledger, self.report
-        mark = await ledger.mark(self.name, alert.id)
+        mark, inflight, mutes = await ledger.lookup(self.name, alert.id)
         if mark is not None and mark.status in ("sent", "dead"):
             await ledger.ack_only(self.name, entry_id)
             r.already_delivered += 1
@@ -156,8 +156,9 @@ class Worker:
             r.skipped += 1
             return
         if mark is None:
-            until = await ledger.muted(alert.rule)
-            if until is not None:
+            hits = [mutes[t] for t in (alert.rule, ALL) if t in mutes]
+            if hits:
+                until = max(hits)
                 log.info("%s: alert %s (rule %s) muted until %s, not sent", self.name, alert.id,
                          alert.rule, time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(until)))
                 await ledger.ack_only(self.name, entry_id)
@@ -172,7 +173,7 @@ class Worker:
         start = mark.parts if mark is not None else 0
         ids = list(mark.ids) if mark is not None else []
         note = None
-        if await ledger.inflight(self.name) == f"{alert.id}#{start}":
+        if inflight == f"{alert.id}#{start}":
             log.warning("%s: alert %s part %d was in flight when the process stopped; sending "
                         "it again, marked as a possible repeat", self.name, alert.id, start)
             note = REPEAT_NOTE
