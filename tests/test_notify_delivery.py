@@ -240,6 +240,18 @@ async def test_each_alert_carries_a_png_chart(store: Store, tg: FakeTelegram,
     assert dc.posted[0].embeds[0]["image"]["url"] == "attachment://chart.png"
 
 
+async def test_the_chart_is_drawn_from_the_points_the_alert_carries(
+        store: Store, tg: FakeTelegram) -> None:
+    t0 = 1_700_000_000.0
+    a = alert(1, symbols=["BTC/USD"], ts=t0)
+    a.chart = {"BTC/USD": [(t0 + i * 60, 65000 - i * 150.0) for i in range(30)]}
+    await store.publish_alert(a)  # nothing in the store's series: only the alert has points
+    cfg = notify_config(store, tg, chats=[{"name": "desk", "chat_id": 5}])
+    await deliver_pending(cfg, store)
+    assert [s.method for s in tg.sent] == ["sendPhoto"]
+    assert (tg.sent[0].photo or b"").startswith(b"\x89PNG")
+
+
 async def test_a_broken_chart_renderer_never_blocks_the_text(store: Store, tg: FakeTelegram,
                                                              dc: FakeDiscord) -> None:
     def broken(*_: object) -> bytes:

@@ -316,12 +316,18 @@ class Delivery:
             return png
 
     async def _draw(self, alert: Alert, zone: str) -> bytes | None:
-        if not alert.symbols:
+        """Chart from the points the alert carries; from the store's recent series if none."""
+        if not alert.symbols and not alert.chart:
             return None
         window = alert.window if alert.window > 0 else 6 * 3600.0
         try:
-            series = {s: await self.store.series(s, alert.ts - window, alert.ts + window * 0.25)
-                      for s in alert.symbols}
+            series: dict[str, list[tuple[float, float]]]
+            if any(len(p) >= 2 for p in alert.chart.values()):
+                series = dict(alert.chart)
+            else:
+                series = {s: await self.store.series(s, alert.ts - window,
+                                                     alert.ts + window * 0.25)
+                          for s in alert.symbols}
             png = await asyncio.wait_for(
                 asyncio.to_thread(self.renderer, alert, series, zone),
                 self.cfg.delivery.chart_timeout)
