@@ -28,6 +28,9 @@ Functions (windows are duration strings such as "24h", "5d"):
 ``count_rising([SYM, ...], W, PCT)``   how many rose by more than PCT % in W
 ``low_last(SYM, N)``                   lowest of the last N observations (persistence in
 ``high_last(SYM, N)``                  publications, e.g. daily rates over weekends)
+``zscore(SYM, W, LOOKBACK)``           the latest change over W in standard deviations of
+                                       the W-changes before it across LOOKBACK (how
+                                       unusual a move is for the regime it broke from)
 ``stale(SYM, W)``                      true when the symbol has no value newer than W
 ``abs(X)``                             absolute value
 ``min(X, ...)`` ``max(X, ...)``        smallest / largest of the known values
@@ -119,6 +122,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], T, frozenset[Kind] | None]] = {
     "low_last": ((SYM, COUNT), T.NUM, None),
     "high_last": ((SYM, COUNT), T.NUM, None),
     "stale": ((SYM, DUR), T.BOOL, None),
+    "zscore": ((SYM, DUR, DUR), T.NUM, None),
     "abs": ((NUM,), T.NUM, None),
     "min": ((NUMS,), T.NUM, None),
     "max": ((NUMS,), T.NUM, None),
@@ -341,6 +345,7 @@ class _Compiler:
                      accepts: frozenset[Kind] | None) -> Compiled:
         syms: list[str] = []
         window = 0.0
+        windows: list[float] = []
         session = ""
         pct = 0.0
         count = 0
@@ -354,6 +359,7 @@ class _Compiler:
                 syms.extend(self._symbol(el, name, accepts) for el in arg.elts)
             elif kind == DUR:
                 window = self._duration(arg, name)
+                windows.append(window)
             elif kind == SESSION:
                 session = self._string(arg, name, "a session name")
                 if session not in self.sessions:
@@ -376,6 +382,14 @@ class _Compiler:
             lookback = {s: window + 86400.0 for s in syms}  # the oldest session may start earlier
         elif count:
             lookback = {s: count * 4 * 86400.0 for s in syms}  # N daily prints, with holidays
+        elif name == "zscore":
+            window, span = windows
+            if span < 11 * window:
+                raise ExprError(f"zscore() needs a lookback of at least 11 windows "
+                                f"(here {int(span // window)})", node.args[2])
+            lookback = {s: span + window for s in syms}
+            fn = _zscore_fn(syms[0], window, span)
+            return Compiled(fn, result, symbols=syms, lookback=lookback)
         fn = _window_fn(name, syms, window, session, pct, count)
         return Compiled(fn, result, symbols=syms, lookback=lookback,
                         uses_clock=(name == "stale"))
@@ -439,6 +453,10 @@ _CMP: dict[type, Callable[[float, float], bool]] = {
     ast.Eq: lambda a, b: a == b,
     ast.NotEq: lambda a, b: a != b,
 }
+
+
+def _zscore_fn(sym: str, w: float, span: float) -> Fn:
+    return lambda c: c.series[sym].zscore(c.now, w, span)
 
 
 def _const(v: Any) -> Fn:

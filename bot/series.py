@@ -105,6 +105,29 @@ class Series:
             return None
         return (v[-1] / min(v) - 1.0) * 100.0
 
+    def zscore(self, now: float, window: float, lookback: float) -> float | None:
+        """The latest change over `window`, in standard deviations of the changes over
+        `window` that preceded it back to back across `lookback` (percent for prices, the
+        series' units otherwise). None with fewer than 10 reference changes or no variation.
+        """
+        n = int(lookback // window)
+        if n < 11:
+            return None
+        pts = [self.value_at(now - k * window) for k in range(n + 1)]
+        if any(p is None for p in pts):
+            return None
+        v: list[float] = pts  # type: ignore[assignment]
+        if self.kind is Kind.PRICE:
+            ch = [v[k] / v[k + 1] - 1.0 for k in range(n)]
+        else:
+            ch = [v[k] - v[k + 1] for k in range(n)]
+        ref = ch[1:]
+        mean = sum(ref) / len(ref)
+        var = sum((c - mean) ** 2 for c in ref) / (len(ref) - 1)
+        if var <= 0.0:
+            return None
+        return (ch[0] - mean) / var**0.5
+
     # ---- snapshot --------------------------------------------------------------------------
 
     def snapshot(self) -> list[list[float]]:

@@ -122,3 +122,15 @@ def test_arithmetic_and_chained_comparisons() -> None:
 def test_lookback_records_the_longest_window_per_symbol() -> None:
     c = compile_expr('ret("BTC/USD", "1d") < 0 and drawdown("BTC/USD", "7d") > 5', [])
     assert c.lookback == {"BTC/USD": 7 * D}
+
+
+def test_zscore_measures_a_move_against_the_regime() -> None:
+    calm = [(k * D, 1.0 + 0.01 * (k % 2)) for k in range(40)]  # +-1 bp a day
+    c = ctx_with({"US10Y": [*calm, (40 * D, 1.20)]}, now=40 * D)
+    z = ev('zscore("US10Y", "1d", "30d")', c, T.NUM)
+    assert isinstance(z, float) and z > 10
+
+
+def test_zscore_needs_a_lookback_of_ten_windows() -> None:
+    with pytest.raises(ExprError, match="at least 11 windows"):
+        compile_expr('zscore("US10Y", "1d", "5d") > 3', [])
