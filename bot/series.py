@@ -6,6 +6,7 @@ Points are kept sorted by time in two parallel lists, so a window lookup is a bi
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 
 from bot.models import Kind
@@ -126,7 +127,7 @@ class Series:
         var = sum((c - mean) ** 2 for c in ref) / (len(ref) - 1)
         if var <= 0.0:
             return None
-        return (ch[0] - mean) / var**0.5
+        return (ch[0] - mean) / math.sqrt(var)
 
     # ---- snapshot --------------------------------------------------------------------------
 
