@@ -10,6 +10,7 @@ import pytest
 
 from bot.models import AlertKind
 from bot.notifiers import deliver_pending
+from bot.notifiers.config import DiscordWebhook
 from bot.notifiers.ledger import Ledger
 from bot.store import Store
 from tests.fake_discord import Canned as DCanned
@@ -346,3 +347,17 @@ async def test_discord_thread_id_is_sent_as_a_query_parameter(store: Store,
                                                  "charts": False}])
     await deliver_pending(cfg, store)
     assert [p.thread_id for p in dc.posted] == ["987654321"]
+
+
+async def test_a_destination_missing_its_secret_is_reported_and_the_others_still_deliver(
+        store: Store, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STRESSBOT_TEST_MISSING_HOOK", raising=False)
+    await store.publish_alert(alert(1))
+    cfg = notify_config(store, tg)
+    hook = DiscordWebhook(name="ops", url_env="STRESSBOT_TEST_MISSING_HOOK")
+    cfg = cfg.model_copy(update={"notify": cfg.notify.model_copy(update={
+        "discord": cfg.notify.discord.model_copy(update={"webhooks": [hook]})})})
+    report = await deliver_pending(cfg, store)
+    assert _tg_ids(tg) == ["btc_crash:1:firing"]
+    assert "STRESSBOT_TEST_MISSING_HOOK" in report.unavailable["ops"]
+    assert not report.complete and "ops: NOT DELIVERED" in report.summary()

@@ -117,13 +117,22 @@ def test_unknown_notify_keys_and_duplicate_names_are_rejected() -> None:
                                      "discord": {"webhooks": [{"name": "a", "url_env": "X"}]}})
 
 
-def test_the_example_notify_config_is_valid() -> None:
+def test_the_example_config_notify_section_is_valid_with_its_examples_uncommented() -> None:
+    import re
     import tomllib
 
     from tests.conftest import ROOT
 
-    path = ROOT / "config.example.toml"
-    if not path.exists() or "[notify" not in path.read_text():
-        path = ROOT / "config.notify.example.toml"
-    cfg = Config.model_validate(tomllib.loads(path.read_text()))
-    assert cfg.notify.telegram.chats and cfg.notify.discord.webhooks
+    text = (ROOT / "config.example.toml").read_text()
+    assert Config.model_validate(tomllib.loads(text)).notify.telegram.chats == []
+
+    def uncomment(block: re.Match[str]) -> str:
+        return "\n".join(line[2:] for line in block.group(1).splitlines()
+                         if line.startswith("# "))
+
+    enabled = re.sub(r"# >>> example destinations[^\n]*\n(.*?)# <<<", uncomment, text,
+                     flags=re.S)
+    cfg = Config.model_validate(tomllib.loads(enabled))
+    assert [c.name for c in cfg.notify.telegram.chats] == ["desk"]
+    assert cfg.notify.telegram.chats[0].topic_id == 42
+    assert [w.url_env for w in cfg.notify.discord.webhooks] == ["STRESSBOT_DISCORD_OPS_URL"]

@@ -122,14 +122,18 @@ class DestinationReport:
 @dataclass(slots=True)
 class DeliveryReport:
     destinations: dict[str, DestinationReport] = field(default_factory=dict)
+    # configured destinations that could not be used (missing secret), with the reason;
+    # their alerts stay in the outbox
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     def total(self, attr: str) -> int:
         return sum(int(getattr(r, attr)) for r in self.destinations.values())
 
     @property
     def complete(self) -> bool:
-        """True when nothing was left pending (dead letters are kept, and counted apart)."""
-        return self.total("deferred") == 0
+        """True when nothing was left undelivered in the outbox (dead letters are kept, and
+        counted apart)."""
+        return self.total("deferred") == 0 and not self.unavailable
 
     def summary(self) -> str:
         parts = []
@@ -139,6 +143,8 @@ class DeliveryReport:
                 f"{r.already_delivered} already delivered, {r.dead} dead-lettered, "
                 f"{r.deferred} left pending"
             )
+        for name, why in self.unavailable.items():
+            parts.append(f"{name}: NOT DELIVERED ({why})")
         return "; ".join(parts) if parts else "no destinations configured"
 
 

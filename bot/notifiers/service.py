@@ -31,6 +31,7 @@ import aiohttp
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bot.errors import ConfigError
 from bot.models import Alert, AlertKind
 from bot.notifiers.base import (
     AttachmentRejected,
@@ -254,6 +255,7 @@ class Delivery:
         self.renderer = renderer or render_chart
         self.session: aiohttp.ClientSession | None = None
         self.workers: list[Worker] = []
+        self.unavailable: dict[str, str] = {}  # destination -> why it cannot be used now
         self._charts: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()
         self._chart_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -262,11 +264,10 @@ class Delivery:
         secrets: list[str] = []
         token = tg.token()
         if tg.chats and token is None:
-            from bot.errors import ConfigError
-
-            raise ConfigError(
-                f"notify.telegram.chats is set but the bot token is not: export {tg.token_env}"
-            )
+            for chat in tg.chats:
+                self.unavailable[chat.name] = f"no bot token: export {tg.token_env}"
+            log.error("notify.telegram.chats is set but the bot token is not (export %s): "
+                      "Telegram alerts stay in the outbox until it is", tg.token_env)
         if token:
             secrets.append(token)
         self.session = aiohttp.ClientSession()
@@ -284,8 +285,14 @@ class Delivery:
             for hook in dc.webhooks:
                 gate = Gate(hook.min_interval if hook.min_interval is not None
                             else dc.min_interval, parent=dc_global)
-                ddest = DiscordDestination(hook, self.session, self.zone,
-                                           self.cfg.delivery.request_timeout, gate, dc_global)
+                try:
+                    ddest = DiscordDestination(hook, self.session, self.zone,
+                                               self.cfg.delivery.request_timeout, gate,
+                                               dc_global)
+                except ConfigError as e:
+                    self.unavailable[hook.name] = str(e)
+                    log.error("%s; its alerts stay in the outbox until it is set", e)
+                    continue
                 secrets.append(ddest.secret)
                 self.workers.append(Worker(self, ddest, hook, gate, dc_global))
         except BaseException:
@@ -364,6 +371,7 @@ async def deliver_pending(config: Config, store: Store, *, max_wait: float | Non
         for w in d.workers:
             w.report.deferred = await d.ledger.pending_count(w.name)
             report.destinations[w.name] = w.report
+        report.unavailable = dict(d.unavailable)
     return report
 
 
@@ -383,6 +391,7 @@ class NotifierService:
                 log.info("no alert destinations configured; the notifier is idle")
             for w in d.workers:
                 self.report.destinations[w.name] = w.report
+            self.report.unavailable = dict(d.unavailable)
             tasks = [asyncio.create_task(self._serve(w, stop), name=f"notify:{w.name}")
                      for w in d.workers]
             try:
