@@ -179,13 +179,18 @@ def test_replay_without_a_redis_server_uses_the_embedded_store(tmp_path: Path) -
 
 
 @pytest.mark.shared
-def test_demo_prints_the_dash_for_cash_alert_readably(tmp_path: Path) -> None:
+async def test_demo_prints_the_dash_for_cash_alert_readably(redis: Redis, tmp_path: Path) -> None:
     env = {**os.environ, "REDIS_URL": REDIS_URL}
     cfg = tmp_path / "demo.toml"
-    cfg.write_text(f'[redis]\nprefix = "test:{uuid.uuid4().hex[:8]}"\n')
-    r = subprocess.run([sys.executable, "-m", "bot.cli", "demo", "--quiet", "--config", str(cfg),
-                        "--data", str(shared_path("data", "history", "episode-312.csv"))],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    prefix = f"test:{uuid.uuid4().hex[:8]}"
+    cfg.write_text(f'[redis]\nprefix = "{prefix}"\n')
+    cmd = [sys.executable, "-m", "bot.cli", "demo", "--quiet", "--config", str(cfg),
+           "--data", str(shared_path("data", "history", "episode-312.csv"))]
+    r = await asyncio.to_thread(subprocess.run, cmd, cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+    keys = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await redis.delete(*keys)
     assert "2020-03-12 17:00 UTC  CRITICAL  liquidity_crisis: Dash for cash" in r.stdout
     assert "Replay summary" in r.stdout
