@@ -243,3 +243,18 @@ async def test_status_shows_dead_letters_and_alerts_waiting(store: Store,
     reply = await Commands(cfg, store).status()
     assert "Undelivered (dead letters)</b>: 1" in reply.html
     assert "desk: btc_crash:1:firing: telegram sendMessage: 403 Forbidden" in reply.html
+
+
+async def test_status_shows_the_dollar_move_of_each_session(store: Store) -> None:
+    from datetime import UTC, datetime
+
+    day = datetime(2024, 3, 12, tzinfo=UTC).timestamp()  # a Tuesday, US on daylight time
+    pts = [(day + h * 3600, 100.0 + h * 0.1) for h in range(24)]  # +0.1 index point an hour
+    await store.add_series({"DXY": pts}, keep_after=0)
+    await store.commit(Checkpoint("p", "f", pts[-1][0], b"{}"),
+                       latest={"DXY": (pts[-1][0], pts[-1][1])})
+    reply = await Commands(notify_config(store), store).status()
+    line = reply.html.split("Dollar by session (DXY, last day)</b>\n", 1)[1].split("\n", 1)[0]
+    # Tokyo 09:00-16:00 JST is 00:00-07:00 UTC: 100.0 -> 100.7
+    assert "asia +0.70%" in line
+    assert "europe" in line and "us" in line
