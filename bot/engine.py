@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from bot.models import DERIVED_SYMBOLS, INPUT_SYMBOLS, SYMBOLS, Alert, AlertKind, Kind, iso_utc
+from bot.models import INPUT_SYMBOLS, SYMBOLS, Alert, AlertKind, Kind, iso_utc
 from bot.rulefile import Rule, RuleSet
 from bot.rulelang import EvalContext
 from bot.series import Series
@@ -56,6 +56,7 @@ SOFR_IORB_LAG = 12 * HOUR  # SOFR for day D is published at 08:00 New York on D+
 WILD_PRINT_GAP = 300.0  # only ticks this close together can be wild prints; bars are not
 REEVALUATE_EVERY = HOUR  # a rule whose inputs are quiet is still re-evaluated this often
 MIN_RETENTION = 2 * DAY  # history kept for symbols no rule looks at (status, charts)
+SERIES_KEEP = 8 * DAY  # history the store keeps for charts and /status
 
 
 def usdx(legs: dict[str, float]) -> float:
@@ -304,10 +305,10 @@ class Engine:
 
     # ---- state for the store ---------------------------------------------------------------
 
-    @property
-    def longest_window(self) -> float:
-        """The longest window any rule looks at, in seconds."""
-        return max((r.window for r in self.rules), default=0.0)
+    def chart_retention(self) -> float:
+        """How far back the store keeps series for charts and /status: at least 8 days, and
+        a day more than the longest window any rule looks at."""
+        return max(SERIES_KEEP, max((r.window for r in self.rules), default=0.0) + DAY)
 
     def rule_states(self) -> dict[str, dict[str, Any]]:
         by_id = {r.id: r for r in self.rules}
@@ -391,5 +392,3 @@ def _stats_from_json(d: dict[str, Any]) -> EngineStats:
     s.absorbed = Counter(d.get("absorbed", {}))
     return s
 
-
-assert set(DERIVED_SYMBOLS) == {"USDX", "SOFR-IORB"}  # _update_derived computes exactly these

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 FEED_POLL = 2.0  # seconds between reads of the feeds' health records
 RULES_POLL = 5.0  # seconds between checks of the rule files for edits
-SERIES_KEEP = 8 * 86400.0
 UNHEALTHY = frozenset({"stale", "down"})
 
 
@@ -128,7 +127,7 @@ class EngineService:
             alerts, rule_states=e.rule_states(), latest=e.latest(),
         )
         if points:
-            keep = e.clock - max(SERIES_KEEP, e.longest_window + 86400.0)
+            keep = e.clock - e.chart_retention()
             await self.store.add_series(
                 {s: [p for p in pts if p[0] >= keep] for s, pts in points.items()}, keep)
             for s, pts in points.items():

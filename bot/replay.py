@@ -31,7 +31,6 @@ from bot.sessions import sessions_from_config
 from bot.store import Checkpoint, Store
 from connectors.history_file import Rejects, read_history
 
-SERIES_KEEP = 8 * 86400.0  # history kept in the store for charts and /status
 END = "end"
 
 
@@ -117,7 +116,7 @@ async def run_replay(opts: ReplayOptions, config: Config, store: Store, rules: R
             alerts, rule_states=engine.rule_states(), latest=engine.latest(),
         )
         if final:  # recent history for /status and /chart after the replay
-            keep = engine.clock - max(SERIES_KEEP, engine.longest_window + 86400.0)
+            keep = engine.clock - engine.chart_retention()
             await store.add_series(engine.points_since({}, not_before=keep), keep)
         if opts.on_alert:
             for a in alerts:
