@@ -378,6 +378,18 @@ class TelegramCommandBot:
         self.allowed = set(config.notify.telegram.allowed_users)
         self.refused = 0
 
+    @classmethod
+    def from_config(cls, config: Config, store: Store) -> TelegramCommandBot | None:
+        """The command bot, or None when commands are off or no bot token is set (logged)."""
+        tg = config.notify.telegram
+        if not tg.commands:
+            return None
+        if tg.token() is None:
+            if tg.chats or tg.allowed_users:
+                log.warning("Telegram commands need the bot token: export %s", tg.token_env)
+            return None
+        return cls(config, store)
+
     @staticmethod
     def enabled(config: Config) -> bool:
         """Whether the live service should run the command bot (commands on, token set)."""

@@ -258,3 +258,14 @@ async def test_status_shows_the_dollar_move_of_each_session(store: Store) -> Non
     # Tokyo 09:00-16:00 JST is 00:00-07:00 UTC: 100.0 -> 100.7
     assert "asia +0.70%" in line
     assert "europe" in line and "us" in line
+
+
+async def test_no_command_bot_without_a_token_or_with_commands_off(
+        store: Store, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = notify_config(store, tg, allowed_users=[ADMIN])
+    assert TelegramCommandBot.from_config(cfg, store) is not None
+    off = cfg.model_copy(update={"notify": cfg.notify.model_copy(update={
+        "telegram": cfg.notify.telegram.model_copy(update={"commands": False})})})
+    assert TelegramCommandBot.from_config(off, store) is None
+    monkeypatch.delenv(TOKEN_ENV)
+    assert TelegramCommandBot.from_config(cfg, store) is None
