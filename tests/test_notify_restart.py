@@ -155,3 +155,40 @@ async def test_a_crash_after_acceptance_resends_once_flagged_as_a_possible_repea
                                             "btc_crash:1:firing", "btc_crash:2:firing"]
     assert REPEAT_NOTE not in tg.sent[1].visible
     assert REPEAT_NOTE in tg.sent[2].visible
+
+
+async def test_a_multi_part_alert_resumes_after_the_parts_already_accepted(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.notifiers import deliver_pending
+    from tests.notify_fixtures import notify_config
+
+    summary = "\n".join(f"line {i:03d} " + "y" * 90 for i in range(120))  # 3 messages
+    await store.publish_alert(alert(1, summary=summary))
+    tg = await FakeTelegram().start()
+    monkeypatch.setenv(TOKEN_ENV, tg.token)
+    cfg = notify_config(store, tg)
+    crashed, released = asyncio.Event(), asyncio.Event()
+
+    async def before_accept(n: int) -> bool:
+        if n == 2:  # the "process" dies while part 2 is in flight, before it is accepted
+            crashed.set()
+            await released.wait()
+            return False
+        return True
+
+    tg.before_accept = before_accept
+    try:
+        first = asyncio.create_task(deliver_pending(cfg, store))
+        async with asyncio.timeout(10):
+            await crashed.wait()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        released.set()
+        tg.before_accept = None
+        await deliver_pending(cfg, store)
+    finally:
+        await tg.stop()
+    lines = [ln for s in tg.sent for ln in s.visible.splitlines() if ln.startswith("line ")]
+    assert lines == [f"line {i:03d} " + "y" * 90 for i in range(120)]  # each line once
+    assert REPEAT_NOTE in tg.sent[-1].visible  # part 2 may have been seen: said so
