@@ -47,6 +47,7 @@ class KrakenFeed(StreamFeed):
             ping_interval=20.0,
             ping_timeout=20.0,
             max_size=2**22,
+            max_queue=1024,  # frames read ahead of the parser: fewer pauses under bursts
             compression=None,
         ) as ws:
             await ws.send(self.subscribe_message().decode())
