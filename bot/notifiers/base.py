@@ -187,10 +187,16 @@ def install_redaction(secrets: Iterable[str]) -> RedactSecrets:
     also lowered to WARNING.
     """
     f = RedactSecrets(secrets)
+
+    def has(filters: list[object]) -> bool:
+        return any(isinstance(x, RedactSecrets) and x.secrets == f.secrets for x in filters)
+
     for h in logging.getLogger().handlers:
-        if not any(isinstance(x, RedactSecrets) and x.secrets == f.secrets for x in h.filters):
+        if not has(list(h.filters)):
             h.addFilter(f)
     for name in _NOISY:
-        logging.getLogger(name).addFilter(f)
+        lg = logging.getLogger(name)
+        if not has(list(lg.filters)):
+            lg.addFilter(f)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return f
