@@ -57,6 +57,7 @@ class TickWriter:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush until `stop` is set, then flush what is left (bounded by write_timeout)."""
+        waker = asyncio.create_task(self._wake_on(stop))
         try:
             while not stop.is_set():
                 if len(self._buf) < self.batch_size:
@@ -68,7 +69,12 @@ class TickWriter:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), delay)
         finally:
+            waker.cancel()
             await self._drain()
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
 
     async def _drain(self) -> None:
         # Final flush on shutdown: a few attempts, never forever.

@@ -236,3 +236,30 @@ async def test_quiet_feed_in_a_closed_market_is_closed_not_stale(
                              what="well past stale_after")
     assert watched.states["fx"] == ["starting", "closed"]
     assert fake.script.connections == 1
+
+
+async def test_trades_stamped_far_in_the_future_or_past_are_dropped(
+    store: Store, trade_rec: Recording
+) -> None:
+    payload = kraken_trade_payloads(trade_rec)[0][0]
+    now = time.time()
+    stamps = [now - 1.0, now + 3600.0, now - 3600.0, now - 0.5]
+
+    def frame(pair: str, channel_id: int, i: int) -> str | None:
+        if i >= len(stamps):
+            return None
+        trade = [payload[0], payload[1], f"{stamps[i]:.6f}", *payload[3:]]
+        return orjson.dumps([channel_id, [trade], "trade", pair]).decode()
+
+    async with FakeKraken(trade_rec, frame) as fake:
+        sup = FeedSupervisor(feeds_config(
+            {"kraken": kraken_source(fake.url, channel="trade", max_future="10s",
+                                     max_past="5m")}, stale_after=30), store)
+        async with running(sup):
+            await wait_until(lambda: sup.feeds["kraken"].health.msgs >= len(stamps) + 2,
+                             what="all frames")
+            await wait_until(lambda: sup.writer.written == 2, what="2 good trades")
+    assert [t.ts for t in await redis_ticks(store)] == [float(f"{stamps[0]:.6f}"),
+                                                       float(f"{stamps[3]:.6f}")]
+    status = (await store.feed_statuses())["kraken"]
+    assert status["dropped"] == {"future": 1, "too_old": 1}
