@@ -214,6 +214,7 @@ async def run_live(config: Config, rules_dir: Path | None = None) -> int:
     """`stressbot run`: feeds, engine and notifiers until SIGINT or SIGTERM."""
     from bot.notifiers.service import NotifierService
     from bot.redis_conn import connect
+    from bot.telegram_commands import TelegramCommandBot
     from connectors.supervisor import FeedSupervisor
 
     rdir = rules_dir or config.engine.rules_dir or default_rules_dir()
@@ -230,7 +231,7 @@ async def run_live(config: Config, rules_dir: Path | None = None) -> int:
         ("engine", EngineService(config, store, rules, rules_dir=Path(rdir))),
         ("notifier", NotifierService(config, store)),
     ]
-    commands = _telegram_commands(config, store)
+    commands = TelegramCommandBot.from_config(config, store)
     if commands is not None:
         services.append(("telegram", commands))
     log.info("stressbot: running %s with %d rule(s); Ctrl-C to stop",
@@ -242,16 +243,6 @@ async def run_live(config: Config, rules_dir: Path | None = None) -> int:
     finally:
         await redis.aclose()
     return 0
-
-
-def _telegram_commands(config: Config, store: Store) -> Any:
-    try:
-        from bot.telegram_commands import TelegramCommandBot
-    except ImportError:  # pragma: no cover - the command bot is optional
-        return None
-    bot = TelegramCommandBot.from_config(config, store) if hasattr(
-        TelegramCommandBot, "from_config") else None
-    return bot
 
 
 async def _guard(name: str, coro: Any, stop: asyncio.Event) -> None:

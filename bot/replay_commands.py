@@ -154,6 +154,14 @@ async def run_replay_command(args: argparse.Namespace, files: list[Path], start:
         print_summary(result)
         if args.jsonl:
             print(f"  alerts written to {args.jsonl}")
+        if config.notify.telegram.chats or config.notify.discord.webhooks:
+            from bot.notifiers import deliver_pending
+
+            report = await deliver_pending(config, store)
+            print(f"  delivery          {report.summary()}")
+            if not report.complete:
+                print("  (undelivered alerts stay in the outbox; run the replay again with "
+                      "--resume to retry them)")
     finally:
         await redis.aclose()
     return 0
