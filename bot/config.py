@@ -12,42 +12,13 @@ import os
 import tomllib
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.durations import parse_duration
+from bot.config_types import Duration, Zone
 from bot.errors import ConfigError
 from bot.notifiers.config import NotifyConfig
 from connectors.config import FeedsConfig
-
-
-def _duration(v: Any) -> float:
-    if isinstance(v, bool):
-        raise ValueError("expected a duration string such as '30s' or '4h', got a boolean")
-    if isinstance(v, int | float):
-        if v < 0:
-            raise ValueError("expected a duration of zero or more seconds")
-        return float(v)
-    if isinstance(v, str):
-        return parse_duration(v)
-    raise ValueError(f"expected a duration like '30s' or '4h', got {type(v).__name__}")
-
-
-#: Seconds; written in files as '30s', '5m', '4h', '2d' (a bare number means seconds).
-Duration = Annotated[float, BeforeValidator(_duration)]
-
-
-def _zone(v: Any) -> str:
-    try:
-        ZoneInfo(str(v))
-    except (ZoneInfoNotFoundError, ValueError) as e:
-        raise ValueError(f"expected an IANA time zone such as 'Europe/London', got {v!r}") from e
-    return str(v)
-
-
-Zone = Annotated[str, BeforeValidator(_zone)]
 
 
 class Strict(BaseModel):

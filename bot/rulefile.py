@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.config import Duration
+from bot.config_types import Duration
 from bot.errors import RuleError
 from bot.models import Pattern, Severity
 from bot.rulelang import Compiled, EvalContext, ExprError, T, compile_expr

@@ -11,39 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.durations import parse_duration
+from bot.config_types import Duration, OptZone
 from bot.errors import ConfigError
 
-
-def _duration(v: Any) -> float:
-    if isinstance(v, bool):
-        raise ValueError("expected a duration string such as '30s' or '4h', got a boolean")
-    if isinstance(v, int | float):
-        if v < 0:
-            raise ValueError("expected a duration of zero or more seconds")
-        return float(v)
-    if isinstance(v, str):
-        return parse_duration(v)
-    raise ValueError(f"expected a duration like '30s' or '4h', got {type(v).__name__}")
-
-
-def _zone(v: Any) -> str | None:
-    if v is None:
-        return None
-    try:
-        ZoneInfo(str(v))
-    except (ZoneInfoNotFoundError, ValueError) as e:
-        raise ValueError(f"expected an IANA time zone such as 'Europe/London', got {v!r}") from e
-    return str(v)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
-OptZone = Annotated[str | None, BeforeValidator(_zone)]
 SeverityName = Literal["info", "warning", "critical"]
 ALL_SEVERITIES: tuple[SeverityName, ...] = ("info", "warning", "critical")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
