@@ -178,8 +178,8 @@ return (#ARGV - 1) / 4
 class LuaStore(Store):
     """`Store` whose add_ticks sends one EVALSHA per batch; stream entries are identical."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
-        super().__init__(redis, prefix)
+    def __init__(self, redis: Redis, prefix: str, tick_maxlen: int = 200_000) -> None:
+        super().__init__(redis, prefix, tick_maxlen)
         self._script = redis.register_script(_LUA_ADD)
 
     async def add_ticks(self, ticks: Sequence[Tick]) -> None:
@@ -246,8 +246,9 @@ async def throughput(frames: int, k: int, lua: bool) -> tuple[float, float]:
 
     redis = Redis.from_url(REDIS_URL)
     prefix = f"bench:{uuid.uuid4().hex[:8]}"
-    store = LuaStore(redis, prefix) if lua else Store(redis, prefix)
     total = frames * k
+    keep = max(200_000, total)  # the stream is not trimmed below what this run writes
+    store = LuaStore(redis, prefix, keep) if lua else Store(redis, prefix, keep)
     try:
         with ServerProcess("blast", frames=frames, k=k) as srv:
             sup = FeedSupervisor(feeds_config(srv.url), store)
