@@ -126,3 +126,19 @@ async def test_silent_socket_goes_stale_then_recovers(store: Store, okx_rec: Rec
                              and watched.states["okx"][-1] == "ok", what="stale then ok")
     assert is_subsequence(["ok", "stale", "ok"], watched.states["okx"])
     assert fake.script.connections >= 2
+
+
+async def test_exchange_down_at_start_then_up(store: Store, okx_rec: Recording) -> None:
+    templates = okx_ticker_templates(okx_rec)
+    watched = WatchedStore(store)
+    fake = FakeOkx(templates, Script(Behaviour(loop=True, interval=0.005)), restamp=True)
+    sup = FeedSupervisor(feeds_config({"okx": okx_source(fake)}), watched)
+    async with running(sup):
+        await wait_until(lambda: sup.feeds["okx"].health.errors >= 2, what="failed attempts")
+        assert watched.states["okx"][-1] == "down"
+        detail = sup.statuses()["okx"]["detail"]
+        async with fake:
+            await wait_until(lambda: watched.states["okx"][-1] == "ok", what="ok")
+            await wait_until(lambda: sup.writer.written >= 5, what="ticks")
+    assert is_subsequence(["starting", "down", "ok"], watched.states["okx"])
+    assert "ExchangeNotAvailable" in str(detail) and "reconnecting in" in str(detail)
