@@ -222,6 +222,9 @@ class FeedsConfig(Strict):
     flush_interval: Seconds = 0.005
     # Ticks held while Redis is unreachable; beyond this the oldest are dropped (and counted).
     max_buffer: int = Field(default=200_000, ge=1)
+    # Conflation: at most one tick per symbol per this interval goes to Redis (the newest; a
+    # held tick is written when the interval has passed). 0 writes every accepted tick.
+    conflate: Seconds = 0.0
     status_interval: Seconds = 5.0  # health records are rewritten this often (and on changes)
     stale_after: Seconds = 60.0  # default watchdog for streams
     backoff: BackoffConfig = BackoffConfig()

@@ -5,8 +5,9 @@
 
 Each feed runs in its own task, so one feed's failure never stops another. Accepted ticks go
 through the combiner (for symbols with several sources) to the batching writer, which writes
-them with `Store.add_ticks`. Health records go to `Store.set_feed_status` on every state
-change and every `status_interval`.
+them with `Store.add_ticks` (optionally conflated to one tick per symbol per `conflate`
+interval, so a busy market does not flood the engine). Health records go to
+`Store.set_feed_status` on every state change and every `status_interval`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 
 from bot.models import Tick
 from bot.store import Store
-from connectors.base import Feed, FeedContext, FeedSetupError
+from connectors.base import Feed, FeedContext, FeedSetupError, sleep_or_stop
 from connectors.combine import Combiner
 from connectors.config import CombineConfig, FeedConfig, FeedsConfig
 from connectors.health import FeedHealth
@@ -85,6 +86,10 @@ class FeedSupervisor:
         for name, fc in config.enabled_sources().items():
             self.feeds[name] = build_feed(name, fc, self.ctx)
         self.combiners: dict[str, Combiner] = self._build_combiners()
+        self.conflate = config.conflate
+        self.conflated = 0  # ticks replaced by a newer one within the conflation interval
+        self._written_at: dict[str, float] = {}  # symbol -> wall time of its last write
+        self._held: dict[str, Tick] = {}
 
     def _build_combiners(self) -> dict[str, Combiner]:
         by_symbol: dict[str, list[str]] = {}
@@ -105,11 +110,39 @@ class FeedSupervisor:
     def _route(self, feed: str, symbol: str, ts: float, value: float) -> None:
         comb = self.combiners.get(symbol)
         if comb is None:
-            self.writer.put(Tick(ts, symbol, value, feed))
+            tick: Tick | None = Tick(ts, symbol, value, feed)
+        else:
+            tick = comb.update(feed, ts, value, self._clock())
+        if tick is None:
             return
-        t = comb.update(feed, ts, value, self._clock())
-        if t is not None:
-            self.writer.put(t)
+        if not self.conflate:
+            self.writer.put(tick)
+            return
+        now = self._clock()
+        last = self._written_at.get(symbol)
+        if last is None or now - last >= self.conflate:
+            self._written_at[symbol] = now
+            if self._held.pop(symbol, None) is not None:
+                self.conflated += 1
+            self.writer.put(tick)
+        else:
+            if symbol in self._held:
+                self.conflated += 1
+            self._held[symbol] = tick
+
+    def _release_held(self, force: bool = False) -> None:
+        now = self._clock()
+        for symbol, tick in list(self._held.items()):
+            if force or now - self._written_at.get(symbol, 0.0) >= self.conflate:
+                del self._held[symbol]
+                self._written_at[symbol] = now
+                self.writer.put(tick)
+
+    async def _conflation_loop(self, stop: asyncio.Event) -> None:
+        period = max(self.conflate / 4, 0.001)
+        while not stop.is_set():
+            await sleep_or_stop(stop, period)
+            self._release_held()
 
     def _on_health_change(self, _health: FeedHealth) -> None:
         self._status_changed.set()
@@ -129,6 +162,10 @@ class FeedSupervisor:
         writer_stop = asyncio.Event()
         writer = asyncio.create_task(self.writer.run(writer_stop), name="feeds:writer")
         status = asyncio.create_task(self._status_loop(feed_stop), name="feeds:status")
+        helpers = [status]
+        if self.conflate:
+            helpers.append(asyncio.create_task(self._conflation_loop(feed_stop),
+                                               name="feeds:conflate"))
         tasks = [
             asyncio.create_task(self._run_feed(f, feed_stop), name=f"feeds:{n}")
             for n, f in self.feeds.items()
@@ -140,12 +177,14 @@ class FeedSupervisor:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._release_held(force=True)
             writer_stop.set()  # feeds are done: flush what they accepted
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(writer, 15.0)
-            status.cancel()
+            for h in helpers:
+                h.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await status
+                await asyncio.gather(*helpers)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._write_statuses(), 5.0)
             log.info("feeds: stopped (%d ticks written)", self.writer.written)

@@ -132,3 +132,24 @@ def test_same_observation_from_a_second_source_is_written_once() -> None:
     clock.t += 5  # the Treasury is quiet (daily data); FRED repeats the same close
     assert c.update("fred", 900.0, 4.25, clock()) is None
     assert c.update("fred", 500.0, 4.20, clock()) is None  # an older day: not written again
+
+
+async def test_conflation_writes_at_most_one_tick_per_interval_and_the_latest_last(
+    store: Store,
+) -> None:
+    rec = read_recording(shared_path("fixtures", "cryptofeed", "KRAKEN.ws.49.0"))
+    template = kraken_ticker_template(rec)
+
+    def frames(pair: str, cid: int, i: int) -> str | None:
+        return kraken_ticker_frame(template, cid, pair, 100.0 + i) if i < 200 else None
+
+    async with FakeKraken(rec, frames, Script(Behaviour(interval=0.002))) as fake:
+        cfg = feeds_config({"k": kraken(fake.url)}, conflate=0.1, stale_after=30)
+        sup = FeedSupervisor(cfg, store)
+        async with running(sup):
+            await wait_until(lambda: sup.feeds["k"].health.ticks == 200, what="200 accepted")
+            await wait_until(lambda: sup.writer.written + sup.conflated == 200, what="settled")
+    ticks = await redis_ticks(store, "BTC/USD")
+    assert 2 <= len(ticks) < 60  # 200 ticks over ~0.4 s or more, 0.1 s apart at most
+    assert ticks[-1].value == 299.0  # the newest value is never held back for good
+    assert [t.value for t in ticks] == sorted(t.value for t in ticks)

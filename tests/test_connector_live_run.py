@@ -133,8 +133,11 @@ async def test_stressbot_run_with_example_config_fires_a_rule_from_live_ticks(
     log = out.decode(errors="replace")
     assert proc.returncode == 0, log[-3000:]
     ticks = await redis_ticks(store, "BTC/USD")
-    assert len(ticks) >= 125 and {t.source for t in ticks} == {"kraken"}
+    assert len(ticks) >= 3 and {t.source for t in ticks} == {"kraken"}
     status = (await store.feed_statuses())["kraken"]
-    assert status["ticks"] == len(ticks)
+    assert status["state"] == "ok" and status["ticks"] >= 125
+    # the example conflates to one tick per second: fewer in Redis than accepted, in order
+    assert len(ticks) < status["ticks"]
+    assert [t.ts for t in ticks] == sorted(t.ts for t in ticks)
     alert = next(a for _, a in await store.alerts() if a.rule == "btc_live_drop")
     assert "BTC -" in alert.summary
