@@ -1,8 +1,8 @@
 """Live data path: local websocket server -> real Kraken connector -> Redis -> engine.
 
-    python bench/bench_connectors.py [--frames 300000] [--rate 20000] [--seconds 5]
+    python bench/bench_connectors.py [--frames 300000] [--rate 2000] [--seconds 5]
                                      [--trades-per-frame 1] [--baseline] [--lua-store]
-                                     [--uvloop]
+                                     [--conflate 1] [--uvloop]
 
 Needs a Redis server (REDIS_URL, default redis://127.0.0.1:6379/0); uses a throw-away key
 prefix and deletes it afterwards. The fake Kraken v1 server runs in its own process (so it
@@ -17,12 +17,17 @@ Scenarios:
 2. throughput: the server sends --frames as fast as it can; the real `FeedSupervisor`
    (connector, validation, batching writer, `Store.add_ticks`) writes them to Redis.
    Ticks per second from the first tick read to the last tick written.
-3. latency: the server paces --rate frames/s for --seconds; `FeedSupervisor` and the live
+3. end to end: as 2, with the live `EngineService` (shipped rules) consuming in the same
+   process and event loop, as `stressbot run` composes them: ticks per second applied.
+4. latency: the server paces --rate frames/s for --seconds; `FeedSupervisor` and the live
    `EngineService` (as `stressbot run` composes them, one process and event loop) run
    together. Tick-to-engine latency is the engine's wall clock when it applies a tick minus
    the server's stamp in the frame: wire, parsing, batching, Redis and the engine's read.
 
---lua-store repeats 2 and 3 with a proposed `add_ticks` that sends a batch as one EVALSHA
+--conflate S adds an ingest run: frames read, parsed and validated per second when writes are
+conflated to one tick per S seconds (the example config's "1s").
+
+--lua-store repeats 2 to 4 with a proposed `add_ticks` that sends a batch as one EVALSHA
 (same stream entries, one XADD per tick inside Redis) instead of a redis-py pipeline.
 """
 
@@ -194,12 +199,12 @@ class LuaStore(Store):
 # ---- scenarios ---------------------------------------------------------------------------------
 
 
-def feeds_config(url: str) -> Any:
+def feeds_config(url: str, conflate: float = 0.0) -> Any:
     from connectors.config import FeedsConfig
 
     return FeedsConfig.model_validate({
         "batch_size": 2000, "flush_interval": "2ms", "status_interval": "1s",
-        "stale_after": "60s",
+        "stale_after": "60s", "conflate": conflate,
         "sources": {"kraken": {"kind": "kraken", "url": url, "channel": "trade",
                                "symbols": {"XBT/USD": "BTC/USD"}, "max_past": "10m"}},
     })
@@ -274,6 +279,68 @@ async def throughput(frames: int, k: int, lua: bool) -> tuple[float, float]:
     return total / dt, cpu / total * 1e6
 
 
+async def ingest_conflated(frames: int, k: int, conflate: float) -> tuple[float, int]:
+    """Frames read, parsed and validated per second when writes are conflated."""
+    from connectors.supervisor import FeedSupervisor
+
+    redis = Redis.from_url(REDIS_URL)
+    store = Store(redis, f"bench:{uuid.uuid4().hex[:8]}")
+    total = frames * k
+    try:
+        with ServerProcess("blast", frames=frames, k=k) as srv:
+            sup = FeedSupervisor(feeds_config(srv.url, conflate), store)
+            feed = sup.feeds["kraken"]
+            stop = asyncio.Event()
+            task = asyncio.create_task(sup.run(stop))
+            while feed.health.ticks == 0:  # noqa: ASYNC110 - polling a counter
+                await asyncio.sleep(0.0005)
+            t0 = time.perf_counter()
+            while feed.health.ticks < total and time.perf_counter() - t0 < 120:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+            dt = time.perf_counter() - t0
+            stop.set()
+            await task
+            written = await redis.xlen(store.k_ticks)
+    finally:
+        await store.clear()
+        await redis.aclose()
+    return total / dt, written
+
+
+async def end_to_end(frames: int, k: int, lua: bool) -> float:
+    """Ticks per second reaching the engine when the server sends as fast as it can."""
+    from bot.config import Config
+    from bot.live import EngineService
+    from bot.rulefile import default_rules_dir, load_rules
+    from connectors.supervisor import FeedSupervisor
+
+    redis = Redis.from_url(REDIS_URL)
+    prefix = f"bench:{uuid.uuid4().hex[:8]}"
+    total = frames * k
+    keep = max(200_000, total)
+    store = LuaStore(redis, prefix, keep) if lua else Store(redis, prefix, keep)
+    config = Config.model_validate({"engine": {"checkpoint_every": "5s"}})
+    svc = EngineService(config, store, load_rules(default_rules_dir(), config.sessions))
+    try:
+        with ServerProcess("blast", frames=frames, k=k) as srv:
+            sup = FeedSupervisor(feeds_config(srv.url), store)
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(sup.run(stop)), asyncio.create_task(svc.run(stop))]
+            while sup.feeds["kraken"].health.ticks == 0:  # noqa: ASYNC110 - polling a counter
+                await asyncio.sleep(0.0005)
+            t0 = time.perf_counter()
+            while svc.ticks_applied < total and time.perf_counter() - t0 < 300:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            dt = time.perf_counter() - t0
+            applied = svc.ticks_applied
+            stop.set()
+            await asyncio.gather(*tasks)
+    finally:
+        await store.clear()
+        await redis.aclose()
+    return applied / dt
+
+
 async def latency(rate: float, seconds: float, k: int, lua: bool) -> dict[str, float]:
     from bot.config import Config
     from bot.live import EngineService
@@ -333,12 +400,20 @@ async def main(args: argparse.Namespace) -> None:
     if args.baseline:
         mps = await baseline(args.frames)
         print(f"baseline  websockets+orjson+pipelined XADD: {mps:10,.0f} msgs/s")
+    if args.conflate:
+        tps, written = await ingest_conflated(args.frames, args.trades_per_frame, args.conflate)
+        print(f"ingest    connector, conflate {args.conflate:g}s, "
+              f"{args.trades_per_frame} trade(s)/frame: {tps:10,.0f} ticks/s read, parsed and "
+              f"validated ({written:,} written to Redis)")
     variants = [False, True] if args.lua_store else [False]
     for lua in variants:
         label = "lua-store" if lua else "Store.add_ticks"
         tps, cpu = await throughput(args.frames, args.trades_per_frame, lua)
         print(f"throughput connector -> Redis [{label}], {args.trades_per_frame} trade(s)/frame: "
               f"{tps:10,.0f} ticks/s ({cpu:.1f} us CPU per tick in this process)")
+        e2e = await end_to_end(args.e2e_frames, args.trades_per_frame, lua)
+        print(f"end to end server -> engine [{label}], shipped rules, one process: "
+              f"{e2e:10,.0f} ticks/s")
         r = await latency(args.rate, args.seconds, args.trades_per_frame, lua)
         print(f"latency   server stamp -> engine [{label}] at {args.rate:,.0f} frames/s for "
               f"{args.seconds:g}s: p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
@@ -351,10 +426,14 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=300_000)
     ap.add_argument("--trades-per-frame", type=int, default=1)
-    ap.add_argument("--rate", type=float, default=20_000, help="frames/s in the latency run")
+    ap.add_argument("--e2e-frames", type=int, default=30_000,
+                    help="frames for the run through the engine")
+    ap.add_argument("--rate", type=float, default=2_000, help="frames/s in the latency run")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--baseline", action="store_true")
     ap.add_argument("--lua-store", action="store_true")
+    ap.add_argument("--conflate", type=float, default=0.0,
+                    help="also measure ingest with writes conflated to this interval (s)")
     ap.add_argument("--uvloop", action="store_true")
     a = ap.parse_args()
     if a.uvloop:
