@@ -33,6 +33,11 @@ def _age(seconds: float | None) -> str:
     return format_duration(seconds)
 
 
+def _symbols(syms: list[str], show: int = 3) -> str:
+    more = len(syms) - show
+    return ",".join(syms[:show]) + (f" +{more}" if more > 0 else "")
+
+
 def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float
               ) -> list[dict[str, Any]]:
     """One row per configured feed (then any reported feed no longer in the config)."""
@@ -45,7 +50,7 @@ def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float
         row: dict[str, Any] = {
             "feed": name,
             "kind": fc.kind if fc is not None else str((st or {}).get("kind", "?")),
-            "symbols": ",".join(dict.fromkeys(fc.symbols.values())) if fc is not None else "",
+            "symbols": _symbols(list(dict.fromkeys(fc.symbols.values()))) if fc else "",
         }
         if fc is not None and not fc.enabled:
             row.update(state="disabled", detail="enabled = false in the config")
