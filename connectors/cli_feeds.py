@@ -1,7 +1,8 @@
 """`stressbot feeds`: every configured feed with its state, last tick age and counters.
 
-Reads the health records the running bot writes to Redis (``{prefix}:feeds``); it does not
-connect to any market itself.
+Reads the health records the running bot writes to Redis (``{prefix}:feeds``) on every state
+change and every `feeds.status_interval`; it does not connect to any market itself. Counts
+and the last tick's age are as of the report, whose age is shown (REPORTED).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float
             row.update(
                 state=str(st.get("state")),
                 since=float(st.get("since") or updated),
-                last_tick_age=None if age is None else float(age) + lag,
+                last_tick_age=None if age is None else float(age),  # when reported
                 last_tick_ts=st.get("last_tick_ts"),
                 msgs=int(st.get("msgs", 0)), ticks=int(st.get("ticks", 0)),
                 errors=int(st.get("errors", 0)), dropped=dict(st.get("dropped") or {}),
@@ -79,8 +80,8 @@ def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float
 
 
 def format_table(rows: list[dict[str, Any]], now: float) -> str:
-    head = ["FEED", "KIND", "SYMBOLS", "STATE", "FOR", "LAST TICK", "MSGS", "TICKS", "ERRORS",
-            "DROPPED", "DETAIL"]
+    head = ["FEED", "KIND", "SYMBOLS", "STATE", "FOR", "LAST TICK", "REPORTED", "MSGS", "TICKS",
+            "ERRORS", "DROPPED", "DETAIL"]
     table = [head]
     for r in rows:
         dropped = r.get("dropped") or {}
@@ -88,6 +89,7 @@ def format_table(rows: list[dict[str, Any]], now: float) -> str:
             r["feed"], r["kind"], r["symbols"], r["state"],
             _age(now - r["since"]) if "since" in r else "-",
             _age(r.get("last_tick_age")) if r.get("last_tick_age") is not None else "-",
+            f"{_age(r['report_age'])} ago" if "report_age" in r else "-",
             str(r.get("msgs", "-")), str(r.get("ticks", "-")), str(r.get("errors", "-")),
             ",".join(f"{k}={v}" for k, v in sorted(dropped.items())) or "-",
             str(r.get("detail", ""))[:80],

@@ -225,7 +225,7 @@ class FeedsConfig(Strict):
     # Conflation: at most one tick per symbol per this interval goes to Redis (the newest; a
     # held tick is written when the interval has passed). 0 writes every accepted tick.
     conflate: Seconds = 0.0
-    status_interval: Seconds = 5.0  # health records are rewritten this often (and on changes)
+    status_interval: Seconds = 2.0  # health records are rewritten this often (and on changes)
     stale_after: Seconds = 60.0  # default watchdog for streams
     backoff: BackoffConfig = BackoffConfig()
     market_hours: MarketHoursConfig = MarketHoursConfig()

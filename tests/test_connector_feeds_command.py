@@ -42,7 +42,7 @@ async def test_lists_every_configured_feed_with_health(
         "state": "stale", "since": now - 90, "last_tick_ts": now - 95, "last_tick_age": 95.0,
         "msgs": 1200, "ticks": 1100, "errors": 3, "dropped": {"duplicate": 2},
         "detail": "no data for 60s while the market is open", "kind": "kraken",
-        "updated": now})
+        "updated": now - 30.0})
     args = argparse.Namespace(config=write_config(tmp_path, store.prefix), json=False)
     code = await _feeds(args)
     out = capsys.readouterr().out
@@ -50,7 +50,7 @@ async def test_lists_every_configured_feed_with_health(
     assert lines[0].split()[:4] == ["FEED", "KIND", "SYMBOLS", "STATE"]
     kraken = next(x for x in lines if x.startswith("kraken"))
     assert "stale" in kraken and "1200" in kraken and "1100" in kraken
-    assert "duplicate=2" in kraken and "1m35s" in kraken
+    assert "duplicate=2" in kraken and "1m35s" in kraken and "30s ago" in kraken
     assert "no report yet" in next(x for x in lines if x.startswith("nyfed"))
     assert "disabled" in next(x for x in lines if x.startswith("oanda"))
     assert code == 1  # a stale feed: non-zero, for scripts and health checks
