@@ -232,6 +232,10 @@ class PolledFeed(Feed):
     async def poll(self) -> int:
         """One round of requests. Returns the number of new values; raises PollError."""
 
+    def next_poll_delay(self, now: float) -> float:
+        """Seconds until the next poll after a successful one (default: the interval)."""
+        return self.interval
+
     async def setup(self) -> None:
         """Open sessions etc. before the first poll."""
 
@@ -266,7 +270,8 @@ class PolledFeed(Feed):
                 self.backoff.reset()
                 if self.health.state != "ok":
                     self.health.set_state("ok", "polling")
-                self.health.detail = f"polled, {new} new value(s)"
-                await sleep_or_stop(stop, self.interval)
+                delay = self.next_poll_delay(self.clock())
+                self.health.detail = f"polled, {new} new value(s); next poll in {delay:.0f}s"
+                await sleep_or_stop(stop, delay)
         finally:
             await self.teardown()

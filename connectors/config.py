@@ -152,6 +152,10 @@ class OandaFeedConfig(_StreamBase):
 
 class _PolledBase(_FeedBase):
     interval: Seconds = 900.0  # between polls; retries after errors use the backoff
+    # Publication schedule: once the newest value that can have been published is in, the
+    # next poll waits for the next publication time (plus a minute), up to max_idle. While a
+    # value is due (or late, or on a holiday) the feed polls every `interval`.
+    max_idle: Seconds = 6 * 3600.0
     max_past: Seconds = 14 * 86400.0
     # Observations to ask for / keep per poll (the newest ones).
     lookback: int = Field(default=5, ge=1, le=100)

@@ -29,6 +29,7 @@ class FredFeed(HttpPolledFeed):
         super().__init__(name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval,
                          cfg.timeout)
         self.cfg = cfg
+        self.max_idle = cfg.max_idle
         self._key = ""
 
     async def setup(self) -> None:

@@ -49,6 +49,19 @@ def known_at(d: date, stamp: Stamp) -> float:
     return local.timestamp()
 
 
+def latest_due(stamp: Stamp, now: float) -> date | None:
+    """The newest business-day observation date whose publication time has passed."""
+    today = datetime.fromtimestamp(now, NEW_YORK).date()
+    for back in range(10):
+        d = today - timedelta(days=back)
+        if d.weekday() < 5 and known_at(d, stamp) <= now:
+            return d
+    return None
+
+
+PUBLICATION_MARGIN = 60.0  # seconds after the nominal publication time before polling
+
+
 def default_stamp(canonical: str) -> Stamp:
     if canonical == "SOFR":
         return "next_morning"
@@ -87,10 +100,15 @@ class HttpPolledFeed(PolledFeed):
         self.secrets: list[str] = []
         self._validators: dict[str, tuple[str | None, str | None]] = {}
         self._first_seen: dict[tuple[str, date], float] = {}
+        self._newest: dict[str, tuple[date, Stamp]] = {}  # canonical -> newest date seen
+        self.max_idle = 0.0  # set by subclasses from their config
 
     def stamp(self, canonical: str, d: date, stamp: Stamp) -> float:
         """Publication time of `canonical` for date `d`; never later than when we first saw
         it (so an early publication is stamped when it was fetched, and stays so)."""
+        newest = self._newest.get(canonical)
+        if newest is None or d > newest[0]:
+            self._newest[canonical] = (d, stamp)
         key = (canonical, d)
         seen = self._first_seen.get(key)
         if seen is None:
@@ -99,6 +117,19 @@ class HttpPolledFeed(PolledFeed):
                 self._first_seen.clear()
                 self._first_seen[key] = seen
         return min(known_at(d, stamp), seen)
+
+    def next_poll_delay(self, now: float) -> float:
+        """Poll every `interval` while a value is due; once every symbol has the newest value
+        that can have been published, wait for the next publication (at most max_idle)."""
+        if self.max_idle <= self.interval or len(self._newest) < len(set(self.symbols.values())):
+            return self.interval
+        waits = []
+        for d, stamp in self._newest.values():
+            due = latest_due(stamp, now)
+            if stamp == "effective" or due is None or d < due:
+                return self.interval
+            waits.append(known_at(next_business_day(d), stamp) + PUBLICATION_MARGIN - now)
+        return min(max(min(waits), self.interval), self.max_idle)
 
     async def setup(self) -> None:
         self.http = aiohttp.ClientSession(

@@ -25,6 +25,7 @@ class NyFedFeed(HttpPolledFeed):
         super().__init__(name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval,
                          cfg.timeout)
         self.cfg = cfg
+        self.max_idle = cfg.max_idle
 
     async def poll(self) -> int:
         body = await self.get(self.cfg.url.replace("{n}", str(self.cfg.lookback)))

@@ -47,6 +47,7 @@ class TreasuryFeed(HttpPolledFeed):
         super().__init__(name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval,
                          cfg.timeout)
         self.cfg = cfg
+        self.max_idle = cfg.max_idle
         self._polled_once = False
 
     def months(self) -> list[str]:

@@ -294,3 +294,43 @@ async def test_treasury_malformed_xml_is_dropped_and_feed_recovers(store: Store)
             await wait_until(lambda: sup.writer.written == 3, what="3 yields")
     assert watched.states["treasury"][-1] == "ok" and "down" in watched.states["treasury"]
     assert (await store.feed_statuses())["treasury"]["dropped"] == {"malformed": 1}
+
+
+# ---- publication schedule --------------------------------------------------------------------
+
+
+def nyfed_feed(now: float, interval: float = 900.0) -> Any:
+    from connectors.base import FeedContext
+    from connectors.config import FeedsConfig, NyFedFeedConfig
+    from connectors.nyfed import NyFedFeed
+
+    cfg = NyFedFeedConfig(kind="nyfed", interval=interval)
+    return NyFedFeed("nyfed", cfg, FeedContext(feeds=FeedsConfig(), sink=lambda *a: None,
+                                               clock=lambda: now))
+
+
+def test_polls_every_interval_while_a_value_is_due() -> None:
+    from datetime import date
+
+    now = ny(2024, 6, 7, 9)  # Friday 09:00: Thursday's SOFR was published at 08:00
+    feed = nyfed_feed(now)
+    feed.stamp("SOFR", date(2024, 6, 5), "next_morning")  # only Wednesday's so far
+    assert feed.next_poll_delay(now) == 900.0
+
+
+def test_waits_for_the_next_publication_once_up_to_date() -> None:
+    from datetime import date
+
+    now = ny(2024, 6, 10, 7) + 30 * 60  # Monday 07:30; Friday's SOFR comes at 08:00
+    feed = nyfed_feed(now, interval=60.0)
+    feed.stamp("SOFR", date(2024, 6, 6), "next_morning")
+    assert feed.next_poll_delay(now) == pytest.approx(30 * 60 + 60)  # 08:00 plus a minute
+
+
+def test_idle_wait_is_capped() -> None:
+    from datetime import date
+
+    now = ny(2024, 6, 7, 9)  # Friday; the next SOFR (Friday's) is only due Monday 08:00
+    feed = nyfed_feed(now, interval=60.0)
+    feed.stamp("SOFR", date(2024, 6, 6), "next_morning")
+    assert feed.next_poll_delay(now) == 6 * 3600.0
