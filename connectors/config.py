@@ -20,12 +20,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from bot.config_types import Zone
 from bot.durations import parse_duration
 from bot.models import INPUT_SYMBOLS
 
 
 def _seconds(v: Any) -> float:
-    """A duration in seconds: a number, or a string such as '250ms', '30s', '15m', '4h'."""
+    """A duration in seconds: a number, or a string such as '250ms', '30s', '15m', '4h'.
+
+    Like bot.config_types.Duration, plus milliseconds (batch flush intervals are a few ms).
+    """
     if isinstance(v, bool):
         raise ValueError("expected a duration such as '30s' or '250ms', got a boolean")
     if isinstance(v, int | float):
@@ -84,7 +88,7 @@ class BackoffConfig(Strict):
 
 
 class MarketHoursConfig(Strict):
-    zone: str = "America/New_York"
+    zone: Zone = "America/New_York"
     # Dates when FX and spot gold do not trade, as "MM-DD" (every year) or "YYYY-MM-DD".
     holidays: list[str] = Field(default_factory=lambda: ["12-25", "01-01"])
     # After a market opens, a feed gets this long to deliver its first tick before it is stale.

@@ -54,3 +54,8 @@ def test_example_config_feeds_section_is_valid() -> None:
     assert {"ccxt", "kraken", "oanda", "nyfed", "fred", "treasury"} <= kinds
     btc = [n for n, f in cfg.sources.items() if "BTC/USD" in f.symbols.values()]
     assert len(btc) >= 2
+
+
+def test_market_hours_zone_must_be_an_iana_zone() -> None:
+    with pytest.raises(ValidationError, match="IANA time zone"):
+        FeedsConfig.model_validate({"market_hours": {"zone": "New York"}})
