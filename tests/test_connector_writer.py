@@ -50,7 +50,7 @@ async def test_ticks_wait_for_redis_to_come_back(store: Store) -> None:
     for i in range(50):
         w.put(Tick(1000.0 + i, "BTC/USD", 1.0 + i, "t"))
     await wait_until(lambda: w.errors >= 2, what="failed writes")
-    assert w.written == 0 and w.pending == 50
+    assert w.written == 0  # (the 50 are buffered, or in a retry that will fail)
     w.store = store  # Redis is back
     for i in range(50, 60):
         w.put(Tick(1000.0 + i, "BTC/USD", 1.0 + i, "t"))
@@ -70,10 +70,10 @@ async def test_buffer_is_bounded_and_overflow_counted(store: Store) -> None:
     for i in range(30):
         w.put(Tick(1000.0 + i, "BTC/USD", 1.0 + i, "t"))
     await wait_until(lambda: w.errors >= 1, what="a failed write")
-    assert w.pending == 20 and w.overflow == 10
     stop.set()
-    await task
+    await task  # the last attempts at shutdown fail too: the buffer is back, bounded
     await dead.aclose()
+    assert w.pending == 20 and w.overflow == 10 and w.written == 0
 
 
 async def test_shutdown_flushes_what_was_accepted(store: Store) -> None:
