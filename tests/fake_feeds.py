@@ -17,7 +17,7 @@ import contextlib
 import copy
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -469,7 +469,8 @@ async def redis_ticks(store: Store, symbol: str | None = None) -> list[Tick]:
     return [t for t in out if symbol is None or t.symbol == symbol]
 
 
-def is_subsequence(wanted: list[str], seq: list[str]) -> bool:
+def is_subsequence(wanted: Sequence[object], seq: Sequence[object]) -> bool:
+    """`wanted` appears in `seq` in order (other items may come between)."""
     it = iter(seq)
     return all(any(x == w for x in it) for w in wanted)
 

@@ -53,7 +53,9 @@ async def test_recorded_okx_tickers_flow_through_ccxt_into_redis(
     ticks = await redis_ticks(store)
     recorded_last = [float(t["data"][0]["last"]) for t in templates]
     values = [t.value for t in ticks]
-    assert values == recorded_last[: len(values)]
+    # ccxt's watchTicker hands over the newest ticker: updates that arrive together are
+    # conflated by ccxt, so the written values are the recorded ones, in order, maybe fewer
+    assert len(values) >= 10 and is_subsequence(values, recorded_last)
     assert {t.symbol for t in ticks} == {"BTC/USD"} and {t.source for t in ticks} == {"okx"}
     sub = fake.subscriptions[0]
     recorded_sub = orjson.loads(okx_rec.sent[0])
@@ -69,7 +71,7 @@ async def test_exchange_time_is_kept(store: Store, okx_rec: Recording) -> None:
             await wait_until(lambda: sup.writer.written >= 3, what="3 ticks")
     sent_ts = [int(orjson.loads(f)["data"][0]["ts"]) / 1000 for f in fake.sent]
     ticks = await redis_ticks(store)
-    assert [t.ts for t in ticks] == sent_ts[: len(ticks)]
+    assert len(ticks) >= 3 and is_subsequence([t.ts for t in ticks], sent_ts)
 
 
 async def test_nonsense_prices_are_dropped_and_the_stream_continues(
