@@ -1,7 +1,7 @@
 """Live data path: local websocket server -> real Kraken connector -> Redis -> engine.
 
     python bench/bench_connectors.py [--frames 300000] [--rate 2000] [--seconds 5]
-                                     [--trades-per-frame 1] [--baseline] [--lua-store]
+                                     [--trades-per-frame 1] [--baseline]
                                      [--conflate 1] [--uvloop]
 
 Needs a Redis server (REDIS_URL, default redis://127.0.0.1:6379/0); uses a throw-away key
@@ -26,9 +26,6 @@ Scenarios:
 
 --conflate S adds an ingest run: frames read, parsed and validated per second when writes are
 conflated to one tick per S seconds (the example config's "1s").
-
---lua-store repeats 2 to 4 with a proposed `add_ticks` that sends a batch as one EVALSHA
-(same stream entries, one XADD per tick inside Redis) instead of a redis-py pipeline.
 """
 
 from __future__ import annotations
@@ -170,32 +167,6 @@ class ServerProcess:
 
 # ---- the proposed one-round-trip store write -----------------------------------------------------
 
-_LUA_ADD = """
-local k = KEYS[1]
-for i = 2, #ARGV, 4 do
-  redis.call('XADD', k, '*', 's', ARGV[i], 'v', ARGV[i+1], 't', ARGV[i+2], 'src', ARGV[i+3])
-end
-redis.call('XTRIM', k, 'MAXLEN', '~', ARGV[1])
-return (#ARGV - 1) / 4
-"""
-
-
-class LuaStore(Store):
-    """`Store` whose add_ticks sends one EVALSHA per batch; stream entries are identical."""
-
-    def __init__(self, redis: Redis, prefix: str, tick_maxlen: int = 200_000) -> None:
-        super().__init__(redis, prefix, tick_maxlen)
-        self._script = redis.register_script(_LUA_ADD)
-
-    async def add_ticks(self, ticks: Sequence[Tick]) -> None:
-        if not ticks:
-            return
-        args: list[str] = [str(self.tick_maxlen)]
-        for t in ticks:
-            args += (t.symbol, repr(t.value), repr(t.ts), t.source)
-        await self._script(keys=[self.k_ticks], args=args)
-
-
 # ---- scenarios ---------------------------------------------------------------------------------
 
 
@@ -246,14 +217,14 @@ async def baseline(frames: int) -> float:
     return frames / dt
 
 
-async def throughput(frames: int, k: int, lua: bool) -> tuple[float, float]:
+async def throughput(frames: int, k: int) -> tuple[float, float]:
     from connectors.supervisor import FeedSupervisor
 
     redis = Redis.from_url(REDIS_URL)
     prefix = f"bench:{uuid.uuid4().hex[:8]}"
     total = frames * k
     keep = max(200_000, total)  # the stream is not trimmed below what this run writes
-    store = LuaStore(redis, prefix, keep) if lua else Store(redis, prefix, keep)
+    store = Store(redis, prefix, keep)
     try:
         with ServerProcess("blast", frames=frames, k=k) as srv:
             sup = FeedSupervisor(feeds_config(srv.url), store)
@@ -307,7 +278,7 @@ async def ingest_conflated(frames: int, k: int, conflate: float) -> tuple[float,
     return total / dt, written
 
 
-async def end_to_end(frames: int, k: int, lua: bool) -> float:
+async def end_to_end(frames: int, k: int) -> float:
     """Ticks per second reaching the engine when the server sends as fast as it can."""
     from bot.config import Config
     from bot.live import EngineService
@@ -318,7 +289,7 @@ async def end_to_end(frames: int, k: int, lua: bool) -> float:
     prefix = f"bench:{uuid.uuid4().hex[:8]}"
     total = frames * k
     keep = max(200_000, total)
-    store = LuaStore(redis, prefix, keep) if lua else Store(redis, prefix, keep)
+    store = Store(redis, prefix, keep)
     config = Config.model_validate({"engine": {"checkpoint_every": "5s"}})
     svc = EngineService(config, store, load_rules(default_rules_dir(), config.sessions))
     try:
@@ -341,7 +312,7 @@ async def end_to_end(frames: int, k: int, lua: bool) -> float:
     return applied / dt
 
 
-async def latency(rate: float, seconds: float, k: int, lua: bool) -> dict[str, float]:
+async def latency(rate: float, seconds: float, k: int) -> dict[str, float]:
     from bot.config import Config
     from bot.live import EngineService
     from bot.rulefile import default_rules_dir, load_rules
@@ -349,7 +320,7 @@ async def latency(rate: float, seconds: float, k: int, lua: bool) -> dict[str, f
 
     redis = Redis.from_url(REDIS_URL)
     prefix = f"bench:{uuid.uuid4().hex[:8]}"
-    store = LuaStore(redis, prefix) if lua else Store(redis, prefix)
+    store = Store(redis, prefix)
     config = Config.model_validate({"engine": {"checkpoint_every": "5s"}})
     rules = load_rules(default_rules_dir(), config.sessions)
     lat: list[float] = []
@@ -405,21 +376,17 @@ async def main(args: argparse.Namespace) -> None:
         print(f"ingest    connector, conflate {args.conflate:g}s, "
               f"{args.trades_per_frame} trade(s)/frame: {tps:10,.0f} ticks/s read, parsed and "
               f"validated ({written:,} written to Redis)")
-    variants = [False, True] if args.lua_store else [False]
-    for lua in variants:
-        label = "lua-store" if lua else "Store.add_ticks"
-        tps, cpu = await throughput(args.frames, args.trades_per_frame, lua)
-        print(f"throughput connector -> Redis [{label}], {args.trades_per_frame} trade(s)/frame: "
-              f"{tps:10,.0f} ticks/s ({cpu:.1f} us CPU per tick in this process)")
-        e2e = await end_to_end(args.e2e_frames, args.trades_per_frame, lua)
-        print(f"end to end server -> engine [{label}], shipped rules, one process: "
-              f"{e2e:10,.0f} ticks/s")
-        r = await latency(args.rate, args.seconds, args.trades_per_frame, lua)
-        print(f"latency   server stamp -> engine [{label}] at {args.rate:,.0f} frames/s for "
-              f"{args.seconds:g}s: p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
-              f"max {r['max']:.1f} ms ({r['ticks']:,.0f}/{r['expected']:,.0f} ticks "
-              f"reached the engine); to Redis (written): p50 {r['w50']:.2f} ms, "
-              f"p99 {r['w99']:.2f} ms")
+    tps, cpu = await throughput(args.frames, args.trades_per_frame)
+    print(f"throughput connector -> Redis, {args.trades_per_frame} trade(s)/frame: "
+          f"{tps:10,.0f} ticks/s ({cpu:.1f} us CPU per tick in this process)")
+    e2e = await end_to_end(args.e2e_frames, args.trades_per_frame)
+    print(f"end to end server -> engine, shipped rules, one process: {e2e:10,.0f} ticks/s")
+    r = await latency(args.rate, args.seconds, args.trades_per_frame)
+    print(f"latency   server stamp -> engine at {args.rate:,.0f} frames/s for "
+          f"{args.seconds:g}s: p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
+          f"max {r['max']:.1f} ms ({r['ticks']:,.0f}/{r['expected']:,.0f} ticks "
+          f"reached the engine); to Redis (written): p50 {r['w50']:.2f} ms, "
+          f"p99 {r['w99']:.2f} ms")
 
 
 if __name__ == "__main__":
@@ -431,7 +398,6 @@ if __name__ == "__main__":
     ap.add_argument("--rate", type=float, default=2_000, help="frames/s in the latency run")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--baseline", action="store_true")
-    ap.add_argument("--lua-store", action="store_true")
     ap.add_argument("--conflate", type=float, default=0.0,
                     help="also measure ingest with writes conflated to this interval (s)")
     ap.add_argument("--uvloop", action="store_true")

@@ -53,6 +53,8 @@ class EngineConfig(Strict):
     checkpoint_every: Duration = 5.0  # wall-clock seconds between checkpoints
     max_lateness: Duration = 5.0  # live: how far behind the wall clock event time may lag
     tick_batch: int = Field(default=5000, ge=1)
+    # Rules are evaluated at most this often in event time; ticks in between wait.
+    evaluate_every: Duration = 1.0
     # A tick further than this from the previous one of its symbol is held until the next
     # tick confirms it (a single wild print must not raise a crash alert). 0 disables.
     wild_print_pct: float = Field(default=15.0, ge=0)

@@ -33,7 +33,7 @@ import orjson
 from bot.models import INPUT_SYMBOLS, SYMBOLS, Alert, AlertKind, Kind, iso_utc
 from bot.rulefile import Rule, RuleSet
 from bot.rulelang import EvalContext
-from bot.series import Series
+from bot.series import TICK_RESOLUTION, Series
 from bot.sessions import Session, SessionReturns
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,10 @@ USDX_LEG_MAX_AGE = 5 * DAY  # an FX leg older than this counts as missing
 SOFR_IORB_LAG = 12 * HOUR  # SOFR for day D is published at 08:00 New York on D+1
 WILD_PRINT_GAP = 300.0  # only ticks this close together can be wild prints; bars are not
 REEVALUATE_EVERY = HOUR  # a rule whose inputs are quiet is still re-evaluated this often
+COMPACT_AFTER = 2 * HOUR  # history older than this is kept as 5-minute bars
+COMPACT_RESOLUTION = 300.0
+MAINTAIN_EVERY = 6 * HOUR  # trim and compact the series this often (event time),
+MAINTAIN_GROWTH = 256  # those that grew by this many points since they were last maintained
 MIN_RETENTION = 2 * DAY  # history kept for symbols no rule looks at (status, charts)
 SERIES_KEEP = 8 * DAY  # history the store keeps for charts and /status
 
@@ -100,6 +104,7 @@ class Engine:
         sessions: dict[str, Session],
         *,
         wild_print_pct: float = 15.0,
+        evaluate_every: float = 1.0,
     ) -> None:
         self.rules = rules.rules
         self.series: dict[str, Series] = {s: Series(s, k) for s, k in SYMBOLS.items()}
@@ -112,10 +117,14 @@ class Engine:
         self.stats = EngineStats()
         self.ticks = 0  # kept outside `stats` for the hot path; see `snapshot`
         self.wild_print_pct = wild_print_pct
+        self.evaluate_every = evaluate_every  # seconds of event time between evaluations
+        self._last_eval = -math.inf
         self._held: dict[str, tuple[float, float, str]] = {}  # symbol -> unconfirmed tick
         self._dirty: set[str] = set()
         self.pending: list[Alert] = []  # raised and not yet taken by the runner
         self._last_trim = -math.inf
+        self._last_forget = -math.inf
+        self._maintained_len: dict[str, int] = {}
         self._usdx_missing: frozenset[str] | None = None
         lookback = rules.lookback
         self._retention = {s: max(lookback.get(s, 0.0) + DAY, MIN_RETENTION) for s in SYMBOLS}
@@ -141,8 +150,12 @@ class Engine:
             self._hold(series, ts, value, source)
             return
         if tss and ts > tss[-1]:  # the common case, inlined
-            tss.append(ts)
-            series.values.append(value)
+            if ts - tss[-1] < TICK_RESOLUTION and ts // 1.0 == tss[-1] // 1.0:
+                tss[-1] = ts  # same second: the newer tick stands for it
+                series.values[-1] = value
+            else:
+                tss.append(ts)
+                series.values.append(value)
             series.version += 1
             self._dirty.add(symbol)
         else:
@@ -180,7 +193,7 @@ class Engine:
     def finish(self) -> list[Alert]:
         """Evaluate at the final clock (end of input) and return every alert not yet taken."""
         if self._dirty:
-            self._step()
+            self._step(force=True)
         return self.take_alerts()
 
     def advance_to(self, now: float) -> None:
@@ -201,10 +214,13 @@ class Engine:
 
     # ---- evaluation -----------------------------------------------------------------------
 
-    def _step(self) -> None:
+    def _step(self, force: bool = False) -> None:
+        """Evaluate at the current clock: at most once per `evaluate_every` of event time
+        (changes wait in the dirty set), so a busy live feed is not evaluated per tick."""
         now = self.clock
-        if now == -math.inf:
+        if now == -math.inf or (now - self._last_eval < self.evaluate_every and not force):
             return
+        self._last_eval = now
         dirty = self._dirty
         if dirty:
             self._update_derived(now, dirty)
@@ -221,7 +237,7 @@ class Engine:
                     continue
                 self._evaluate(rule, st, now)
         self._dirty = set()
-        if now - self._last_trim >= DAY:
+        if now - self._last_trim >= MAINTAIN_EVERY:
             self._trim(now)
 
     def _evaluate(self, rule: Rule, st: RuleState, now: float) -> None:
@@ -299,9 +315,16 @@ class Engine:
 
     def _trim(self, now: float) -> None:
         self._last_trim = now
+        bars_before = (now - COMPACT_AFTER) // COMPACT_RESOLUTION * COMPACT_RESOLUTION
+        grown = self._maintained_len
         for sym, s in self.series.items():
-            s.trim(now - self._retention[sym])
-        self.sessions.forget_before(now - max(self._retention.values()) - 2 * DAY)
+            if len(s.ts) >= grown.get(sym, 0) + MAINTAIN_GROWTH:
+                s.trim(now - self._retention[sym])
+                s.compact(bars_before, COMPACT_RESOLUTION)
+                grown[sym] = len(s.ts)
+        if now - self._last_forget >= DAY:
+            self._last_forget = now
+            self.sessions.forget_before(now - max(self._retention.values()) - 2 * DAY)
 
     # ---- state for the store ---------------------------------------------------------------
 

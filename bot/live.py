@@ -65,8 +65,9 @@ class EngineService:
         self.ready = asyncio.Event()  # set once the checkpoint is restored
 
     def _new_engine(self, rules: RuleSet) -> Engine:
+        cfg = self.config.engine
         return Engine(rules, sessions_from_config(self.config.sessions),
-                      wild_print_pct=self.config.engine.wild_print_pct)
+                      wild_print_pct=cfg.wild_print_pct, evaluate_every=cfg.evaluate_every)
 
     async def restore(self) -> None:
         cp = await self.store.load_checkpoint()

@@ -78,7 +78,8 @@ async def run_replay(opts: ReplayOptions, config: Config, store: Store, rules: R
     files = [Path(f) for f in opts.files]
     fp = fingerprint(files, rules, opts.start, opts.end)
     engine = Engine(rules, sessions_from_config(config.sessions),
-                    wild_print_pct=config.engine.wild_print_pct)
+                    wild_print_pct=config.engine.wild_print_pct,
+                    evaluate_every=config.engine.evaluate_every)
     rejects = Rejects()
     pos = (0, 0)
     ticks_read = 0

@@ -11,9 +11,11 @@ from bisect import bisect_left, bisect_right
 
 from bot.models import Kind
 
+TICK_RESOLUTION = 1.0  # seconds: a series keeps the latest tick of each second
+
 
 class Series:
-    __slots__ = ("kind", "symbol", "ts", "values", "version")
+    __slots__ = ("compacted_until", "kind", "symbol", "ts", "values", "version")
 
     def __init__(self, symbol: str, kind: Kind) -> None:
         self.symbol = symbol
@@ -21,12 +23,17 @@ class Series:
         self.ts: list[float] = []
         self.values: list[float] = []
         self.version = 0  # bumped on every change, so rules know when to re-evaluate
+        self.compacted_until = -math.inf  # points before this are already bars
 
     def add(self, ts: float, value: float) -> str:
         """Add a point. Returns '' for an in-order point, else 'late' or 'duplicate'."""
         self.version += 1
         tss = self.ts
         if not tss or ts > tss[-1]:
+            if tss and ts - tss[-1] < TICK_RESOLUTION and ts // 1.0 == tss[-1] // 1.0:
+                tss[-1] = ts  # same second: the newer tick stands for it
+                self.values[-1] = value
+                return ""
             tss.append(ts)
             self.values.append(value)
             return ""
@@ -37,6 +44,29 @@ class Series:
         tss.insert(i, ts)
         self.values.insert(i, value)
         return "late"
+
+    def compact(self, before: float, resolution: float) -> None:
+        """Keep only the last point of each `resolution`-second bucket among the points older
+        than `before` (a bucket boundary), so long windows hold bars, not every tick."""
+        if before <= self.compacted_until:
+            return
+        tss = self.ts
+        i = bisect_left(tss, self.compacted_until)  # only what was not compacted before
+        j = bisect_left(tss, before)
+        self.compacted_until = before
+        if j - i < 2:
+            return
+        vals = self.values
+        keep_t: list[float] = []
+        keep_v: list[float] = []
+        for k in range(i, j):
+            if k == j - 1 or tss[k + 1] // resolution != tss[k] // resolution:
+                keep_t.append(tss[k])
+                keep_v.append(vals[k])
+        if len(keep_t) < j - i:
+            tss[i:j] = keep_t
+            vals[i:j] = keep_v
+            self.version += 1
 
     def trim(self, before: float) -> None:
         """Forget points older than `before`, keeping one so `value_at(before)` still works."""

@@ -50,6 +50,7 @@ class Store:
         self.k_latest = f"{prefix}:latest"
         self.k_outbox = f"{prefix}:outbox"
         self.k_feeds = f"{prefix}:feeds"
+        self._add_script = redis.register_script(_ADD_TICKS)
 
     def key(self, name: str) -> str:
         """A key in this store's namespace, for components that keep their own state."""
@@ -64,18 +65,16 @@ class Store:
     # ---- connectors -> store -------------------------------------------------------------
 
     async def add_ticks(self, ticks: Sequence[Tick]) -> None:
-        """Append ticks to the tick stream in one pipelined round trip."""
-        if not ticks:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for t in ticks:
-            pipe.xadd(
-                self.k_ticks,
-                {"s": t.symbol, "v": repr(t.value), "t": repr(t.ts), "src": t.source},
-                maxlen=self.tick_maxlen,
-                approximate=True,
-            )
-        await pipe.execute()
+        """Append ticks to the tick stream: one script call per batch, one trim per batch.
+
+        A redis-py pipeline spends ~17 us of client CPU per XADD; the script sends the batch
+        as flat arguments, which is about 4x cheaper per tick (bench/bench_connectors.py).
+        """
+        for i in range(0, len(ticks), _ADD_CHUNK):
+            args: list[str | float] = [self.tick_maxlen]
+            for t in ticks[i : i + _ADD_CHUNK]:
+                args += (t.symbol, repr(t.value), repr(t.ts), t.source)
+            await self._add_script(keys=[self.k_ticks], args=args)
 
     async def read_ticks(
         self, after: str, count: int = 5000, block_ms: int | None = None
@@ -229,6 +228,17 @@ class Store:
     async def feed_statuses(self) -> dict[str, dict[str, Any]]:
         raw: Any = await self.redis.hgetall(self.k_feeds)
         return {_s(k): orjson.loads(v) for k, v in raw.items()}
+
+
+_ADD_CHUNK = 2000  # ticks per script call
+_ADD_TICKS = """
+local k = KEYS[1]
+for i = 2, #ARGV, 4 do
+  redis.call('XADD', k, '*', 's', ARGV[i], 'v', ARGV[i+1], 't', ARGV[i+2], 'src', ARGV[i+3])
+end
+redis.call('XTRIM', k, 'MAXLEN', '~', ARGV[1])
+return (#ARGV - 1) / 4
+"""
 
 
 def _s(x: bytes | str) -> str:

@@ -163,3 +163,31 @@ def test_sofr_iorb_uses_the_iorb_in_force_on_sofrs_business_day(tmp_path: Path) 
     e.add(D + 13 * H, "BTC/USD", 1.0)
     assert e.series["SOFR-IORB"].last() == pytest.approx(45.0)
     assert not math.isnan(e.series["SOFR-IORB"].last() or math.nan)
+
+
+def test_ticks_within_one_second_keep_only_the_latest(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    for t, v in [(100.1, 1.0), (100.5, 2.0), (100.9, 3.0), (101.2, 4.0)]:
+        e.add(t, "SPX", v)
+    assert e.series["SPX"].ts == [100.9, 101.2]
+    assert e.series["SPX"].values == [3.0, 4.0]
+
+
+def test_old_history_is_compacted_to_five_minute_bars(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    for k in range(9 * 3600):  # a tick a second for nine hours
+        e.add(float(k), "SPX", 100.0 + k)
+    s = e.series["SPX"]
+    # maintenance ran at 6h (event time): history older than 4h became 5-minute bars
+    old = [t for t in s.ts if t < 4 * H]
+    assert len(old) == 48 and all(t % 300 == 299 for t in old)  # each bar's last tick
+    assert len([t for t in s.ts if t >= 4 * H]) == 5 * 3600  # the last 5 hours are untouched
+    assert s.value_at(1799.0) == 100.0 + 1799  # bar closes keep their exact values
+
+
+def test_rules_are_evaluated_at_most_once_per_evaluate_every(tmp_path: Path) -> None:
+    e = Engine(rules_from(tmp_path, DROP_RULE.format(for_="0s", cooldown="1d")), {},
+               evaluate_every=10.0)
+    for k in range(100):
+        e.add(float(k), "BTC/USD", 100.0)
+    assert e.stats.evaluations == 10

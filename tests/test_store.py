@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
+from redis.asyncio import Redis
+
 from bot.models import Alert, Tick
 from bot.store import Checkpoint, Store
 
@@ -43,3 +47,21 @@ async def test_ticks_round_trip_through_the_stream(store: Store) -> None:
 async def test_series_keeps_only_points_after_the_retention(store: Store) -> None:
     await store.add_series({"BTC/USD": [(1.0, 10.0), (2.0, 11.0), (3.0, 12.0)]}, keep_after=2.0)
     assert await store.series("BTC/USD") == [(2.0, 11.0), (3.0, 12.0)]
+
+
+async def test_large_batches_keep_every_tick_in_order(store: Store) -> None:
+    ticks = [Tick(float(i), "BTC/USD", 100.0 + i, "x") for i in range(4500)]
+    await store.add_ticks(ticks)
+    got = await store.read_ticks("0-0", count=10_000)
+    assert [t for _, t in got] == ticks
+
+
+async def test_tick_stream_is_trimmed_to_about_its_maxlen(redis: Redis) -> None:
+    s = Store(redis, prefix=f"test:{uuid.uuid4().hex[:12]}", tick_maxlen=1000)
+    try:
+        for k in range(5):
+            await s.add_ticks([Tick(float(k * 1000 + i), "SPX", 1.0) for i in range(1000)])
+        n = await redis.xlen(s.k_ticks)
+        assert 1000 <= n < 2500
+    finally:
+        await s.clear()
