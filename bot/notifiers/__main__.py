@@ -1,6 +1,6 @@
 """Run the notifiers on their own: ``python -m bot.notifiers serve|drain --config FILE``.
 
-``serve`` delivers continuously until SIGTERM/SIGINT (the same service ``stressbot live`` runs);
+``serve`` delivers continuously until SIGTERM/SIGINT (the same service ``stressbot run`` runs);
 ``drain`` delivers what is in the outbox and prints the report.
 """
 
