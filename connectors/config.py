@@ -187,6 +187,16 @@ class FredFeedConfig(_PolledBase):
     stamps: dict[str, Stamp] = Field(default_factory=dict)
 
 
+class FredCsvFeedConfig(_PolledBase):
+    """FRED's keyless CSV download (`fredgraph.csv`): daily series without an API key."""
+
+    kind: Literal["fred_csv"]
+    url: str = "https://fred.stlouisfed.org/graph/fredgraph.csv"
+    interval: Seconds = 3600.0
+    # series id -> stamp; default by canonical symbol (as for `fred`).
+    stamps: dict[str, Stamp] = Field(default_factory=dict)
+
+
 class TreasuryFeedConfig(_PolledBase):
     """US Treasury daily par yield curve, keyless Atom/XML feed (one month per request)."""
 
@@ -208,6 +218,7 @@ FeedConfig = Annotated[
     | OandaFeedConfig
     | NyFedFeedConfig
     | FredFeedConfig
+    | FredCsvFeedConfig
     | TreasuryFeedConfig,
     Field(discriminator="kind"),
 ]

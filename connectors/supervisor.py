@@ -52,6 +52,10 @@ def build_feed(name: str, cfg: FeedConfig, ctx: FeedContext) -> Feed:
         from connectors.fred import FredFeed
 
         return FredFeed(name, cfg, ctx)
+    if cfg.kind == "fred_csv":
+        from connectors.fred import FredCsvFeed
+
+        return FredCsvFeed(name, cfg, ctx)
     if cfg.kind == "treasury":
         from connectors.treasury import TreasuryFeed
 

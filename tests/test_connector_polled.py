@@ -160,6 +160,45 @@ async def test_malformed_body_is_counted_and_retried(store: Store, nyfed_cassett
     assert status["state"] == "ok"
 
 
+# ---- FRED keyless CSV (fredgraph.csv) ---------------------------------------------------------
+
+
+def fredgraph_bodies() -> dict[str, str]:
+    """fredgraph.csv answers, values from the recorded SOFR observations (the recordings hold
+    no CSV; the format is FRED's `observation_date,SERIES` with "" for a day without value)."""
+    doc = orjson.loads(shared_path("fixtures", "fred",
+                                   "series_observations_SOFR_2024-06-01_2024-06-06.json").read_bytes())
+    sofr = "".join(f"{o['date']},{o['value']}\n" for o in doc["observations"])
+    return {
+        "SOFR": "observation_date,SOFR\n" + sofr,
+        "SP500": "observation_date,SP500\n2024-06-18,5487.03\n2024-06-19,\n2024-06-20,5473.17\n",
+    }
+
+
+async def test_fred_csv_needs_no_key_and_stamps_each_series(store: Store) -> None:
+    bodies = fredgraph_bodies()
+
+    async def handler(request: web.Request) -> web.Response:
+        assert "cosd" in request.query
+        return web.Response(text=bodies[request.query["id"]], content_type="text/csv")
+
+    async with FakeHttp() as fake:
+        fake.route("/graph/fredgraph.csv", handler)
+        sup = FeedSupervisor(feeds_config({"fred_csv": {
+            "kind": "fred_csv", "url": fake.url + "/graph/fredgraph.csv", "interval": 0.05,
+            "max_past": 0, "symbols": {"SOFR": "SOFR", "SP500": "SPX"}}}), store)
+        async with running(sup):
+            await wait_until(lambda: sup.writer.written == 6, what="6 ticks")
+    sofr = await redis_ticks(store, "SOFR")
+    assert [t.ts for t in sofr] == [ny(2024, 6, d, 8) for d in (4, 5, 6, 7)]
+    spx = await redis_ticks(store, "SPX")
+    assert [(t.ts, t.value) for t in spx] == [(ny(2024, 6, 18, 16), 5487.03),
+                                              (ny(2024, 6, 20, 16), 5473.17)]
+    status = (await store.feed_statuses())["fred_csv"]
+    assert status["state"] == "ok" and status["dropped"]["missing_value"] >= 1
+
+
+
 # ---- FRED ------------------------------------------------------------------------------------
 
 FRED_KEY = "k3y-that-must-never-be-logged"
