@@ -109,7 +109,12 @@ async def _demo(args: argparse.Namespace) -> int:
 
         print("stressbot demo: looking for the 312 episode in the download cache ...",
               file=sys.stderr)
-        data = await ensure_episode("312")
+        try:
+            data = await ensure_episode("312")
+        except StressbotError as e:
+            raise StressbotError(
+                f"{e}\nOffline? Replay a file you already have: stressbot demo --data FILE "
+                "(for example ../shared/data/history/episode-312.csv)") from e
     print("Replaying 2020-02-20 .. 2020-04-10 (the March 2020 dash for cash) with the default "
           "rules.\n")
     return await run_replay_command(args, [data], parse_iso_utc(DEMO_FROM),
