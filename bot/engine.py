@@ -57,7 +57,7 @@ WILD_PRINT_GAP = 300.0  # only ticks this close together can be wild prints; bar
 REEVALUATE_EVERY = HOUR  # a rule whose inputs are quiet is still re-evaluated this often
 COMPACT_AFTER = 2 * HOUR  # history older than this is kept as 5-minute bars
 COMPACT_RESOLUTION = 300.0
-MAINTAIN_EVERY = 6 * HOUR  # trim and compact the series this often (event time),
+MAINTAIN_EVERY = HOUR  # trim and compact the series this often (event time),
 MAINTAIN_GROWTH = 256  # those that grew by this many points since they were last maintained
 MIN_RETENTION = 2 * DAY  # history kept for symbols no rule looks at (status, charts)
 SERIES_KEEP = 8 * DAY  # history the store keeps for charts and /status
@@ -124,6 +124,7 @@ class Engine:
         self.pending: list[Alert] = []  # raised and not yet taken by the runner
         self._last_trim = -math.inf
         self._last_forget = -math.inf
+        self._ticks_at_trim = 0
         self._maintained_len: dict[str, int] = {}
         self._usdx_missing: frozenset[str] | None = None
         lookback = rules.lookback
@@ -237,7 +238,8 @@ class Engine:
                     continue
                 self._evaluate(rule, st, now)
         self._dirty = set()
-        if now - self._last_trim >= MAINTAIN_EVERY:
+        if now - self._last_trim >= MAINTAIN_EVERY and (
+                self.ticks - self._ticks_at_trim >= MAINTAIN_GROWTH):
             self._trim(now)
 
     def _evaluate(self, rule: Rule, st: RuleState, now: float) -> None:
@@ -315,6 +317,7 @@ class Engine:
 
     def _trim(self, now: float) -> None:
         self._last_trim = now
+        self._ticks_at_trim = self.ticks
         bars_before = (now - COMPACT_AFTER) // COMPACT_RESOLUTION * COMPACT_RESOLUTION
         grown = self._maintained_len
         for sym, s in self.series.items():

@@ -62,7 +62,6 @@ class EngineService:
         self._series_sent: dict[str, float] = {}
         self._rules_mtime = self._mtime()
         self.ticks_applied = 0
-        self.ready = asyncio.Event()  # set once the checkpoint is restored
 
     def _new_engine(self, rules: RuleSet) -> Engine:
         cfg = self.config.engine
@@ -85,7 +84,6 @@ class EngineService:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.restore()
-        self.ready.set()
         cfg = self.config.engine
         last_cp = last_feeds = last_rules = time.monotonic()
         dirty = False
@@ -108,7 +106,7 @@ class EngineService:
                 await self._check_feeds()
             if self.rules_dir is not None and now - last_rules >= RULES_POLL:
                 last_rules = now
-                self._maybe_reload_rules()
+                await self._maybe_reload_rules()
             if self.engine.pending or (dirty and now - last_cp >= cfg.checkpoint_every):
                 await self.commit()
                 last_cp, dirty = now, False
@@ -177,14 +175,14 @@ class EngineService:
             return 0.0
         return max((p.stat().st_mtime for p in self.rules_dir.glob("*.toml")), default=0.0)
 
-    def _maybe_reload_rules(self) -> None:
+    async def _maybe_reload_rules(self) -> None:
         assert self.rules_dir is not None
-        m = self._mtime()
+        m = await asyncio.to_thread(self._mtime)
         if m == self._rules_mtime:
             return
         self._rules_mtime = m
         try:
-            rules = load_rules(self.rules_dir, self.config.sessions)
+            rules = await asyncio.to_thread(load_rules, self.rules_dir, self.config.sessions)
         except RuleError as e:
             log.error("rules: the edited rules have problems, keeping the last good ones:\n%s",
                       "\n".join(e.problems))

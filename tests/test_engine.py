@@ -175,13 +175,13 @@ def test_ticks_within_one_second_keep_only_the_latest(tmp_path: Path) -> None:
 
 def test_old_history_is_compacted_to_five_minute_bars(tmp_path: Path) -> None:
     e = engine(tmp_path)
-    for k in range(9 * 3600):  # a tick a second for nine hours
+    for k in range(4 * 3600):  # a tick a second for four hours
         e.add(float(k), "SPX", 100.0 + k)
     s = e.series["SPX"]
-    # maintenance ran at 6h (event time): history older than 4h became 5-minute bars
-    old = [t for t in s.ts if t < 4 * H]
-    assert len(old) == 48 and all(t % 300 == 299 for t in old)  # each bar's last tick
-    assert len([t for t in s.ts if t >= 4 * H]) == 5 * 3600  # the last 5 hours are untouched
+    # maintenance ran at 3h (hourly, event time): history older than 1h became 5-minute bars
+    old = [t for t in s.ts if t < H]
+    assert len(old) == 12 and all(t % 300 == 299 for t in old)  # each bar's last tick
+    assert len([t for t in s.ts if t >= H]) == 3 * 3600  # the last 3 hours are untouched
     assert s.value_at(1799.0) == 100.0 + 1799  # bar closes keep their exact values
 
 
