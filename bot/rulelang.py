@@ -34,6 +34,7 @@ Functions (windows are duration strings such as "24h", "5d"):
 ``stale(SYM, W)``                      true when the symbol has no value newer than W
 ``abs(X)``                             absolute value
 ``min(X, ...)`` ``max(X, ...)``        smallest / largest of the known values
+``coalesce(X, Y, ...)``                the first known value (a default for missing data)
 =====================================  ==================================================
 
 ``count_falling`` and ``count_rising`` count among the symbols that have data; ``min`` and
@@ -126,6 +127,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], T, frozenset[Kind] | None]] = {
     "abs": ((NUM,), T.NUM, None),
     "min": ((NUMS,), T.NUM, None),
     "max": ((NUMS,), T.NUM, None),
+    "coalesce": ((NUMS,), T.NUM, None),
 }
 
 _KIND_HINT = {
@@ -324,6 +326,14 @@ class _Compiler:
             for p, a in zip(parts, args, strict=True):
                 self._want(p, T.NUM, a, f"{name}()")
             fns = [p.fn for p in parts]
+            if name == "coalesce":
+                def fn_first(c: EvalContext) -> Value:
+                    for f in fns:
+                        v = f(c)
+                        if v is not None:
+                            return v
+                    return None
+                return self._derive(fn_first, T.NUM, *parts)
             agg = min if name == "min" else max
 
             def fn_nums(c: EvalContext) -> Value:

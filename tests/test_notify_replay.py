@@ -6,18 +6,25 @@ outbox, then `deliver_pending` drains it.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import json
+import os
 import re
+import sys
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from bot.notifiers import deliver_pending
 from bot.notifiers.service import accepts
 from bot.replay import ReplayOptions, run_replay
 from bot.replay_commands import rules_for
 from bot.store import Store
-from tests.conftest import shared_path
+from tests.conftest import REDIS_URL, ROOT, shared_path
 from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram
 from tests.notify_fixtures import HOOK_ID, HOOK_TOKEN, TOKEN_ENV, notify_config
@@ -66,3 +73,52 @@ async def test_replayed_alerts_reach_each_matching_destination_once_with_a_chart
         expected = collections.Counter(a.id for a in outbox if accepts(route, a))
         assert got[name] == expected, name
     assert report.complete and report.total("dead") == 0
+
+
+async def test_stressbot_replay_command_delivers_to_the_configured_destinations(
+        fakes: tuple[FakeTelegram, FakeDiscord], redis: Redis, tmp_path: Path) -> None:
+    tg, dc = fakes
+    prefix = f"test:{uuid.uuid4().hex[:8]}"
+    hook = f"http://127.0.0.1:{dc.port}/api/webhooks/{HOOK_ID}/{HOOK_TOKEN}"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f"""
+[redis]
+prefix = "{prefix}"
+[notify.telegram]
+token_env = "{TOKEN_ENV}"
+api_base = "{tg.base}"
+min_interval = 0
+global_min_interval = 0
+[[notify.telegram.chats]]
+name = "desk"
+chat_id = -1001
+severities = ["critical"]
+[notify.discord]
+min_interval = 0
+[[notify.discord.webhooks]]
+name = "ops"
+url = "{hook}"
+""")
+    cmd = [sys.executable, "-m", "bot.cli", "replay", "--quiet", "--config", str(cfg),
+           "--jsonl", str(tmp_path / "alerts.jsonl"),
+           str(shared_path("data", "history", "episode-312.csv"))]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, cwd=ROOT, env={**os.environ, "REDIS_URL": REDIS_URL},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    keys = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await redis.delete(*keys)
+    assert proc.returncode == 0, err.decode()
+    report = out.decode()
+    outbox = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    critical = [a["id"] for a in outbox if a["severity"] == "critical"]
+    assert len(critical) == 4  # the two liquidity_crisis alerts and their resolutions
+    assert f"desk: {len(critical)} delivered" in report
+    assert f"ops: {len(outbox)} delivered" in report  # every alert and resolution to "ops"
+    sent = [s for s in tg.sent if s.method == "sendPhoto"]
+    assert sorted(m.group(1) for s in sent if (m := re.search(r"id: (\S+)", s.visible))) == (
+        sorted(critical))
+    assert len(dc.posted) == len(outbox)
+    assert all(list(p.files) == ["chart.png"] for p in dc.posted)
+    assert tg.token not in err.decode() and HOOK_TOKEN not in err.decode()

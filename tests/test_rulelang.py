@@ -134,3 +134,10 @@ def test_zscore_measures_a_move_against_the_regime() -> None:
 def test_zscore_needs_a_lookback_of_ten_windows() -> None:
     with pytest.raises(ExprError, match="at least 11 windows"):
         compile_expr('zscore("US10Y", "1d", "5d") > 3', [])
+
+
+def test_coalesce_gives_the_first_known_value() -> None:
+    c = ctx_with({"SPX": [(0, 100.0), (D, 90.0)]}, now=D)
+    assert ev('coalesce(ret("BTC/USD", "1d"), ret("SPX", "1d"), 0)', c, T.NUM) == (
+        pytest.approx(-10.0))
+    assert ev('coalesce(ret("BTC/USD", "1d"), 7)', c, T.NUM) == 7.0
