@@ -329,7 +329,7 @@ class _Compiler:
             if name == "coalesce":
                 def fn_first(c: EvalContext) -> Value:
                     for f in fns:
-                        v = f(c)
+                        v: Value = f(c)
                         if v is not None:
                             return v
                     return None
