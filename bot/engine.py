@@ -181,8 +181,8 @@ class Engine:
             self._put(series, ts, value)
 
     def _put(self, series: Series, ts: float, value: float) -> None:
-        if series.ts and ts < series.ts[0]:
-            self.stats.too_old += 1
+        if ts < self.clock - self._retention[series.symbol]:
+            self.stats.too_old += 1  # older than any window looks: it would only be trimmed
             return
         how = series.add(ts, value)
         if how == "late":

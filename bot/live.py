@@ -71,7 +71,11 @@ class EngineService:
     async def restore(self) -> None:
         cp = await self.store.load_checkpoint()
         if cp is None:
-            log.info("engine: no checkpoint, starting from the beginning of the tick stream")
+            # First start: whatever the stream already holds, or backfill adds, is history
+            # that warms the windows; alerts start from now.
+            self.engine.evaluate_from = self._clock() - self.config.engine.max_lateness
+            log.info("engine: first start; ticks before %s only warm the windows",
+                     iso_utc(self.engine.evaluate_from))
             return
         extra = self.engine.restore(cp.state)
         self.position = cp.position
@@ -214,12 +218,14 @@ async def run_live(config: Config, rules_dir: Path | None = None) -> int:
     from bot.notifiers.service import NotifierService
     from bot.redis_conn import connect
     from bot.telegram_commands import TelegramCommandBot
+    from connectors.backfill import Backfill
     from connectors.supervisor import FeedSupervisor
 
     rdir = rules_dir or config.engine.rules_dir or default_rules_dir()
     rules = load_rules(rdir, config.sessions)
     redis, _ = await connect(config.redis_url, allow_embedded=False)
     store = Store(redis, prefix=config.redis.prefix, tick_maxlen=config.redis.tick_maxlen)
+    first_start = await store.load_checkpoint() is None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -230,6 +236,8 @@ async def run_live(config: Config, rules_dir: Path | None = None) -> int:
         ("engine", EngineService(config, store, rules, rules_dir=Path(rdir))),
         ("notifier", NotifierService(config, store)),
     ]
+    if first_start and config.feeds.enabled and config.feeds.backfill.days:
+        services.append(("backfill", Backfill(config.feeds.backfill, store)))
     commands = TelegramCommandBot.from_config(config, store)
     if commands is not None:
         services.append(("telegram", commands))

@@ -234,6 +234,19 @@ class CombineConfig(Strict):
     max_age: Seconds = 30.0  # a source silent longer than this is not live
 
 
+class BackfillConfig(Strict):
+    """First start only (no engine checkpoint yet): the last `days` of keyless public history
+    (FRED CSV, exchange OHLC through ccxt) are written to the tick stream, so rules with
+    multi-day windows work at once instead of days later. History before the start only warms
+    the windows; it raises no alerts. 0 days disables it."""
+
+    days: int = Field(default=10, ge=0, le=90)
+    symbols: list[Canonical] = Field(default_factory=list)  # empty: every keyless symbol
+    fred_url: str = "https://fred.stlouisfed.org/graph/fredgraph.csv"
+    exchange_urls: dict[str, str] = Field(default_factory=dict)  # ccxt exchange id -> base URL
+    timeout: Seconds = 900.0  # the whole download; what is fetched by then is kept
+
+
 class FeedsConfig(Strict):
     enabled: bool = True
     # Ticks are written to Redis when this many are buffered, or every flush_interval.
@@ -248,6 +261,7 @@ class FeedsConfig(Strict):
     stale_after: Seconds = 60.0  # default watchdog for streams
     backoff: BackoffConfig = BackoffConfig()
     market_hours: MarketHoursConfig = MarketHoursConfig()
+    backfill: BackfillConfig = BackfillConfig()
     sources: dict[str, FeedConfig] = Field(default_factory=dict)
     combine: dict[Canonical, CombineConfig] = Field(default_factory=dict)
 

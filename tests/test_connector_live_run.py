@@ -98,6 +98,7 @@ async def test_stressbot_run_with_example_config_fires_a_rule_from_live_ticks(
         data["redis"]["prefix"] = store.prefix
         for name, src in data["feeds"]["sources"].items():
             src["enabled"] = name == "kraken"  # the others would need the internet
+        data["feeds"]["backfill"]["days"] = 0  # so would the first-start history download
         data["feeds"]["sources"]["kraken"]["url"] = fake.url
         data["feeds"]["sources"]["kraken"]["stale_after"] = "30s"
         data.setdefault("engine", {})["max_lateness"] = "0s"

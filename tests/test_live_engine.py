@@ -40,7 +40,9 @@ def rules_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def service(store: Store, rules_dir: Path, now: float = T0) -> EngineService:
+def service(store: Store, rules_dir: Path, now: float = T0 - 10 * H) -> EngineService:
+    """An engine service whose wall clock stands at `now` (its first start, by default well
+    before the ticks these tests send, so they count as live ticks, not warm-up history)."""
     config = Config.model_validate({"engine": {"checkpoint_every": "0s", "max_lateness": "0s"}})
     return EngineService(config, store, load_rules(rules_dir, config.sessions),
                          rules_dir=rules_dir, clock=lambda: now)
@@ -82,7 +84,8 @@ async def test_ticks_from_redis_raise_an_alert_in_the_outbox(
     svc = service(store, rules_dir)
     running(svc)
     await store.add_ticks([Tick(T0 - 2 * H, "BTC/USD", 100.0, "x"),
-                           Tick(T0 - H, "BTC/USD", 90.0, "x")])
+                           Tick(T0 - H, "BTC/USD", 90.0, "x"),
+                           Tick(T0, "BTC/USD", 90.0, "x")])  # moves event time past T0 - H
 
     async def fired() -> bool:
         return bool(await firing_ids(store))
@@ -160,5 +163,24 @@ async def test_a_good_rules_edit_is_picked_up_without_losing_history(
     os.utime(rules_dir / "r.toml", (T0, T0))
     await until(lambda: [r.id for r in svc.rules.rules] == ["btc_fall"])
     assert svc.engine.series["BTC/USD"].values == [100.0]
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_first_start_treats_older_ticks_as_history_that_raises_nothing(
+        store: Store, rules_dir: Path) -> None:
+    await store.add_ticks([Tick(T0 - 3 * H, "BTC/USD", 100.0), Tick(T0 - 2 * H, "BTC/USD", 80.0),
+                           Tick(T0 - H, "BTC/USD", 70.0)])
+    svc = service(store, rules_dir, now=T0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(svc.run(stop))
+    await until(lambda: svc.ticks_applied == 3)
+    assert await firing_ids(store) == []  # last week's crash is not news
+    await store.add_ticks([Tick(T0 + 60, "BTC/USD", 60.0), Tick(T0 + 120, "BTC/USD", 60.0)])
+    await until(lambda: svc.ticks_applied == 5)
+
+    async def fired() -> bool:
+        return bool(await firing_ids(store))
+    await until(fired)  # the windows were warm: the first live drop alerts at once
     stop.set()
     await asyncio.wait_for(task, 10)
