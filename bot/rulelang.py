@@ -254,26 +254,19 @@ class _Compiler:
         for p, v in zip(parts, node.values, strict=True):
             self._want(p, T.BOOL, v, "'and'/'or'")
         fns = [p.fn for p in parts]
-        if isinstance(node.op, ast.And):
-            def fn(c: EvalContext) -> Value:
-                unknown = False
-                for f in fns:
-                    v = f(c)
-                    if v is False:
-                        return False
-                    if v is None:
-                        unknown = True
-                return None if unknown else True
-        else:
-            def fn(c: EvalContext) -> Value:
-                unknown = False
-                for f in fns:
-                    v = f(c)
-                    if v is True:
-                        return True
-                    if v is None:
-                        unknown = True
-                return None if unknown else False
+        # Kleene logic: `and` stops at the first False, `or` at the first True; otherwise the
+        # result is unknown if any part was, else the opposite of the stopping value.
+        stop = not isinstance(node.op, ast.And)
+
+        def fn(c: EvalContext) -> Value:
+            unknown = False
+            for f in fns:
+                v: Value = f(c)
+                if v is stop:
+                    return stop
+                if v is None:
+                    unknown = True
+            return None if unknown else not stop
         return self._derive(fn, T.BOOL, *parts)
 
     def v_Compare(self, node: ast.Compare) -> Compiled:
