@@ -695,7 +695,7 @@ def _history_subparsers(
     """The `history` command's sub-commands, shared with other `history ...` registrations."""
     parser = sub.choices.get("history")
     if parser is None:
-        parser = sub.add_parser("history", help="replay files: download, inspect")
+        parser = sub.add_parser("history", help="build replay files from public history")
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return action
