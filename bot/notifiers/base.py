@@ -6,9 +6,11 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import aiohttp
 
 from bot.errors import StressbotError
 from bot.models import Alert
@@ -29,6 +31,28 @@ class RateLimited(DeliveryError):
 
 class TransientError(DeliveryError):
     """A 5xx answer, a timeout or a network error: retry with backoff."""
+
+
+async def post(session: aiohttp.ClientSession, url: str, *, what: str,
+               client_timeout: aiohttp.ClientTimeout, json_body: bytes | None = None,
+               form: aiohttp.FormData | None = None) -> tuple[int, bytes, Mapping[str, str]]:
+    """POST a JSON body or a multipart form; (status, body, headers) of the answer.
+
+    A timeout or a network error becomes a TransientError naming `what`, never the URL (it
+    holds the bot token or the webhook secret), and without the client error chained to it.
+    """
+    try:
+        if form is None:
+            req = session.post(url, data=json_body, timeout=client_timeout,
+                               headers={"Content-Type": "application/json"})
+        else:
+            req = session.post(url, data=form, timeout=client_timeout)
+        async with req as resp:
+            return resp.status, await resp.read(), resp.headers
+    except TimeoutError as e:
+        raise TransientError(f"{what}: no answer within the timeout") from e
+    except aiohttp.ClientError as e:
+        raise TransientError(f"{what}: network error {type(e).__name__}") from None
 
 
 class PermanentError(DeliveryError):

@@ -22,6 +22,7 @@ from bot.notifiers.base import (
     PermanentError,
     RateLimited,
     TransientError,
+    post,
 )
 from bot.notifiers.config import DiscordWebhook
 from bot.notifiers.format import DC_CONTENT_LIMIT, discord_embed, discord_plain, trim
@@ -87,26 +88,19 @@ class DiscordDestination:
         photo = part.photo
         if plain and photo is not None:
             photo = None  # plain fallback: text only, the chart follows in its own part if any
-        try:
-            if photo is None:
-                req = self.session.post(self._url, data=orjson.dumps(payload),
-                                        headers={"Content-Type": "application/json"},
-                                        timeout=self.timeout)
-            else:
-                payload["attachments"] = [{"id": 0, "filename": "chart.png"}]
-                form = aiohttp.FormData()
-                form.add_field("payload_json", orjson.dumps(payload).decode(),
-                               content_type="application/json")
-                form.add_field("files[0]", photo, filename="chart.png", content_type="image/png")
-                req = self.session.post(self._url, data=form, timeout=self.timeout)
-            async with req as resp:
-                status = resp.status
-                raw = await resp.read()
-                headers = resp.headers
-        except TimeoutError as e:
-            raise TransientError(f"discord {self.name}: no answer within the timeout") from e
-        except aiohttp.ClientError as e:
-            raise TransientError(f"discord {self.name}: network error {type(e).__name__}") from None
+        what = f"discord {self.name}"
+        if photo is None:
+            status, raw, headers = await post(self.session, self._url, what=what,
+                                              client_timeout=self.timeout,
+                                              json_body=orjson.dumps(payload))
+        else:
+            payload["attachments"] = [{"id": 0, "filename": "chart.png"}]
+            form = aiohttp.FormData()
+            form.add_field("payload_json", orjson.dumps(payload).decode(),
+                           content_type="application/json")
+            form.add_field("files[0]", photo, filename="chart.png", content_type="image/png")
+            status, raw, headers = await post(self.session, self._url, what=what,
+                                              client_timeout=self.timeout, form=form)
         self._observe_bucket(headers)
         try:
             body = orjson.loads(raw) if raw else {}

@@ -20,6 +20,7 @@ from bot.notifiers.base import (
     PermanentError,
     RateLimited,
     TransientError,
+    post,
 )
 from bot.notifiers.config import TelegramChat
 from bot.notifiers.format import (
@@ -64,25 +65,18 @@ class TelegramClient:
                    photo: bytes | None = None) -> dict[str, Any]:
         """Call `method`; return `result`. Raises a DeliveryError subclass on failure."""
         url = self._base + method
-        try:
-            if photo is None:
-                req = self.session.post(url, data=orjson.dumps(params), timeout=self.timeout,
-                                        headers={"Content-Type": "application/json"})
-            else:
-                form = aiohttp.FormData()
-                for k, v in params.items():
-                    form.add_field(k, v if isinstance(v, str) else orjson.dumps(v).decode())
-                form.add_field("photo", photo, filename="chart.png", content_type="image/png")
-                req = self.session.post(url, data=form, timeout=self.timeout)
-            async with req as resp:
-                status = resp.status
-                raw = await resp.read()
-                headers = resp.headers
-        except TimeoutError as e:
-            raise TransientError(f"telegram {method}: no answer within the timeout") from e
-        except aiohttp.ClientError as e:
-            # aiohttp's messages for connection errors name host and port, never the path
-            raise TransientError(f"telegram {method}: network error {type(e).__name__}") from None
+        what = f"telegram {method}"
+        if photo is None:
+            status, raw, headers = await post(self.session, url, what=what,
+                                              client_timeout=self.timeout,
+                                              json_body=orjson.dumps(params))
+        else:
+            form = aiohttp.FormData()
+            for k, v in params.items():
+                form.add_field(k, v if isinstance(v, str) else orjson.dumps(v).decode())
+            form.add_field("photo", photo, filename="chart.png", content_type="image/png")
+            status, raw, headers = await post(self.session, url, what=what,
+                                              client_timeout=self.timeout, form=form)
         try:
             body = orjson.loads(raw)
             if not isinstance(body, dict):
