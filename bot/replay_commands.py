@@ -53,6 +53,13 @@ def register_rules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                    help="rules folder (default: the configured or shipped rules)")
     c.add_argument("--config", type=Path, metavar="FILE")
     c.set_defaults(handler=_rules_check)
+    t = rs.add_parser("test", help="run rule tests: what must fire on given history, and when",
+                      description="Replay each test's input through the rules (in memory) and "
+                      "check its `fires` and `silent` expectations. Exits 1 if any test fails.")
+    t.add_argument("files", nargs="+", type=Path, metavar="TESTFILE")
+    t.add_argument("--rules", type=Path, metavar="DIR", help="rules folder (default: rules/)")
+    t.add_argument("--config", type=Path, metavar="FILE")
+    t.set_defaults(handler=_rules_test)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -82,6 +89,38 @@ async def _rules_check(args: argparse.Namespace) -> int:
         print(f"ok  {r.id:<22} {r.pattern:<17} {r.severity:<8} {r.source}")
     print(f"{len(rs.rules)} rule(s) in {len(rs.files)} file(s) are valid")
     return 0
+
+
+async def _rules_test(args: argparse.Namespace) -> int:
+    from bot.ruletest import load_tests, run_test
+
+    if not args.verbose:  # the report, not the engine's log
+        logging.getLogger().setLevel(logging.WARNING)
+    config = load_config(args.config)
+    try:
+        rules = rules_for(config, args.rules)
+    except RuleError as e:
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        return 1
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    for path in args.files:
+        for spec in load_tests(path):
+            r = run_test(spec, path, rules, config)
+            if r.skipped:
+                counts["skipped"] += 1
+                print(f"SKIP  {r.name}  ({path}): {r.skipped}")
+            elif r.passed:
+                counts["passed"] += 1
+                print(f"PASS  {r.name}  ({path}, {r.alerts} alert(s))")
+            else:
+                counts["failed"] += 1
+                print(f"FAIL  {r.name}  ({path})")
+                for problem in r.problems:
+                    print(f"      - {problem}")
+    print(f"rule tests: {counts['passed']} passed, {counts['failed']} failed, "
+          f"{counts['skipped']} skipped")
+    return 1 if counts["failed"] else 0
 
 
 def _time(text: str | None, flag: str) -> float | None:
