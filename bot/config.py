@@ -8,7 +8,6 @@ Every error names the file, the key and what was expected, for example::
 
 from __future__ import annotations
 
-import os
 import tomllib
 from datetime import time
 from pathlib import Path
@@ -119,8 +118,3 @@ def format_validation_error(path: Path | str, e: ValidationError) -> str:
         lines.append(f"{path}: {loc}: {msg}")
     return "\n".join(lines)
 
-
-def secret(name: str) -> str | None:
-    """A secret from the environment. Secrets are never read from files we commit."""
-    v = os.environ.get(name)
-    return v if v else None

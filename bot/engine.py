@@ -58,7 +58,7 @@ REEVALUATE_EVERY = HOUR  # a rule whose inputs are quiet is still re-evaluated t
 COMPACT_AFTER = 2 * HOUR  # history older than this is kept as 5-minute bars
 COMPACT_RESOLUTION = 300.0
 MAINTAIN_EVERY = HOUR  # trim and compact the series this often (event time),
-MAINTAIN_GROWTH = 256  # those that grew by this many points since they were last maintained
+MAINTAIN_GROWTH = 256  # once this many ticks arrived since the last time
 MIN_RETENTION = 2 * DAY  # history kept for symbols no rule looks at (status, charts)
 SERIES_KEEP = 8 * DAY  # history the store keeps for charts and /status
 
@@ -125,7 +125,6 @@ class Engine:
         self._last_trim = -math.inf
         self._last_forget = -math.inf
         self._ticks_at_trim = 0
-        self._maintained_len: dict[str, int] = {}
         self._usdx_missing: frozenset[str] | None = None
         lookback = rules.lookback
         self._retention = {s: max(lookback.get(s, 0.0) + DAY, MIN_RETENTION) for s in SYMBOLS}
@@ -157,7 +156,6 @@ class Engine:
             else:
                 tss.append(ts)
                 series.values.append(value)
-            series.version += 1
             self._dirty.add(symbol)
         else:
             self._put(series, ts, value)
@@ -319,12 +317,10 @@ class Engine:
         self._last_trim = now
         self._ticks_at_trim = self.ticks
         bars_before = (now - COMPACT_AFTER) // COMPACT_RESOLUTION * COMPACT_RESOLUTION
-        grown = self._maintained_len
         for sym, s in self.series.items():
-            if len(s.ts) >= grown.get(sym, 0) + MAINTAIN_GROWTH:
+            if s.ts:
                 s.trim(now - self._retention[sym])
                 s.compact(bars_before, COMPACT_RESOLUTION)
-                grown[sym] = len(s.ts)
         if now - self._last_forget >= DAY:
             self._last_forget = now
             self.sessions.forget_before(now - max(self._retention.values()) - 2 * DAY)

@@ -7,6 +7,7 @@ import logging
 import os
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bot.errors import StoreUnavailable
 
@@ -32,7 +33,7 @@ async def connect(url: str, *, allow_embedded: bool = False, connect_timeout: fl
     try:
         await asyncio.wait_for(client.ping(), connect_timeout)
         return client, False
-    except (OSError, TimeoutError, ConnectionError, Exception) as e:
+    except (RedisError, OSError, TimeoutError) as e:
         await client.aclose()
         if not allow_embedded:
             raise StoreUnavailable(

@@ -76,15 +76,19 @@ def rules_for(config: Config, override: Path | None) -> RuleSet:
     return load_rules(d, config.sessions)
 
 
+def _report_rule_problems(e: RuleError) -> int:
+    for line in e.problems:
+        print(line, file=sys.stderr)
+    print(f"{len(e.problems)} problem(s) found", file=sys.stderr)
+    return 1
+
+
 async def _rules_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     try:
         rs = rules_for(config, args.dir)
     except RuleError as e:
-        for line in e.problems:
-            print(line, file=sys.stderr)
-        print(f"{len(e.problems)} problem(s) found", file=sys.stderr)
-        return 1
+        return _report_rule_problems(e)
     for r in rs.rules:
         print(f"ok  {r.id:<22} {r.pattern:<17} {r.severity:<8} {r.source}")
     print(f"{len(rs.rules)} rule(s) in {len(rs.files)} file(s) are valid")
@@ -100,9 +104,7 @@ async def _rules_test(args: argparse.Namespace) -> int:
     try:
         rules = rules_for(config, args.rules)
     except RuleError as e:
-        for line in e.problems:
-            print(line, file=sys.stderr)
-        return 1
+        return _report_rule_problems(e)
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     for path in args.files:
         for spec in load_tests(path):

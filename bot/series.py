@@ -15,19 +15,17 @@ TICK_RESOLUTION = 1.0  # seconds: a series keeps the latest tick of each second
 
 
 class Series:
-    __slots__ = ("compacted_until", "kind", "symbol", "ts", "values", "version")
+    __slots__ = ("compacted_until", "kind", "symbol", "ts", "values")
 
     def __init__(self, symbol: str, kind: Kind) -> None:
         self.symbol = symbol
         self.kind = kind
         self.ts: list[float] = []
         self.values: list[float] = []
-        self.version = 0  # bumped on every change, so rules know when to re-evaluate
         self.compacted_until = -math.inf  # points before this are already bars
 
     def add(self, ts: float, value: float) -> str:
         """Add a point. Returns '' for an in-order point, else 'late' or 'duplicate'."""
-        self.version += 1
         tss = self.ts
         if not tss or ts > tss[-1]:
             if tss and ts - tss[-1] < TICK_RESOLUTION and ts // 1.0 == tss[-1] // 1.0:
@@ -66,7 +64,6 @@ class Series:
         if len(keep_t) < j - i:
             tss[i:j] = keep_t
             vals[i:j] = keep_v
-            self.version += 1
 
     def trim(self, before: float) -> None:
         """Forget points older than `before`, keeping one so `value_at(before)` still works."""
@@ -166,4 +163,3 @@ class Series:
 
     def restore(self, data: list[list[float]]) -> None:
         self.ts, self.values = list(data[0]), list(data[1])
-        self.version += 1
