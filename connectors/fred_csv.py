@@ -26,6 +26,7 @@ from connectors.history_download import (
     SymbolResult,
     parse_value,
 )
+from connectors.http_poll import next_business_day
 
 NEW_YORK = "America/New_York"
 TOKYO = "Asia/Tokyo"
@@ -131,13 +132,6 @@ def parse_fredgraph_csv(text: str, series_id: str) -> list[tuple[date, str]]:
     return out
 
 
-def _next_weekday(d: date) -> date:
-    d += timedelta(days=1)
-    while d.weekday() >= 5:
-        d += timedelta(days=1)
-    return d
-
-
 def stamp_observations(
     series: FredSeries, observations: Sequence[tuple[date, str]]
 ) -> list[tuple[float, date, float | None]]:
@@ -152,7 +146,7 @@ def stamp_observations(
     out: list[tuple[float, date, float | None]] = []
     for d, v in parsed:
         i = bisect.bisect_right(published, d)
-        nxt = published[i] if i < len(published) else _next_weekday(d)
+        nxt = published[i] if i < len(published) else next_business_day(d)
         out.append((at.on(nxt), d, v))
     return out
 
