@@ -53,8 +53,12 @@ from redis.asyncio import Redis  # noqa: E402
 from bot.models import Tick  # noqa: E402
 from bot.store import Store  # noqa: E402
 
-FIXTURE = Path(os.environ.get("STRESSBOT_SHARED", ROOT.parent / "shared")) / \
-    "fixtures" / "cryptofeed" / "KRAKEN.ws.48.0"
+FIXTURE = (
+    Path(os.environ.get("STRESSBOT_SHARED", ROOT.parent / "shared"))
+    / "fixtures"
+    / "cryptofeed"
+    / "KRAKEN.ws.48.0"
+)
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -82,29 +86,42 @@ def _ws_frame(payload: bytes) -> bytes:
     return bytes((0x81, 127)) + struct.pack("!Q", n) + payload
 
 
-def _server(port: int, ready: Any, mode: str, frames: int, rate: float, seconds: float,
-            k: int) -> None:
+def _server(
+    port: int, ready: Any, mode: str, frames: int, rate: float, seconds: float, k: int
+) -> None:
     from websockets.asyncio.server import ServerConnection, serve
 
     head, tail = _recorded_trade_shape()
-    status = next(orjson.loads(x.split(": ", 1)[1]) for x in
-                  FIXTURE.read_text().splitlines() if '"systemStatus"' in x)
+    status = next(
+        orjson.loads(x.split(": ", 1)[1])
+        for x in FIXTURE.read_text().splitlines()
+        if '"systemStatus"' in x
+    )
 
     def make(i: int) -> bytes:
         now = time.time()
         trades = ",".join(
             f'["{50000 + (i * k + j) % 997 * 0.1:.5f}","0.01000000","{now:.6f}","b","m",""]'
-            for j in range(k))
+            for j in range(k)
+        )
         return _ws_frame(f"{head}{trades}{tail}".encode())
 
     async def handler(ws: ServerConnection) -> None:
         sub = orjson.loads(await ws.recv())
         await ws.send(orjson.dumps(status).decode())
         for pair in sub.get("pair", ["XBT/USD"]):
-            await ws.send(orjson.dumps({
-                "channelID": 468, "channelName": "trade", "event": "subscriptionStatus",
-                "pair": pair, "status": "subscribed", "subscription": {"name": "trade"},
-            }).decode())
+            await ws.send(
+                orjson.dumps(
+                    {
+                        "channelID": 468,
+                        "channelName": "trade",
+                        "event": "subscriptionStatus",
+                        "pair": pair,
+                        "status": "subscribed",
+                        "subscription": {"name": "trade"},
+                    }
+                ).decode()
+            )
         assert ws.transport is not None
         tr = ws.transport
         if mode == "blast":
@@ -129,8 +146,9 @@ def _server(port: int, ready: Any, mode: str, frames: int, rate: float, seconds:
         await asyncio.sleep(3600)
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", port, compression=None, ping_interval=None,
-                         max_queue=None):
+        async with serve(
+            handler, "127.0.0.1", port, compression=None, ping_interval=None, max_queue=None
+        ):
             ready.set()
             await asyncio.sleep(3600)
 
@@ -138,8 +156,9 @@ def _server(port: int, ready: Any, mode: str, frames: int, rate: float, seconds:
 
 
 class ServerProcess:
-    def __init__(self, mode: str, frames: int = 0, rate: float = 0.0, seconds: float = 0.0,
-                 k: int = 1) -> None:
+    def __init__(
+        self, mode: str, frames: int = 0, rate: float = 0.0, seconds: float = 0.0, k: int = 1
+    ) -> None:
         import socket
 
         with socket.socket() as s:
@@ -147,8 +166,11 @@ class ServerProcess:
             self.port = int(s.getsockname()[1])
         ctx = mp.get_context("spawn")
         self.ready = ctx.Event()
-        self.proc = ctx.Process(target=_server, daemon=True,
-                                args=(self.port, self.ready, mode, frames, rate, seconds, k))
+        self.proc = ctx.Process(
+            target=_server,
+            daemon=True,
+            args=(self.port, self.ready, mode, frames, rate, seconds, k),
+        )
 
     def __enter__(self) -> ServerProcess:
         self.proc.start()
@@ -173,12 +195,24 @@ class ServerProcess:
 def feeds_config(url: str, conflate: float = 0.0) -> Any:
     from connectors.config import FeedsConfig
 
-    return FeedsConfig.model_validate({
-        "batch_size": 2000, "flush_interval": "2ms", "status_interval": "1s",
-        "stale_after": "60s", "conflate": conflate,
-        "sources": {"kraken": {"kind": "kraken", "url": url, "channel": "trade",
-                               "symbols": {"XBT/USD": "BTC/USD"}, "max_past": "10m"}},
-    })
+    return FeedsConfig.model_validate(
+        {
+            "batch_size": 2000,
+            "flush_interval": "2ms",
+            "status_interval": "1s",
+            "stale_after": "60s",
+            "conflate": conflate,
+            "sources": {
+                "kraken": {
+                    "kind": "kraken",
+                    "url": url,
+                    "channel": "trade",
+                    "symbols": {"XBT/USD": "BTC/USD"},
+                    "max_past": "10m",
+                }
+            },
+        }
+    )
 
 
 async def baseline(frames: int) -> float:
@@ -190,8 +224,15 @@ async def baseline(frames: int) -> float:
     try:
         with ServerProcess("blast", frames=frames) as srv:
             async with connect(srv.url, compression=None, max_queue=None) as ws:
-                await ws.send(orjson.dumps({"event": "subscribe", "pair": ["XBT/USD"],
-                                            "subscription": {"name": "trade"}}).decode())
+                await ws.send(
+                    orjson.dumps(
+                        {
+                            "event": "subscribe",
+                            "pair": ["XBT/USD"],
+                            "subscription": {"name": "trade"},
+                        }
+                    ).decode()
+                )
                 pipe = redis.pipeline(transaction=False)
                 n = 0
                 t0 = 0.0
@@ -202,8 +243,12 @@ async def baseline(frames: int) -> float:
                     if n == 0:
                         t0 = time.perf_counter()
                     trade = msg[1][0]
-                    pipe.xadd(key, {"s": "BTC/USD", "v": trade[0], "t": trade[2],
-                                    "src": "kraken"}, maxlen=200_000, approximate=True)
+                    pipe.xadd(
+                        key,
+                        {"s": "BTC/USD", "v": trade[0], "t": trade[2], "src": "kraken"},
+                        maxlen=200_000,
+                        approximate=True,
+                    )
                     n += 1
                     if n % 100 == 0:
                         await pipe.execute()
@@ -360,46 +405,66 @@ async def latency(rate: float, seconds: float, k: int) -> dict[str, float]:
     lat.sort()
     q = statistics.quantiles(lat, n=100) if len(lat) >= 100 else [float("nan")] * 99
     w = statistics.quantiles(written, n=100) if len(written) >= 100 else [float("nan")] * 99
-    return {"ticks": len(lat), "expected": total, "seconds": dt, "p50": q[49] * 1e3,
-            "p99": q[98] * 1e3, "max": lat[-1] * 1e3 if lat else float("nan"),
-            "w50": w[49] * 1e3, "w99": w[98] * 1e3}
+    return {
+        "ticks": len(lat),
+        "expected": total,
+        "seconds": dt,
+        "p50": q[49] * 1e3,
+        "p99": q[98] * 1e3,
+        "max": lat[-1] * 1e3 if lat else float("nan"),
+        "w50": w[49] * 1e3,
+        "w99": w[98] * 1e3,
+    }
 
 
 async def main(args: argparse.Namespace) -> None:
-    print(f"bench_connectors: Redis {REDIS_URL}, python {sys.version.split()[0]}, "
-          f"{'uvloop' if args.uvloop else 'asyncio'} event loop, {os.cpu_count()} cpu(s)")
+    print(
+        f"bench_connectors: Redis {REDIS_URL}, python {sys.version.split()[0]}, "
+        f"{'uvloop' if args.uvloop else 'asyncio'} event loop, {os.cpu_count()} cpu(s)"
+    )
     if args.baseline:
         mps = await baseline(args.frames)
         print(f"baseline  websockets+orjson+pipelined XADD: {mps:10,.0f} msgs/s")
     if args.conflate:
         tps, written = await ingest_conflated(args.frames, args.trades_per_frame, args.conflate)
-        print(f"ingest    connector, conflate {args.conflate:g}s, "
-              f"{args.trades_per_frame} trade(s)/frame: {tps:10,.0f} ticks/s read, parsed and "
-              f"validated ({written:,} written to Redis)")
+        print(
+            f"ingest    connector, conflate {args.conflate:g}s, "
+            f"{args.trades_per_frame} trade(s)/frame: {tps:10,.0f} ticks/s read, parsed and "
+            f"validated ({written:,} written to Redis)"
+        )
     tps, cpu = await throughput(args.frames, args.trades_per_frame)
-    print(f"throughput connector -> Redis, {args.trades_per_frame} trade(s)/frame: "
-          f"{tps:10,.0f} ticks/s ({cpu:.1f} us CPU per tick in this process)")
+    print(
+        f"throughput connector -> Redis, {args.trades_per_frame} trade(s)/frame: "
+        f"{tps:10,.0f} ticks/s ({cpu:.1f} us CPU per tick in this process)"
+    )
     e2e = await end_to_end(args.e2e_frames, args.trades_per_frame)
     print(f"end to end server -> engine, shipped rules, one process: {e2e:10,.0f} ticks/s")
     r = await latency(args.rate, args.seconds, args.trades_per_frame)
-    print(f"latency   server stamp -> engine at {args.rate:,.0f} frames/s for "
-          f"{args.seconds:g}s: p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
-          f"max {r['max']:.1f} ms ({r['ticks']:,.0f}/{r['expected']:,.0f} ticks "
-          f"reached the engine); to Redis (written): p50 {r['w50']:.2f} ms, "
-          f"p99 {r['w99']:.2f} ms")
+    print(
+        f"latency   server stamp -> engine at {args.rate:,.0f} frames/s for "
+        f"{args.seconds:g}s: p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
+        f"max {r['max']:.1f} ms ({r['ticks']:,.0f}/{r['expected']:,.0f} ticks "
+        f"reached the engine); to Redis (written): p50 {r['w50']:.2f} ms, "
+        f"p99 {r['w99']:.2f} ms"
+    )
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=300_000)
     ap.add_argument("--trades-per-frame", type=int, default=1)
-    ap.add_argument("--e2e-frames", type=int, default=30_000,
-                    help="frames for the run through the engine")
+    ap.add_argument(
+        "--e2e-frames", type=int, default=30_000, help="frames for the run through the engine"
+    )
     ap.add_argument("--rate", type=float, default=2_000, help="frames/s in the latency run")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--baseline", action="store_true")
-    ap.add_argument("--conflate", type=float, default=0.0,
-                    help="also measure ingest with writes conflated to this interval (s)")
+    ap.add_argument(
+        "--conflate",
+        type=float,
+        default=0.0,
+        help="also measure ingest with writes conflated to this interval (s)",
+    )
     ap.add_argument("--uvloop", action="store_true")
     a = ap.parse_args()
     if a.uvloop:

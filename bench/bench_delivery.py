@@ -82,23 +82,45 @@ class Fakes:
 
 def config(prefix: str, fakes: Fakes, charts: bool) -> Config:
     assert fakes.tg is not None and fakes.dc is not None
-    return Config.model_validate({
-        "redis": {"prefix": prefix},
-        "notify": {
-            "telegram": {"token_env": TOKEN_ENV, "api_base": fakes.tg.base, "min_interval": 0,
-                         "global_min_interval": 0,
-                         "chats": [{"name": "tg", "chat_id": -100777, "charts": charts}]},
-            "discord": {"min_interval": 0, "global_min_interval": 0, "webhooks": [{
-                "name": "dc", "charts": charts,
-                "url": f"http://127.0.0.1:{fakes.dc.port}/api/webhooks/{HOOK_ID}/{HOOK_TOKEN}"}]},
-        },
-    })
+    return Config.model_validate(
+        {
+            "redis": {"prefix": prefix},
+            "notify": {
+                "telegram": {
+                    "token_env": TOKEN_ENV,
+                    "api_base": fakes.tg.base,
+                    "min_interval": 0,
+                    "global_min_interval": 0,
+                    "chats": [{"name": "tg", "chat_id": -100777, "charts": charts}],
+                },
+                "discord": {
+                    "min_interval": 0,
+                    "global_min_interval": 0,
+                    "webhooks": [
+                        {
+                            "name": "dc",
+                            "charts": charts,
+                            "url": f"http://127.0.0.1:{fakes.dc.port}/api/webhooks/{HOOK_ID}/{HOOK_TOKEN}",
+                        }
+                    ],
+                },
+            },
+        }
+    )
 
 
 def make_alert(i: int, ts: float, symbols: list[str]) -> Alert:
-    return Alert(id=f"bench:{i}", ts=ts, rule="bench", pattern="crypto_crash",
-                 severity="critical", summary=f"BTC fell 12.5% in 1h (bench alert {i})",
-                 values={"BTC/USD": 61234.5, "move_pct": -12.5}, symbols=symbols, window=3600.0)
+    return Alert(
+        id=f"bench:{i}",
+        ts=ts,
+        rule="bench",
+        pattern="crypto_crash",
+        severity="critical",
+        summary=f"BTC fell 12.5% in 1h (bench alert {i})",
+        values={"BTC/USD": 61234.5, "move_pct": -12.5},
+        symbols=symbols,
+        window=3600.0,
+    )
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -110,10 +132,12 @@ def pct(xs: list[float], q: float) -> float:
 
 def show(title: str, n_alerts: int, n_dest: int, elapsed: float, lat: list[float]) -> None:
     ms = [x * 1000 for x in lat]
-    print(f"{title}: {n_alerts} alerts x {n_dest} destinations in {elapsed:.2f}s = "
-          f"{n_alerts * n_dest / elapsed:.0f} deliveries/s; latency outbox->accepted ms "
-          f"p50 {pct(ms, .5):.1f} p95 {pct(ms, .95):.1f} p99 {pct(ms, .99):.1f} "
-          f"max {max(ms) if ms else float('nan'):.1f}")
+    print(
+        f"{title}: {n_alerts} alerts x {n_dest} destinations in {elapsed:.2f}s = "
+        f"{n_alerts * n_dest / elapsed:.0f} deliveries/s; latency outbox->accepted ms "
+        f"p50 {pct(ms, 0.5):.1f} p95 {pct(ms, 0.95):.1f} p99 {pct(ms, 0.99):.1f} "
+        f"max {max(ms) if ms else float('nan'):.1f}"
+    )
 
 
 async def drain(store: Store, fakes: Fakes, n: int, charts: bool) -> None:
@@ -121,9 +145,13 @@ async def drain(store: Store, fakes: Fakes, n: int, charts: bool) -> None:
     await store.clear()
     t0 = time.time() - 3600
     if charts:
-        await store.add_series({"BTC/USD": [(t0 + i * 60, 65000 - i * 100.0) for i in range(61)],
-                                "US10Y": [(t0 + i * 60, 4.2 + i * 0.001) for i in range(61)]},
-                               keep_after=0)
+        await store.add_series(
+            {
+                "BTC/USD": [(t0 + i * 60, 65000 - i * 100.0) for i in range(61)],
+                "US10Y": [(t0 + i * 60, 4.2 + i * 0.001) for i in range(61)],
+            },
+            keep_after=0,
+        )
     syms = ["BTC/USD", "US10Y"] if charts else []
     pipe = store.redis.pipeline(transaction=False)
     for i in range(n):
@@ -172,8 +200,10 @@ async def live(store: Store, fakes: Fakes, n: int, rate: float) -> None:
         aid = p.embeds[0]["footer"]["text"].rsplit("id ", 1)[1]
         lat.append(p.at - published[aid])
     show(f"live at {rate:g} alerts/s", n, 2, elapsed, lat)
-    print(f"  (live latency is publish -> accepted by the fake server; median "
-          f"{statistics.median(lat) * 1000:.1f} ms)")
+    print(
+        f"  (live latency is publish -> accepted by the fake server; median "
+        f"{statistics.median(lat) * 1000:.1f} ms)"
+    )
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -196,8 +226,9 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--alerts", type=int, default=500)
     ap.add_argument("--chart-alerts", type=int, default=40)
     ap.add_argument("--live-alerts", type=int, default=200)

@@ -51,8 +51,10 @@ async def main() -> None:
     sessions = sessions_from_config(config.sessions)
     rows = [(ts, s, v) for _, _, ts, s, v in read_history([args.file])]
     n = len(rows)
-    print(f"{args.file.name}: {n:,} ticks, {len(rules.rules)} rules, "
-          f"best of {args.repeat} runs, one core (CPython {os.sys.version.split()[0]})")
+    print(
+        f"{args.file.name}: {n:,} ticks, {len(rules.rules)} rules, "
+        f"best of {args.repeat} runs, one core (CPython {os.sys.version.split()[0]})"
+    )
 
     def engine_only() -> None:
         e = Engine(rules, sessions, wild_print_pct=config.engine.wild_print_pct)

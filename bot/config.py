@@ -117,4 +117,3 @@ def format_validation_error(path: Path | str, e: ValidationError) -> str:
                 msg += f" (got {err['input']!r})"
         lines.append(f"{path}: {loc}: {msg}")
     return "\n".join(lines)
-

@@ -144,9 +144,14 @@ class Engine:
         self.ticks += 1
         series = self.series[symbol]
         tss = series.ts
-        if symbol in self._holdable and (symbol in self._held or (
-                tss and ts - tss[-1] < WILD_PRINT_GAP
-                and abs(value / series.values[-1] - 1.0) * 100.0 > self.wild_print_pct)):
+        if symbol in self._holdable and (
+            symbol in self._held
+            or (
+                tss
+                and ts - tss[-1] < WILD_PRINT_GAP
+                and abs(value / series.values[-1] - 1.0) * 100.0 > self.wild_print_pct
+            )
+        ):
             self._hold(series, ts, value, source)
             return
         if tss and ts > tss[-1]:  # the common case, inlined
@@ -169,11 +174,20 @@ class Engine:
                 self._put(series, held[0], held[1])  # confirmed: the market really moved
             else:
                 self.stats.wild_prints += 1
-                log.info("dropped a wild print of %s: %s at %s from %s (not confirmed)",
-                         symbol, held[1], iso_utc(held[0]), held[2] or "?")
+                log.info(
+                    "dropped a wild print of %s: %s at %s from %s (not confirmed)",
+                    symbol,
+                    held[1],
+                    iso_utc(held[0]),
+                    held[2] or "?",
+                )
         last = series.last()
-        if (last is not None and series.ts and ts - series.ts[-1] < WILD_PRINT_GAP
-                and abs(value / last - 1.0) * 100.0 > self.wild_print_pct):
+        if (
+            last is not None
+            and series.ts
+            and ts - series.ts[-1] < WILD_PRINT_GAP
+            and abs(value / last - 1.0) * 100.0 > self.wild_print_pct
+        ):
             self._held[symbol] = (ts, value, source)
         else:
             self._put(series, ts, value)
@@ -229,15 +243,19 @@ class Engine:
             states, inputs = self.states, self._inputs
             for rule in self.rules:
                 st = states[rule.id]
-                if (st.state == "inactive" and st.last_eval is not None
-                        and now - st.last_eval < REEVALUATE_EVERY
-                        and dirty.isdisjoint(inputs[rule.id])
-                        and not rule.condition.uses_clock):
+                if (
+                    st.state == "inactive"
+                    and st.last_eval is not None
+                    and now - st.last_eval < REEVALUATE_EVERY
+                    and dirty.isdisjoint(inputs[rule.id])
+                    and not rule.condition.uses_clock
+                ):
                     continue
                 self._evaluate(rule, st, now)
         self._dirty = set()
         if now - self._last_trim >= MAINTAIN_EVERY and (
-                self.ticks - self._ticks_at_trim >= MAINTAIN_GROWTH):
+            self.ticks - self._ticks_at_trim >= MAINTAIN_GROWTH
+        ):
             self._trim(now)
 
     def _evaluate(self, rule: Rule, st: RuleState, now: float) -> None:
@@ -280,26 +298,43 @@ class Engine:
             j = bisect_right(s.ts, now)
             if j > i:
                 chart[sym] = list(zip(s.ts[i:j], s.values[i:j], strict=True))
-        self.pending.append(Alert(
-            id=f"{rule.id}@{iso_utc(now)}" + (":resolved" if kind is AlertKind.RESOLVED else ""),
-            ts=now, rule=rule.id, pattern=rule.pattern, severity=rule.severity,
-            summary=summary, kind=kind, values=values, symbols=list(rule.chart_symbols),
-            window=window, chart=chart,
-        ))
+        self.pending.append(
+            Alert(
+                id=f"{rule.id}@{iso_utc(now)}"
+                + (":resolved" if kind is AlertKind.RESOLVED else ""),
+                ts=now,
+                rule=rule.id,
+                pattern=rule.pattern,
+                severity=rule.severity,
+                summary=summary,
+                kind=kind,
+                values=values,
+                symbols=list(rule.chart_symbols),
+                window=window,
+                chart=chart,
+            )
+        )
 
     def _update_derived(self, now: float, dirty: set[str]) -> None:
         if not dirty.isdisjoint(USDX_LEGS):
             oldest = now - USDX_LEG_MAX_AGE
-            legs = {leg: s.values[-1] for leg in USDX_LEGS
-                    if (s := self.series[leg]).ts and s.ts[-1] >= oldest}
+            legs = {
+                leg: s.values[-1]
+                for leg in USDX_LEGS
+                if (s := self.series[leg]).ts and s.ts[-1] >= oldest
+            }
             if legs:
                 missing = frozenset(USDX_LEGS) - legs.keys()
                 if missing != self._usdx_missing:
                     self._usdx_missing = missing
                     if missing:
-                        log.info("dollar index USDX from %d of 6 legs (missing %s), "
-                                    "weights renormalised, at %s", len(legs),
-                                    ", ".join(sorted(missing)), iso_utc(now))
+                        log.info(
+                            "dollar index USDX from %d of 6 legs (missing %s), "
+                            "weights renormalised, at %s",
+                            len(legs),
+                            ", ".join(sorted(missing)),
+                            iso_utc(now),
+                        )
                     else:
                         log.info("dollar index USDX has all 6 legs again at %s", iso_utc(now))
                 if missing:
@@ -334,15 +369,17 @@ class Engine:
 
     def rule_states(self) -> dict[str, dict[str, Any]]:
         by_id = {r.id: r for r in self.rules}
-        return {rid: {**asdict(st), "pattern": by_id[rid].pattern,
-                      "severity": by_id[rid].severity} for rid, st in self.states.items()}
+        return {
+            rid: {**asdict(st), "pattern": by_id[rid].pattern, "severity": by_id[rid].severity}
+            for rid, st in self.states.items()
+        }
 
     def latest(self) -> dict[str, tuple[float, float]]:
         return {sym: (s.ts[-1], s.values[-1]) for sym, s in self.series.items() if s.ts}
 
-    def points_since(self, since: dict[str, float], not_before: float = -math.inf) -> dict[
-        str, list[tuple[float, float]]
-    ]:
+    def points_since(
+        self, since: dict[str, float], not_before: float = -math.inf
+    ) -> dict[str, list[tuple[float, float]]]:
         """Points newer than `since[symbol]` and not before `not_before`, for every symbol."""
         out = {}
         for sym, s in self.series.items():
@@ -353,18 +390,20 @@ class Engine:
         return out
 
     def snapshot(self, extra: dict[str, Any] | None = None) -> bytes:
-        return orjson.dumps({
-            "clock": self.clock if self.clock > -math.inf else None,
-            "first_clock": self.first_clock if self.first_clock > -math.inf else None,
-            "evaluate_from": None if self.evaluate_from == -math.inf else self.evaluate_from,
-            "series": {k: s.snapshot() for k, s in self.series.items() if s.ts},
-            "states": {k: asdict(v) for k, v in self.states.items()},
-            "held": self._held,
-            "dirty": sorted(self._dirty),
-            "stats": {**_stats_json(self.stats), "ticks": self.ticks},
-            "usdx_missing": None if self._usdx_missing is None else sorted(self._usdx_missing),
-            "extra": extra or {},
-        })
+        return orjson.dumps(
+            {
+                "clock": self.clock if self.clock > -math.inf else None,
+                "first_clock": self.first_clock if self.first_clock > -math.inf else None,
+                "evaluate_from": None if self.evaluate_from == -math.inf else self.evaluate_from,
+                "series": {k: s.snapshot() for k, s in self.series.items() if s.ts},
+                "states": {k: asdict(v) for k, v in self.states.items()},
+                "held": self._held,
+                "dirty": sorted(self._dirty),
+                "stats": {**_stats_json(self.stats), "ticks": self.ticks},
+                "usdx_missing": None if self._usdx_missing is None else sorted(self._usdx_missing),
+                "extra": extra or {},
+            }
+        )
 
     def restore(self, raw: bytes) -> dict[str, Any]:
         """Restore a snapshot; returns the `extra` the runner stored with it."""
@@ -390,7 +429,6 @@ class Engine:
         return extra
 
 
-
 def _derived_inputs(inputs: Iterable[str]) -> frozenset[str]:
     """A rule on a derived series also reads the series it is derived from."""
     out: set[str] = set()
@@ -413,4 +451,3 @@ def _stats_from_json(d: dict[str, Any]) -> EngineStats:
     s.alerts = Counter(d.get("alerts", {}))
     s.absorbed = Counter(d.get("absorbed", {}))
     return s
-

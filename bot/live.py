@@ -49,8 +49,15 @@ class FeedAlertState:
 class EngineService:
     """Consumes `{prefix}:ticks`, evaluates the rules, writes alerts and state to the store."""
 
-    def __init__(self, config: Config, store: Store, rules: RuleSet, *,
-                 rules_dir: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        rules: RuleSet,
+        *,
+        rules_dir: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.store = store
         self.rules = rules
@@ -65,8 +72,12 @@ class EngineService:
 
     def _new_engine(self, rules: RuleSet) -> Engine:
         cfg = self.config.engine
-        return Engine(rules, sessions_from_config(self.config.sessions),
-                      wild_print_pct=cfg.wild_print_pct, evaluate_every=cfg.evaluate_every)
+        return Engine(
+            rules,
+            sessions_from_config(self.config.sessions),
+            wild_print_pct=cfg.wild_print_pct,
+            evaluate_every=cfg.evaluate_every,
+        )
 
     async def restore(self) -> None:
         cp = await self.store.load_checkpoint()
@@ -74,16 +85,19 @@ class EngineService:
             # First start: whatever the stream already holds, or backfill adds, is history
             # that warms the windows; alerts start from now.
             self.engine.evaluate_from = self._clock() - self.config.engine.max_lateness
-            log.info("engine: first start; ticks before %s only warm the windows",
-                     iso_utc(self.engine.evaluate_from))
+            log.info(
+                "engine: first start; ticks before %s only warm the windows",
+                iso_utc(self.engine.evaluate_from),
+            )
             return
         extra = self.engine.restore(cp.state)
         self.position = cp.position
         self.feeds = {k: FeedAlertState(**v) for k, v in extra.get("feeds", {}).items()}
         self._series_sent = extra.get("series_sent", {})
         if cp.fingerprint != self.rules.fingerprint:
-            log.info("engine: rules changed since the checkpoint; states of unchanged rule ids "
-                     "are kept")
+            log.info(
+                "engine: rules changed since the checkpoint; states of unchanged rule ids are kept"
+            )
         log.info("engine: resumed at tick %s, event time %s", cp.position, iso_utc(cp.clock))
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -92,8 +106,7 @@ class EngineService:
         last_cp = last_feeds = last_rules = time.monotonic()
         dirty = False
         while not stop.is_set():
-            batch = await self.store.read_ticks(self.position, count=cfg.tick_batch,
-                                                block_ms=250)
+            batch = await self.store.read_ticks(self.position, count=cfg.tick_batch, block_ms=250)
             if batch:
                 add = self.engine.add
                 for _eid, t in batch:
@@ -125,14 +138,16 @@ class EngineService:
         }
         points = e.points_since(self._series_sent)
         await self.store.commit(
-            Checkpoint(self.position, self.rules.fingerprint, max(e.clock, 0.0),
-                       e.snapshot(extra)),
-            alerts, rule_states=e.rule_states(), latest=e.latest(),
+            Checkpoint(self.position, self.rules.fingerprint, max(e.clock, 0.0), e.snapshot(extra)),
+            alerts,
+            rule_states=e.rule_states(),
+            latest=e.latest(),
         )
         if points:
             keep = e.clock - e.chart_retention()
             await self.store.add_series(
-                {s: [p for p in pts if p[0] >= keep] for s, pts in points.items()}, keep)
+                {s: [p for p in pts if p[0] >= keep] for s, pts in points.items()}, keep
+            )
             for s, pts in points.items():
                 self._series_sent[s] = pts[-1][0]
         for a in alerts:
@@ -165,12 +180,20 @@ class EngineService:
         else:
             summary = f"Resolved: feed {name} is {state} again"
         fired = self.feeds[name].alerted_at or now
-        self.engine.queue([Alert(
-            id=f"feed:{name}@{iso_utc(fired)}" + (":resolved" if kind is AlertKind.RESOLVED
-                                                   else ""),
-            ts=now, rule=f"feed:{name}", pattern=Pattern.FEED_HEALTH.value,
-            severity=Severity.WARNING.value, summary=summary, kind=kind,
-        )])
+        self.engine.queue(
+            [
+                Alert(
+                    id=f"feed:{name}@{iso_utc(fired)}"
+                    + (":resolved" if kind is AlertKind.RESOLVED else ""),
+                    ts=now,
+                    rule=f"feed:{name}",
+                    pattern=Pattern.FEED_HEALTH.value,
+                    severity=Severity.WARNING.value,
+                    summary=summary,
+                    kind=kind,
+                )
+            ]
+        )
 
     # ---- rule reload -------------------------------------------------------------------------
 
@@ -188,8 +211,10 @@ class EngineService:
         try:
             rules = await asyncio.to_thread(load_rules, self.rules_dir, self.config.sessions)
         except RuleError as e:
-            log.error("rules: the edited rules have problems, keeping the last good ones:\n%s",
-                      "\n".join(e.problems))
+            log.error(
+                "rules: the edited rules have problems, keeping the last good ones:\n%s",
+                "\n".join(e.problems),
+            )
             return
         engine = self._new_engine(rules)
         engine.restore(self.engine.snapshot())
@@ -199,9 +224,12 @@ class EngineService:
 
 
 def register_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("run", help="run the live bot: feeds, engine, notifiers",
-                       description="Stream and poll market data into Redis, evaluate the rules "
-                       "and deliver alerts, until interrupted.")
+    p = sub.add_parser(
+        "run",
+        help="run the live bot: feeds, engine, notifiers",
+        description="Stream and poll market data into Redis, evaluate the rules "
+        "and deliver alerts, until interrupted.",
+    )
     p.add_argument("--config", type=Path, metavar="FILE", help="config file (TOML)")
     p.add_argument("--rules", type=Path, metavar="DIR", help="rules folder (default: rules/)")
     p.set_defaults(handler=_run)
@@ -241,8 +269,11 @@ async def run_live(config: Config, rules_dir: Path | None = None) -> int:
     commands = TelegramCommandBot.from_config(config, store)
     if commands is not None:
         services.append(("telegram", commands))
-    log.info("stressbot: running %s with %d rule(s); Ctrl-C to stop",
-             ", ".join(n for n, _ in services), len(rules.rules))
+    log.info(
+        "stressbot: running %s with %d rule(s); Ctrl-C to stop",
+        ", ".join(n for n, _ in services),
+        len(rules.rules),
+    )
     try:
         async with asyncio.TaskGroup() as tg:
             for name, svc in services:

@@ -134,8 +134,9 @@ class Alert:
             values=d.get("values", {}),
             symbols=d.get("symbols", []),
             window=float(d.get("window", 0.0)),
-            chart={s: [(float(t), float(v)) for t, v in pts]
-                   for s, pts in d.get("chart", {}).items()},
+            chart={
+                s: [(float(t), float(v)) for t, v in pts] for s, pts in d.get("chart", {}).items()
+            },
         )
 
 

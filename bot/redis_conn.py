@@ -21,9 +21,9 @@ def redis_url(configured: str | None = None) -> str:
     return os.environ.get("REDIS_URL") or configured or DEFAULT_REDIS_URL
 
 
-async def connect(url: str, *, allow_embedded: bool = False, connect_timeout: float = 2.0) -> (
-    tuple[Redis, bool]
-):
+async def connect(
+    url: str, *, allow_embedded: bool = False, connect_timeout: float = 2.0
+) -> tuple[Redis, bool]:
     """Return (client, embedded). Falls back to the embedded store only if allowed.
 
     The embedded store (fakeredis) speaks the same commands in-process and keeps nothing

@@ -62,8 +62,9 @@ class ReplayResult:
         return self.ticks_read / self.elapsed if self.elapsed > 0 else 0.0
 
 
-def fingerprint(files: Sequence[Path], rules: RuleSet, start: float | None,
-                end: float | None) -> str:
+def fingerprint(
+    files: Sequence[Path], rules: RuleSet, start: float | None, end: float | None
+) -> str:
     h = hashlib.sha256()
     for f in files:
         st = f.stat()
@@ -72,14 +73,17 @@ def fingerprint(files: Sequence[Path], rules: RuleSet, start: float | None,
     return h.hexdigest()[:24]
 
 
-async def run_replay(opts: ReplayOptions, config: Config, store: Store, rules: RuleSet) -> (
-    ReplayResult
-):
+async def run_replay(
+    opts: ReplayOptions, config: Config, store: Store, rules: RuleSet
+) -> ReplayResult:
     files = [Path(f) for f in opts.files]
     fp = fingerprint(files, rules, opts.start, opts.end)
-    engine = Engine(rules, sessions_from_config(config.sessions),
-                    wild_print_pct=config.engine.wild_print_pct,
-                    evaluate_every=config.engine.evaluate_every)
+    engine = Engine(
+        rules,
+        sessions_from_config(config.sessions),
+        wild_print_pct=config.engine.wild_print_pct,
+        evaluate_every=config.engine.evaluate_every,
+    )
     rejects = Rejects()
     pos = (0, 0)
     ticks_read = 0
@@ -109,12 +113,21 @@ async def run_replay(opts: ReplayOptions, config: Config, store: Store, rules: R
 
     async def commit(position: tuple[int, int], final: bool = False) -> None:
         alerts = engine.take_alerts()
-        extra = {"ticks_read": ticks_read, "rejects": dict(rejects.counts),
-                 "reject_examples": rejects.examples}
+        extra = {
+            "ticks_read": ticks_read,
+            "rejects": dict(rejects.counts),
+            "reject_examples": rejects.examples,
+        }
         await store.commit(
-            Checkpoint(_format_position(position, len(files)), fp,
-                       max(engine.clock, 0.0), engine.snapshot(extra)),
-            alerts, rule_states=engine.rule_states(), latest=engine.latest(),
+            Checkpoint(
+                _format_position(position, len(files)),
+                fp,
+                max(engine.clock, 0.0),
+                engine.snapshot(extra),
+            ),
+            alerts,
+            rule_states=engine.rule_states(),
+            latest=engine.latest(),
         )
         if final:  # recent history for /status and /chart after the replay
             keep = engine.clock - engine.chart_retention()
@@ -160,11 +173,20 @@ async def run_replay(opts: ReplayOptions, config: Config, store: Store, rules: R
     await commit((len(files), 0), final=True)
     elapsed = time.monotonic() - t0
     outbox = [a for _, a in await store.alerts()]
-    result = ReplayResult(ticks_read - counted_from, rejects, engine.stats, outbox, elapsed,
-                          resumed_from, span=max(engine.clock - first_clock, 0.0))
+    result = ReplayResult(
+        ticks_read - counted_from,
+        rejects,
+        engine.stats,
+        outbox,
+        elapsed,
+        resumed_from,
+        span=max(engine.clock - first_clock, 0.0),
+    )
     if engine.stats.usdx_partial:
-        result.notes.append(f"dollar index USDX was computed without every FX leg at "
-                            f"{engine.stats.usdx_partial} points (weights renormalised)")
+        result.notes.append(
+            f"dollar index USDX was computed without every FX leg at "
+            f"{engine.stats.usdx_partial} points (weights renormalised)"
+        )
     return result
 
 
@@ -217,8 +239,12 @@ def print_summary(r: ReplayResult, out: TextIO = sys.stdout) -> None:
         examples = "; ".join(r.rejects.examples.get(reason, [])[:3])
         p(f"    {reason:<22}{n:>8,}   e.g. {examples}\n")
     s = r.stats
-    for label, v in (("late (re-ordered)", s.late), ("duplicate times", s.duplicates),
-                     ("wild prints dropped", s.wild_prints), ("older than history", s.too_old)):
+    for label, v in (
+        ("late (re-ordered)", s.late),
+        ("duplicate times", s.duplicates),
+        ("wild prints dropped", s.wild_prints),
+        ("older than history", s.too_old),
+    ):
         if v:
             p(f"  {label:<18}{v:>8,}\n")
     firing = [a for a in r.alerts if a.kind is AlertKind.FIRING]
@@ -231,8 +257,10 @@ def print_summary(r: ReplayResult, out: TextIO = sys.stdout) -> None:
     if firing and r.span > 0:
         days = {datetime.fromtimestamp(a.ts, UTC).date() for a in firing}
         months = r.span / (30.44 * 86400)
-        p(f"  alert-days        {len(days)} in {months:.1f} months "
-          f"({len(days) / months:.2f} a month)\n")
+        p(
+            f"  alert-days        {len(days)} in {months:.1f} months "
+            f"({len(days) / months:.2f} a month)\n"
+        )
     for rule, n in sorted(s.absorbed.items()):
         p(f"    ({rule}: {n} more episode(s) inside the cooldown, not sent)\n")
     p(f"  elapsed           {r.elapsed:.2f} s\n")

@@ -22,25 +22,42 @@ DEMO_TO = "2020-04-10T23:59:59Z"
 
 
 def register_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("replay", help="replay history files through the engine",
-                       description="Feed CSV history (ts,symbol,value; .gz accepted) through "
-                       "the engine, store and rules, on the data's own clock.")
+    p = sub.add_parser(
+        "replay",
+        help="replay history files through the engine",
+        description="Feed CSV history (ts,symbol,value; .gz accepted) through "
+        "the engine, store and rules, on the data's own clock.",
+    )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     _common(p)
-    p.add_argument("--from", dest="start", metavar="TIME",
-                   help="start alerting here (earlier rows only warm the windows)")
+    p.add_argument(
+        "--from",
+        dest="start",
+        metavar="TIME",
+        help="start alerting here (earlier rows only warm the windows)",
+    )
     p.add_argument("--to", dest="end", metavar="TIME", help="stop after this time")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint of an interrupted replay of the same input")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint of an interrupted replay of the same input",
+    )
     p.set_defaults(handler=_replay)
 
 
 def register_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="replay the March 2020 dash for cash and show its alerts",
-                       description="Replays 2020-02-20 to 2020-04-10 (the 312 episode) with "
-                       "the default rules. No keys needed.")
-    p.add_argument("--data", type=Path, metavar="FILE",
-                   help="replay file to use (default: the download cache, fetched if missing)")
+    p = sub.add_parser(
+        "demo",
+        help="replay the March 2020 dash for cash and show its alerts",
+        description="Replays 2020-02-20 to 2020-04-10 (the 312 episode) with "
+        "the default rules. No keys needed.",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        metavar="FILE",
+        help="replay file to use (default: the download cache, fetched if missing)",
+    )
     _common(p)
     p.set_defaults(handler=_demo)
 
@@ -49,13 +66,21 @@ def register_rules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p = sub.add_parser("rules", help="work with rule files")
     rs = p.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     c = rs.add_parser("check", help="validate a rules folder")
-    c.add_argument("dir", nargs="?", type=Path, metavar="DIR",
-                   help="rules folder (default: the configured or shipped rules)")
+    c.add_argument(
+        "dir",
+        nargs="?",
+        type=Path,
+        metavar="DIR",
+        help="rules folder (default: the configured or shipped rules)",
+    )
     c.add_argument("--config", type=Path, metavar="FILE")
     c.set_defaults(handler=_rules_check)
-    t = rs.add_parser("test", help="run rule tests: what must fire on given history, and when",
-                      description="Replay each test's input through the rules (in memory) and "
-                      "check its `fires` and `silent` expectations. Exits 1 if any test fails.")
+    t = rs.add_parser(
+        "test",
+        help="run rule tests: what must fire on given history, and when",
+        description="Replay each test's input through the rules (in memory) and "
+        "check its `fires` and `silent` expectations. Exits 1 if any test fails.",
+    )
     t.add_argument("files", nargs="+", type=Path, metavar="TESTFILE")
     t.add_argument("--rules", type=Path, metavar="DIR", help="rules folder (default: rules/)")
     t.add_argument("--config", type=Path, metavar="FILE")
@@ -66,8 +91,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules", type=Path, metavar="DIR", help="rules folder (default: rules/)")
     p.add_argument("--config", type=Path, metavar="FILE", help="config file (TOML)")
     p.add_argument("--jsonl", type=Path, metavar="OUT", help="write every alert as JSON lines")
-    p.add_argument("--rate", type=float, metavar="N",
-                   help="replay at most N ticks per second (default: as fast as possible)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        metavar="N",
+        help="replay at most N ticks per second (default: as fast as possible)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -120,8 +149,10 @@ async def _rules_test(args: argparse.Namespace) -> int:
                 print(f"FAIL  {r.name}  ({path})")
                 for problem in r.problems:
                     print(f"      - {problem}")
-    print(f"rule tests: {counts['passed']} passed, {counts['failed']} failed, "
-          f"{counts['skipped']} skipped")
+    print(
+        f"rule tests: {counts['passed']} passed, {counts['failed']} failed, "
+        f"{counts['skipped']} skipped"
+    )
     return 1 if counts["failed"] else 0
 
 
@@ -131,13 +162,20 @@ def _time(text: str | None, flag: str) -> float | None:
     try:
         return parse_iso_utc(text if "T" in text else text + "T00:00:00Z")
     except ValueError as e:
-        raise StressbotError(f"{flag}: expected a time like 2020-03-09 or "
-                             f"2020-03-09T14:00:00Z, got {text!r}") from e
+        raise StressbotError(
+            f"{flag}: expected a time like 2020-03-09 or 2020-03-09T14:00:00Z, got {text!r}"
+        ) from e
 
 
 async def _replay(args: argparse.Namespace) -> int:
-    return await run_replay_command(args, args.files, _time(args.start, "--from"),
-                                    _time(args.end, "--to"), args.resume, namespace="replay")
+    return await run_replay_command(
+        args,
+        args.files,
+        _time(args.start, "--from"),
+        _time(args.end, "--to"),
+        args.resume,
+        namespace="replay",
+    )
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -148,24 +186,40 @@ async def _demo(args: argparse.Namespace) -> int:
     else:
         from connectors.history_download import ensure_episode
 
-        print("stressbot demo: looking for the 312 episode in the download cache ...",
-              file=sys.stderr)
+        print(
+            "stressbot demo: looking for the 312 episode in the download cache ...", file=sys.stderr
+        )
         try:
             data = await ensure_episode("312")
         except StressbotError as e:
             raise StressbotError(
                 f"{e}\nOffline? Replay a file you already have: stressbot demo --data FILE "
-                "(for example ../shared/data/history/episode-312.csv)") from e
-    print("Replaying 2020-02-20 .. 2020-04-10 (the March 2020 dash for cash) with the default "
-          "rules.\n")
-    return await run_replay_command(args, [data], parse_iso_utc(DEMO_FROM),
-                                    parse_iso_utc(DEMO_TO), False, namespace="demo",
-                                    show_alerts=True)
+                "(for example ../shared/data/history/episode-312.csv)"
+            ) from e
+    print(
+        "Replaying 2020-02-20 .. 2020-04-10 (the March 2020 dash for cash) with the default "
+        "rules.\n"
+    )
+    return await run_replay_command(
+        args,
+        [data],
+        parse_iso_utc(DEMO_FROM),
+        parse_iso_utc(DEMO_TO),
+        False,
+        namespace="demo",
+        show_alerts=True,
+    )
 
 
-async def run_replay_command(args: argparse.Namespace, files: list[Path], start: float | None,
-                             end: float | None, resume: bool, namespace: str,
-                             show_alerts: bool = False) -> int:
+async def run_replay_command(
+    args: argparse.Namespace,
+    files: list[Path],
+    start: float | None,
+    end: float | None,
+    resume: bool,
+    namespace: str,
+    show_alerts: bool = False,
+) -> int:
     from bot.replay import (
         ReplayOptions,
         format_alert_line,
@@ -181,17 +235,24 @@ async def run_replay_command(args: argparse.Namespace, files: list[Path], start:
         raise StressbotError(f"{missing[0]}: no such replay file")
     redis, embedded = await connect(config.redis_url, allow_embedded=True)
     if embedded:
-        print("stressbot: no Redis server reachable: using the embedded in-process store "
-              "(nothing is kept after exit; --resume needs a Redis server)", file=sys.stderr)
-    store = Store(redis, prefix=f"{config.redis.prefix}:{namespace}",
-                  tick_maxlen=config.redis.tick_maxlen)
+        print(
+            "stressbot: no Redis server reachable: using the embedded in-process store "
+            "(nothing is kept after exit; --resume needs a Redis server)",
+            file=sys.stderr,
+        )
+    store = Store(
+        redis, prefix=f"{config.redis.prefix}:{namespace}", tick_maxlen=config.redis.tick_maxlen
+    )
     zone = config.display.timezone
     opts = ReplayOptions(
-        files=files, start=start, end=end, resume=resume, rate=args.rate,
+        files=files,
+        start=start,
+        end=end,
+        resume=resume,
+        rate=args.rate,
         checkpoint_every=config.engine.checkpoint_every,
         progress=None if args.quiet else sys.stderr,
-        on_alert=(lambda a: print(format_alert_line(a, zone), flush=True))
-        if show_alerts else None,
+        on_alert=(lambda a: print(format_alert_line(a, zone), flush=True)) if show_alerts else None,
     )
     try:
         result = await run_replay(opts, config, store, rules)
@@ -206,8 +267,10 @@ async def run_replay_command(args: argparse.Namespace, files: list[Path], start:
             report = await deliver_pending(config, store)
             print(f"  delivery          {report.summary()}")
             if not report.complete:
-                print("  (undelivered alerts stay in the outbox; run the replay again with "
-                      "--resume to retry them)")
+                print(
+                    "  (undelivered alerts stay in the outbox; run the replay again with "
+                    "--resume to retry them)"
+                )
     finally:
         await redis.aclose()
     return 0

@@ -150,8 +150,9 @@ def load_rules(directory: Path | str, sessions: Iterable[str]) -> RuleSet:
         digest.update(f.name.encode() + b"\0" + text.encode() + b"\0")
         for rule in _load_file(f, text, sessions, problems):
             if rule.id in seen:
-                problems.append(f"{rule.source}: rule '{rule.id}': the id is already used at "
-                                f"{seen[rule.id]}")
+                problems.append(
+                    f"{rule.source}: rule '{rule.id}': the id is already used at {seen[rule.id]}"
+                )
                 continue
             seen[rule.id] = rule.source
             rules.append(rule)
@@ -168,8 +169,10 @@ def _load_file(path: Path, text: str, sessions: list[str], problems: list[str]) 
         return []
     unknown = set(data) - {"rule"}
     for key in sorted(unknown):
-        problems.append(f"{path}:{_line_of(text, key, 0)}: unknown top-level key '{key}' "
-                        "(rules go in [[rule]] tables)")
+        problems.append(
+            f"{path}:{_line_of(text, key, 0)}: unknown top-level key '{key}' "
+            "(rules go in [[rule]] tables)"
+        )
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list):
         problems.append(f"{path}: 'rule' must be written as [[rule]] tables")
@@ -186,9 +189,11 @@ def _load_file(path: Path, text: str, sessions: list[str], problems: list[str]) 
             for err in e.errors():
                 key = ".".join(str(x) for x in err["loc"])
                 kline = _line_of(text, str(err["loc"][0]), start) if err["loc"] else line
-                msg = ("unknown key" if err["type"] == "extra_forbid" or
-                       err["type"] == "extra_forbidden" else err["msg"].removeprefix(
-                           "Value error, "))
+                msg = (
+                    "unknown key"
+                    if err["type"] == "extra_forbid" or err["type"] == "extra_forbidden"
+                    else err["msg"].removeprefix("Value error, ")
+                )
                 problems.append(f"{path}:{kline}: rule '{rid}': {key}: {msg}")
             continue
         rule = _compile_rule(spec, path, text, start, where, sessions, problems)
@@ -197,8 +202,15 @@ def _load_file(path: Path, text: str, sessions: list[str], problems: list[str]) 
     return out
 
 
-def _compile_rule(spec: RuleSpec, path: Path, text: str, start: int, where: str,
-                  sessions: list[str], problems: list[str]) -> Rule | None:
+def _compile_rule(
+    spec: RuleSpec,
+    path: Path,
+    text: str,
+    start: int,
+    where: str,
+    sessions: list[str],
+    problems: list[str],
+) -> Rule | None:
     n_before = len(problems)
 
     def compile_at(expr: str, key: str, expect: T) -> Compiled | None:
@@ -216,28 +228,41 @@ def _compile_rule(spec: RuleSpec, path: Path, text: str, start: int, where: str,
             values[name] = c
     for field_name in _template_fields(spec, path, text, start, problems):
         if field_name not in spec.values:
-            problems.append(f"{path}:{_line_of(text, 'summary', start)}: rule '{spec.id}': "
-                            f"summary uses {{{field_name}}}, which is not in [rule.values]")
+            problems.append(
+                f"{path}:{_line_of(text, 'summary', start)}: rule '{spec.id}': "
+                f"summary uses {{{field_name}}}, which is not in [rule.values]"
+            )
     chart = spec.symbols
     if chart is not None:
         from bot.models import SYMBOLS
 
         for s in chart:
             if s not in SYMBOLS:
-                problems.append(f"{path}:{_line_of(text, 'symbols', start)}: rule '{spec.id}': "
-                                f"symbols: unknown symbol '{s}'")
+                problems.append(
+                    f"{path}:{_line_of(text, 'symbols', start)}: rule '{spec.id}': "
+                    f"symbols: unknown symbol '{s}'"
+                )
     if cond is None or len(problems) > n_before:
         return None
     return Rule(
-        id=spec.id, pattern=spec.pattern.value, severity=spec.severity.value,
-        for_=spec.for_, cooldown=spec.cooldown, summary=spec.summary, resolve=spec.resolve,
-        description=spec.description, condition=cond, values=values,
-        chart_symbols=chart or cond.symbols, source=where,
+        id=spec.id,
+        pattern=spec.pattern.value,
+        severity=spec.severity.value,
+        for_=spec.for_,
+        cooldown=spec.cooldown,
+        summary=spec.summary,
+        resolve=spec.resolve,
+        description=spec.description,
+        condition=cond,
+        values=values,
+        chart_symbols=chart or cond.symbols,
+        source=where,
     )
 
 
-def _template_fields(spec: RuleSpec, path: Path, text: str, start: int,
-                     problems: list[str]) -> list[str]:
+def _template_fields(
+    spec: RuleSpec, path: Path, text: str, start: int, problems: list[str]
+) -> list[str]:
     line = _line_of(text, "summary", start)
     try:
         parsed = list(string.Formatter().parse(spec.summary))
@@ -249,14 +274,18 @@ def _template_fields(spec: RuleSpec, path: Path, text: str, start: int,
         if name is None:
             continue
         if not name.isidentifier() or conv:
-            problems.append(f"{path}:{line}: rule '{spec.id}': summary: '{{{name}}}' must be a "
-                            "plain value name, optionally with a format such as {btc:+.1f}")
+            problems.append(
+                f"{path}:{line}: rule '{spec.id}': summary: '{{{name}}}' must be a "
+                "plain value name, optionally with a format such as {btc:+.1f}"
+            )
             continue
         try:
             format(1.0, fmt or "")
         except ValueError:
-            problems.append(f"{path}:{line}: rule '{spec.id}': summary: bad number format "
-                            f"'{fmt}' in {{{name}:{fmt}}}")
+            problems.append(
+                f"{path}:{line}: rule '{spec.id}': summary: bad number format "
+                f"'{fmt}' in {{{name}:{fmt}}}"
+            )
             continue
         names.append(name)
     return names
@@ -277,8 +306,9 @@ def _line_of(text: str, key: str, start: int) -> int:
     return text.count("\n", 0, pos) + 1 + (1 if m and text[pos] == "\n" else 0)
 
 
-def _expr_problem(path: Path, text: str, start: int, rid: str, key: str, expr: str,
-                  e: ExprError) -> str:
+def _expr_problem(
+    path: Path, text: str, start: int, rid: str, key: str, expr: str, e: ExprError
+) -> str:
     """Place an expression error on its file line and quote the offending text."""
     base_line = _line_of(text, key.split(".")[-1], start)
     first = expr.strip()

@@ -104,7 +104,15 @@ class Compiled:
 # ---- argument kinds for the function table ------------------------------------------------
 
 SYM, DUR, SESSION, PCT, NUMS, SYMLIST, NUM, COUNT = (
-    "SYM", "DUR", "SESSION", "PCT", "NUMS", "SYMLIST", "NUM", "COUNT")
+    "SYM",
+    "DUR",
+    "SESSION",
+    "PCT",
+    "NUMS",
+    "SYMLIST",
+    "NUM",
+    "COUNT",
+)
 
 #: name -> (argument kinds, result type, kinds of symbol it accepts or None for any)
 SIGNATURES: dict[str, tuple[tuple[str, ...], T, frozenset[Kind] | None]] = {
@@ -137,9 +145,7 @@ _KIND_HINT = {
 }
 
 
-def compile_expr(
-    text: str, sessions: Iterable[str], expect: T = T.BOOL
-) -> Compiled:
+def compile_expr(text: str, sessions: Iterable[str], expect: T = T.BOOL) -> Compiled:
     """Parse, type-check and compile `text`. Raises ExprError."""
     # Parenthesised on lines of their own, so a condition may span lines without backslashes.
     source = "(\n" + text.strip() + "\n)"
@@ -147,8 +153,9 @@ def compile_expr(
         tree = ast.parse(source, mode="eval")
         out = _Compiler(set(sessions)).visit(tree.body)
         if out.type is not expect:
-            raise ExprError(f"the expression must give {expect.value}, it gives "
-                            f"{out.type.value}", tree.body)
+            raise ExprError(
+                f"the expression must give {expect.value}, it gives {out.type.value}", tree.body
+            )
         return out
     except SyntaxError as e:
         err = ExprError(f"syntax error: {e.msg}")
@@ -229,24 +236,27 @@ class _Compiler:
         fa, fb = a.fn, b.fn
         op = node.op
         if isinstance(op, ast.Add):
+
             def fn(c: EvalContext) -> Value:
                 x, y = fa(c), fb(c)
                 return None if x is None or y is None else x + y
         elif isinstance(op, ast.Sub):
+
             def fn(c: EvalContext) -> Value:
                 x, y = fa(c), fb(c)
                 return None if x is None or y is None else x - y
         elif isinstance(op, ast.Mult):
+
             def fn(c: EvalContext) -> Value:
                 x, y = fa(c), fb(c)
                 return None if x is None or y is None else x * y
         elif isinstance(op, ast.Div):
+
             def fn(c: EvalContext) -> Value:
                 x, y = fa(c), fb(c)
                 return None if x is None or y is None or y == 0 else x / y
         else:
-            raise ExprError(f"the operator {type(op).__name__} is not allowed "
-                            "(use + - * /)", node)
+            raise ExprError(f"the operator {type(op).__name__} is not allowed (use + - * /)", node)
         return self._derive(fn, T.NUM, a, b)
 
     def v_BoolOp(self, node: ast.BoolOp) -> Compiled:
@@ -267,6 +277,7 @@ class _Compiler:
                 if v is None:
                     unknown = True
             return None if unknown else not stop
+
         return self._derive(fn, T.BOOL, *parts)
 
     def v_Compare(self, node: ast.Compare) -> Compiled:
@@ -290,11 +301,13 @@ class _Compiler:
                 y = fb(c)
                 return None if y is None else op1(x, y)
         else:
+
             def fn(c: EvalContext) -> Value:
                 vals = [f(c) for f in fns]
                 if any(v is None for v in vals):
                     return None
                 return all(op(vals[i], vals[i + 1]) for i, op in enumerate(ops))
+
         return self._derive(fn, T.BOOL, *operands)
 
     # function calls ---------------------------------------------------------------------
@@ -320,23 +333,28 @@ class _Compiler:
                 self._want(p, T.NUM, a, f"{name}()")
             fns = [p.fn for p in parts]
             if name == "coalesce":
+
                 def fn_first(c: EvalContext) -> Value:
                     for f in fns:
                         v: Value = f(c)
                         if v is not None:
                             return v
                     return None
+
                 return self._derive(fn_first, T.NUM, *parts)
             agg = min if name == "min" else max
 
             def fn_nums(c: EvalContext) -> Value:
                 vals = [v for f in fns if (v := f(c)) is not None]
                 return agg(vals) if vals else None
+
             return self._derive(fn_nums, T.NUM, *parts)
         if len(args) != len(kinds):
             raise ExprError(
                 f"{name}() takes {len(kinds)} argument{'s' if len(kinds) != 1 else ''} "
-                f"({', '.join(_ARG_NAMES[k] for k in kinds)}), got {len(args)}", node)
+                f"({', '.join(_ARG_NAMES[k] for k in kinds)}), got {len(args)}",
+                node,
+            )
         if name == "abs":
             x = self.visit(args[0])
             self._want(x, T.NUM, args[0], "abs()")
@@ -344,8 +362,14 @@ class _Compiler:
             return self._derive(lambda c: None if (v := f(c)) is None else abs(v), T.NUM, x)
         return self._window_call(node, name, kinds, result, accepts)
 
-    def _window_call(self, node: ast.Call, name: str, kinds: tuple[str, ...], result: T,
-                     accepts: frozenset[Kind] | None) -> Compiled:
+    def _window_call(
+        self,
+        node: ast.Call,
+        name: str,
+        kinds: tuple[str, ...],
+        result: T,
+        accepts: frozenset[Kind] | None,
+    ) -> Compiled:
         syms: list[str] = []
         window = 0.0
         windows: list[float] = []
@@ -357,8 +381,9 @@ class _Compiler:
                 syms.append(self._symbol(arg, name, accepts))
             elif kind == SYMLIST:
                 if not isinstance(arg, ast.List) or not arg.elts:
-                    raise ExprError(f"{name}() needs a list of symbols such as "
-                                    '["BTC/USD", "SPX"]', arg)
+                    raise ExprError(
+                        f'{name}() needs a list of symbols such as ["BTC/USD", "SPX"]', arg
+                    )
                 syms.extend(self._symbol(el, name, accepts) for el in arg.elts)
             elif kind == DUR:
                 window = self._duration(arg, name)
@@ -375,10 +400,15 @@ class _Compiler:
                 pct = float(v.const)
             elif kind == COUNT:
                 v = self.visit(arg)
-                if v.type is not T.NUM or v.const is None or v.const != int(v.const) or not (
-                        1 <= v.const <= 1000):
-                    raise ExprError(f"{name}() needs a whole number of observations "
-                                    "from 1 to 1000 here", arg)
+                if (
+                    v.type is not T.NUM
+                    or v.const is None
+                    or v.const != int(v.const)
+                    or not (1 <= v.const <= 1000)
+                ):
+                    raise ExprError(
+                        f"{name}() needs a whole number of observations from 1 to 1000 here", arg
+                    )
                 count = int(v.const)
         lookback = {s: window for s in syms}
         if name == "session_ret":
@@ -388,14 +418,16 @@ class _Compiler:
         elif name == "zscore":
             window, span = windows
             if span < 11 * window:
-                raise ExprError(f"zscore() needs a lookback of at least 11 windows "
-                                f"(here {int(span // window)})", node.args[2])
+                raise ExprError(
+                    f"zscore() needs a lookback of at least 11 windows "
+                    f"(here {int(span // window)})",
+                    node.args[2],
+                )
             lookback = {s: span + window for s in syms}
             fn = _zscore_fn(syms[0], window, span)
             return Compiled(fn, result, symbols=syms, lookback=lookback)
         fn = _window_fn(name, syms, window, session, pct, count)
-        return Compiled(fn, result, symbols=syms, lookback=lookback,
-                        uses_clock=(name == "stale"))
+        return Compiled(fn, result, symbols=syms, lookback=lookback, uses_clock=(name == "stale"))
 
     # helpers ----------------------------------------------------------------------------
 
@@ -414,8 +446,9 @@ class _Compiler:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ExprError(f"unknown symbol '{sym}'{hint}", node)
         if accepts is not None and kind not in accepts:
-            raise ExprError(f"{fname}() does not apply to '{sym}', which is {_KIND_HINT[kind]}",
-                            node)
+            raise ExprError(
+                f"{fname}() does not apply to '{sym}', which is {_KIND_HINT[kind]}", node
+            )
         return sym
 
     def _duration(self, node: ast.AST, fname: str) -> float:
@@ -445,8 +478,16 @@ class _Compiler:
         return Compiled(fn, t, syms, lookback, any(p.uses_clock for p in parts))
 
 
-_ARG_NAMES = {SYM: "symbol", DUR: "window", SESSION: "session", PCT: "percent",
-              SYMLIST: "list of symbols", NUM: "number", NUMS: "numbers", COUNT: "count"}
+_ARG_NAMES = {
+    SYM: "symbol",
+    DUR: "window",
+    SESSION: "session",
+    PCT: "percent",
+    SYMLIST: "list of symbols",
+    NUM: "number",
+    NUMS: "numbers",
+    COUNT: "count",
+}
 
 _CMP: dict[type, Callable[[float, float], bool]] = {
     ast.Lt: lambda a, b: a < b,
@@ -466,8 +507,7 @@ def _const(v: Any) -> Fn:
     return lambda c: v
 
 
-def _window_fn(name: str, syms: list[str], w: float, session: str, pct: float,
-               count: int) -> Fn:
+def _window_fn(name: str, syms: list[str], w: float, session: str, pct: float, count: int) -> Fn:
     s0 = syms[0]
     if name == "last":
         return lambda c: c.series[s0].last()
@@ -481,6 +521,7 @@ def _window_fn(name: str, syms: list[str], w: float, session: str, pct: float,
         def bp(c: EvalContext) -> Value:
             v = c.series[s0].change(c.now, w)
             return None if v is None else v * scale
+
         return bp
     if name in ("drawdown", "rally", "high", "low", "mean"):
         method = getattr(Series, name)
@@ -501,6 +542,7 @@ def _window_fn(name: str, syms: list[str], w: float, session: str, pct: float,
                 if (r < -pct) if falling else (r > pct):
                     n += 1
             return float(n) if known else None
+
         return counter
     if name in ("low_last", "high_last"):
         agg = min if name == "low_last" else max
@@ -508,11 +550,14 @@ def _window_fn(name: str, syms: list[str], w: float, session: str, pct: float,
         def last_n(c: EvalContext) -> Value:
             v = c.series[s0].values
             return agg(v[-count:]) if len(v) >= count else None
+
         return last_n
     if name == "stale":
+
         def stale(c: EvalContext) -> Value:
             t = c.series[s0].last_ts()
             return t is None or c.now - t > w
+
         return stale
     raise AssertionError(name)  # pragma: no cover - SIGNATURES and this stay in step
 

@@ -114,12 +114,16 @@ def run_test(spec: RuleTestSpec, path: Path, rules: RuleSet, config: Config) -> 
     with tempfile.TemporaryDirectory() as tmp:
         if spec.input is not None:
             inline = Path(tmp) / "input.csv"
-            inline.write_text("\n".join(ln.strip() for ln in spec.input.strip().splitlines())
-                              + "\n")
+            inline.write_text(
+                "\n".join(ln.strip() for ln in spec.input.strip().splitlines()) + "\n"
+            )
             files.append(inline)
-        engine = Engine(rules, sessions_from_config(config.sessions),
-                        wild_print_pct=config.engine.wild_print_pct,
-                        evaluate_every=config.engine.evaluate_every)
+        engine = Engine(
+            rules,
+            sessions_from_config(config.sessions),
+            wild_print_pct=config.engine.wild_print_pct,
+            evaluate_every=config.engine.evaluate_every,
+        )
         rejects = Rejects()
         alerts = []
         for _, _, ts, sym, value in read_history(files, rejects):
@@ -130,8 +134,9 @@ def run_test(spec: RuleTestSpec, path: Path, rules: RuleSet, config: Config) -> 
     firing = [a for a in alerts if a.kind is AlertKind.FIRING]
     res.alerts = len(firing)
     for reason, n in rejects.counts.items():
-        res.problems.append(f"{n} input row(s) rejected ({reason}), e.g. "
-                            f"{rejects.examples[reason][0]}")
+        res.problems.append(
+            f"{n} input row(s) rejected ({reason}), e.g. {rejects.examples[reason][0]}"
+        )
     for f in spec.fires:
         lo, hi = _instant(f.from_, False), _instant(f.to, True)
         mine = [a for a in firing if a.rule == f.rule]
@@ -139,11 +144,13 @@ def run_test(spec: RuleTestSpec, path: Path, rules: RuleSet, config: Config) -> 
         outside = [iso_utc(a.ts) for a in mine if not lo <= a.ts <= hi]
         if not inside:
             seen = ", ".join(iso_utc(a.ts) for a in mine) or "never"
-            res.problems.append(f"'{f.rule}' should fire between {f.from_} and {f.to}; "
-                                f"it fired: {seen}")
+            res.problems.append(
+                f"'{f.rule}' should fire between {f.from_} and {f.to}; it fired: {seen}"
+            )
         elif outside:
-            res.problems.append(f"'{f.rule}' also fired outside {f.from_}..{f.to}: "
-                                f"{', '.join(outside)}")
+            res.problems.append(
+                f"'{f.rule}' also fired outside {f.from_}..{f.to}: {', '.join(outside)}"
+            )
     for rid in spec.silent:
         fired = [iso_utc(a.ts) for a in firing if a.rule == rid]
         if fired:

@@ -126,9 +126,7 @@ class Store:
             },
         )
         if rule_states:
-            pipe.hset(
-                self.k_rules, mapping={k: orjson.dumps(v) for k, v in rule_states.items()}
-            )
+            pipe.hset(self.k_rules, mapping={k: orjson.dumps(v) for k, v in rule_states.items()})
         if latest:
             pipe.hset(
                 self.k_latest,
@@ -180,9 +178,9 @@ class Store:
 
     # ---- outbox -> notifiers ---------------------------------------------------------------
 
-    async def alerts(self, start: str = "-", end: str = "+", count: int | None = None) -> list[
-        tuple[str, Alert]
-    ]:
+    async def alerts(
+        self, start: str = "-", end: str = "+", count: int | None = None
+    ) -> list[tuple[str, Alert]]:
         """Alerts in the outbox, oldest first."""
         entries: Any = await self.redis.xrange(self.k_outbox, start, end, count=count)
         return [(_s(eid), Alert.loads(f[b"alert"])) for eid, f in entries]
@@ -201,7 +199,11 @@ class Store:
                 raise
 
     async def read_group(
-        self, group: str, consumer: str, count: int = 10, block_ms: int | None = None,
+        self,
+        group: str,
+        consumer: str,
+        count: int = 10,
+        block_ms: int | None = None,
         pending: bool = False,
     ) -> list[tuple[str, Alert]]:
         """Outbox entries for a group: new ones, or (pending=True) this consumer's unacked ones."""
@@ -247,6 +249,8 @@ def _s(x: bytes | str) -> str:
 
 def _tick_from_fields(f: dict[bytes, bytes]) -> Tick:
     return Tick(
-        ts=float(f[b"t"]), symbol=f[b"s"].decode(), value=float(f[b"v"]),
+        ts=float(f[b"t"]),
+        symbol=f[b"s"].decode(),
+        value=float(f[b"v"]),
         source=f.get(b"src", b"").decode(),
     )

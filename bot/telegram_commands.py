@@ -100,8 +100,9 @@ def _ago(seconds: float) -> str:
 class Commands:
     """What each command answers, given the store. Arguments arrive as split words."""
 
-    def __init__(self, config: Config, store: Store, *,
-                 renderer: ChartRenderer | None = None) -> None:
+    def __init__(
+        self, config: Config, store: Store, *, renderer: ChartRenderer | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.ledger = Ledger(store)
@@ -140,29 +141,41 @@ class Commands:
                 last = f.get("last_tick_ts")
                 age = f", last tick {_ago(time.time() - float(last))}" if last else ""
                 detail = f" ({f['detail']})" if f.get("detail") else ""
-                lines.append(f"• {e(name)}: <b>{e(str(f.get('state', '?')))}</b>{e(age)}"
-                             f"{e(detail)}")
+                lines.append(
+                    f"• {e(name)}: <b>{e(str(f.get('state', '?')))}</b>{e(age)}{e(detail)}"
+                )
             out.append("<b>Feeds</b>\n" + "\n".join(lines))
         else:
             out.append("<b>Feeds</b>: none reported")
         states = await self.store.rule_states()
         firing = [(r, s) for r, s in sorted(states.items()) if s.get("state") == "firing"]
         if firing:
-            out.append("<b>Firing</b>\n" + "\n".join(
-                f"🔴 {e(r)} ({e(str(s.get('severity', '')))}) since "
-                f"{e(_ts_text(s.get('firing_since')))}" for r, s in firing))
+            out.append(
+                "<b>Firing</b>\n"
+                + "\n".join(
+                    f"🔴 {e(r)} ({e(str(s.get('severity', '')))}) since "
+                    f"{e(_ts_text(s.get('firing_since')))}"
+                    for r, s in firing
+                )
+            )
         else:
             out.append("<b>Firing</b>: nothing")
         mutes = await self.ledger.mutes()
         if mutes:
-            out.append("<b>Muted</b>: " + ", ".join(
-                f"{e('all' if t == ALL else t)} until {e(_ts_text(u))}"
-                for t, u in sorted(mutes.items())))
+            out.append(
+                "<b>Muted</b>: "
+                + ", ".join(
+                    f"{e('all' if t == ALL else t)} until {e(_ts_text(u))}"
+                    for t, u in sorted(mutes.items())
+                )
+            )
         dead = await self.ledger.dead_count()
         if dead:
             recent = await self.ledger.dead_letters(3)
-            out.append(f"<b>Undelivered (dead letters)</b>: {dead}\n" + "\n".join(
-                f"• {e(d.dest)}: {e(d.alert_id)}: {e(d.error[:120])}" for d in recent))
+            out.append(
+                f"<b>Undelivered (dead letters)</b>: {dead}\n"
+                + "\n".join(f"• {e(d.dest)}: {e(d.alert_id)}: {e(d.error[:120])}" for d in recent)
+            )
         pend = []
         for name in self._destinations():
             n = await self.ledger.pending_count(name)
@@ -215,9 +228,10 @@ class Commands:
             if s.get("last_sent"):
                 extra += f"; last alert {_ts_text(s.get('last_sent'))}"
             muted = r in mutes or ALL in mutes
-            lines.append(f"{icon.get(st, '⚪')} <b>{e(r)}</b> [{e(str(s.get('severity', '')))}"
-                         f", {e(str(s.get('pattern', '')))}]: {e(st)}{e(extra)}"
-                         + (" 🔇" if muted else ""))
+            lines.append(
+                f"{icon.get(st, '⚪')} <b>{e(r)}</b> [{e(str(s.get('severity', '')))}"
+                f", {e(str(s.get('pattern', '')))}]: {e(st)}{e(extra)}" + (" 🔇" if muted else "")
+            )
         return Reply("\n".join(lines))
 
     # ---- /mute /unmute ----------------------------------------------------------------------
@@ -237,8 +251,10 @@ class Commands:
         await self.ledger.mute(key, until)
         log.info("mute %s until %s", key, _ts_text(until))
         what = "all alerts" if key == ALL else f"rule <b>{e(key)}</b>"
-        return Reply(f"🔇 Muted {what} for {e(format_duration(seconds))}, until "
-                     f"{e(_now_text(until, self.zone))}.")
+        return Reply(
+            f"🔇 Muted {what} for {e(format_duration(seconds))}, until "
+            f"{e(_now_text(until, self.zone))}."
+        )
 
     async def unmute(self, args: list[str]) -> Reply:
         if len(args) > 1:
@@ -275,8 +291,11 @@ class Commands:
             return Reply("No alerts yet.")
         lines = [f"<b>Last {len(alerts)} alerts</b> (newest first)"]
         for _, a in alerts:
-            icon = ("✅" if a.kind is AlertKind.RESOLVED
-                    else {"critical": "🔴", "warning": "🟠"}.get(a.severity, "🔵"))
+            icon = (
+                "✅"
+                if a.kind is AlertKind.RESOLVED
+                else {"critical": "🔴", "warning": "🟠"}.get(a.severity, "🔵")
+            )
             lines.append(f"{icon} {e(_ts_text(a.ts))} <b>{e(a.rule)}</b>: {e(a.summary[:200])}")
         return Reply("\n".join(lines))
 
@@ -296,8 +315,9 @@ class Commands:
         symbols = [s.strip().upper() for w in words for s in w.split(",") if s.strip()]
         unknown = [s for s in symbols if s not in SYMBOLS]
         if unknown:
-            raise CommandError(f"Unknown symbol {unknown[0]!r}. Known: "
-                               f"{', '.join(sorted(SYMBOLS))}.")
+            raise CommandError(
+                f"Unknown symbol {unknown[0]!r}. Known: {', '.join(sorted(SYMBOLS))}."
+            )
         if len(symbols) > 6:
             raise CommandError("At most 6 symbols in one chart.")
         latest = await self.store.latest()
@@ -308,12 +328,21 @@ class Commands:
                 raise CommandError("No data yet to chart.")
         now = await self.clock()
         series = {s: await self.store.series(s, now - window, now) for s in symbols}
-        probe = Alert(id="chart", ts=now, rule="chart", pattern="custom", severity="info",
-                      summary="", symbols=symbols, window=window)
+        probe = Alert(
+            id="chart",
+            ts=now,
+            rule="chart",
+            pattern="custom",
+            severity="info",
+            summary="",
+            symbols=symbols,
+            window=window,
+        )
         try:
             png = await asyncio.wait_for(
                 asyncio.to_thread(self.renderer, probe, series, self.zone),
-                self.config.notify.delivery.chart_timeout)
+                self.config.notify.delivery.chart_timeout,
+            )
         except Exception as ex:  # the reply must still say what happened
             log.warning("/chart failed: %s: %s", type(ex).__name__, ex)
             return Reply(f"Could not draw the chart: {e(str(ex)[:200])}")
@@ -327,10 +356,18 @@ class Commands:
         if len(args) > 1 or sev not in ("info", "warning", "critical"):
             raise CommandError("Usage: /test [info|warning|critical]")
         now = time.time()
-        a = Alert(id=f"test:{uuid.uuid4().hex[:12]}", ts=now, rule="test", pattern="custom",
-                  severity=sev, summary=f"Test alert requested by {requested_by}. "
-                  "If you can read this, delivery works.",
-                  values={"test_value": 42.0}, symbols=[], window=0.0)
+        a = Alert(
+            id=f"test:{uuid.uuid4().hex[:12]}",
+            ts=now,
+            rule="test",
+            pattern="custom",
+            severity=sev,
+            summary=f"Test alert requested by {requested_by}. "
+            "If you can read this, delivery works.",
+            values={"test_value": 42.0},
+            symbols=[],
+            window=0.0,
+        )
         await self.store.publish_alert(a)
         n = self.config.notify
         routes = [*n.telegram.chats, *n.discord.webhooks]
@@ -367,11 +404,11 @@ def _strip_tags(text: str) -> str:
 class TelegramCommandBot:
     """Runs :class:`Commands` on python-telegram-bot's Application with long polling."""
 
-    COMMANDS = ("status", "rules", "mute", "unmute", "history", "chart", "test", "help",
-                "start")
+    COMMANDS = ("status", "rules", "mute", "unmute", "history", "chart", "test", "help", "start")
 
-    def __init__(self, config: Config, store: Store, *,
-                 renderer: ChartRenderer | None = None) -> None:
+    def __init__(
+        self, config: Config, store: Store, *, renderer: ChartRenderer | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.commands = Commands(config, store, renderer=renderer)
@@ -409,10 +446,17 @@ class TelegramCommandBot:
             raise ConfigError(f"the command bot needs the bot token: export {tg.token_env}")
         install_redaction([token])
         base = tg.api_base.rstrip("/")
-        app = (ApplicationBuilder().token(token).base_url(f"{base}/bot")
-               .base_file_url(f"{base}/file/bot")
-               .connect_timeout(10).read_timeout(15).write_timeout(15)
-               .get_updates_read_timeout(tg.poll_timeout + 10).build())
+        app = (
+            ApplicationBuilder()
+            .token(token)
+            .base_url(f"{base}/bot")
+            .base_file_url(f"{base}/file/bot")
+            .connect_timeout(10)
+            .read_timeout(15)
+            .write_timeout(15)
+            .get_updates_read_timeout(tg.poll_timeout + 10)
+            .build()
+        )
         for name in self.COMMANDS:
             app.add_handler(CommandHandler(name, self._handle))
         app.add_handler(MessageHandler(filters.COMMAND, self._handle))
@@ -421,9 +465,11 @@ class TelegramCommandBot:
         async with app:
             await app.start()
             assert app.updater is not None
-            await app.updater.start_polling(timeout=int(tg.poll_timeout),
-                                            allowed_updates=["message"],
-                                            drop_pending_updates=False)
+            await app.updater.start_polling(
+                timeout=int(tg.poll_timeout),
+                allowed_updates=["message"],
+                drop_pending_updates=False,
+            )
             try:
                 await stop.wait()
             finally:
@@ -440,9 +486,13 @@ class TelegramCommandBot:
         args = words[1:]
         if user is None or user.id not in self.allowed:
             self.refused += 1
-            log.warning("refused /%s from user %s (@%s) in chat %s: not in allowed_users",
-                        cmd[:32], user.id if user else "?", user.username if user else "?",
-                        msg.chat_id)
+            log.warning(
+                "refused /%s from user %s (@%s) in chat %s: not in allowed_users",
+                cmd[:32],
+                user.id if user else "?",
+                user.username if user else "?",
+                msg.chat_id,
+            )
             await msg.reply_text("Sorry, you are not allowed to use this bot.")
             return
         try:
@@ -455,8 +505,9 @@ class TelegramCommandBot:
             await msg.reply_text("Something went wrong running that command; it was logged.")
             return
         if reply.photo is not None:
-            await msg.reply_photo(reply.photo, caption=reply.html[:TG_CAPTION_LIMIT],
-                                  parse_mode="HTML")
+            await msg.reply_photo(
+                reply.photo, caption=reply.html[:TG_CAPTION_LIMIT], parse_mode="HTML"
+            )
             return
         for chunk in reply_chunks(reply.html):
             await msg.reply_text(chunk, parse_mode="HTML", disable_web_page_preview=True)

@@ -28,8 +28,9 @@ SOURCE = "backfill"
 
 
 class Backfill:
-    def __init__(self, config: BackfillConfig, store: Store, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: BackfillConfig, store: Store, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.config = config
         self.store = store
         self._clock = clock
@@ -42,11 +43,14 @@ class Backfill:
         fetch = asyncio.create_task(self._fetch(), name="backfill:download")
         stopped = asyncio.create_task(stop.wait(), name="backfill:stop")
         try:
-            done, _ = await asyncio.wait({fetch, stopped}, timeout=self.config.timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {fetch, stopped}, timeout=self.config.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
             if fetch not in done:
-                log.warning("backfill: %s; rules fill their windows from live data instead",
-                            "stopped" if stopped in done else "timed out")
+                log.warning(
+                    "backfill: %s; rules fill their windows from live data instead",
+                    "stopped" if stopped in done else "timed out",
+                )
         finally:
             for t in (fetch, stopped):
                 t.cancel()
@@ -57,8 +61,10 @@ class Backfill:
     async def _fetch(self) -> None:
         today = datetime.fromtimestamp(self._clock(), UTC).date()
         opts = DownloadOptions(
-            start=today - timedelta(days=self.config.days), end=today,
-            symbols=self.config.symbols or None, fred_url=self.config.fred_url,
+            start=today - timedelta(days=self.config.days),
+            end=today,
+            symbols=self.config.symbols or None,
+            fred_url=self.config.fred_url,
             exchange_urls=self.config.exchange_urls,
             progress=lambda m: log.debug("backfill: %s", m),
         )
@@ -69,9 +75,14 @@ class Backfill:
             log.warning("backfill: %s; rules fill their windows from live data instead", e)
             return
         now = self._clock()
-        ticks = sorted((Tick(r.ts, r.symbol, r.value, SOURCE) for r in result.rows if r.ts <= now),
-                       key=lambda t: t.ts)
+        ticks = sorted(
+            (Tick(r.ts, r.symbol, r.value, SOURCE) for r in result.rows if r.ts <= now),
+            key=lambda t: t.ts,
+        )
         await self.store.add_ticks(ticks)
         self.written = len(ticks)
-        log.info("backfill: wrote %d historical ticks (%s)", len(ticks),
-                 ", ".join(sorted({t.symbol for t in ticks})) or "none")
+        log.info(
+            "backfill: wrote %d historical ticks (%s)",
+            len(ticks),
+            ", ".join(sorted({t.symbol for t in ticks})) or "none",
+        )

@@ -70,8 +70,14 @@ async def sleep_or_stop(stop: asyncio.Event, delay: float) -> None:
 class Feed(ABC):
     kind = "feed"
 
-    def __init__(self, name: str, symbols: dict[str, str], max_future: float, max_past: float,
-                 ctx: FeedContext) -> None:
+    def __init__(
+        self,
+        name: str,
+        symbols: dict[str, str],
+        max_future: float,
+        max_past: float,
+        ctx: FeedContext,
+    ) -> None:
         self.name = name
         self.symbols = dict(symbols)  # venue symbol -> canonical
         self.ctx = ctx
@@ -112,8 +118,16 @@ class StreamFeed(Feed):
     schedule: Schedule = "always"
     stale_after: float = 60.0
 
-    def __init__(self, name: str, symbols: dict[str, str], max_future: float, max_past: float,
-                 ctx: FeedContext, schedule: Schedule, stale_after: float | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        symbols: dict[str, str],
+        max_future: float,
+        max_past: float,
+        ctx: FeedContext,
+        schedule: Schedule,
+        stale_after: float | None,
+    ) -> None:
         super().__init__(name, symbols, max_future, max_past, ctx)
         self.schedule = schedule
         self.stale_after = stale_after if stale_after is not None else ctx.feeds.stale_after
@@ -222,8 +236,16 @@ def _exc(task: asyncio.Task[None]) -> BaseException | None:
 class PolledFeed(Feed):
     """Fetch on an interval; errors are retried with backoff, Retry-After respected."""
 
-    def __init__(self, name: str, symbols: dict[str, str], max_future: float, max_past: float,
-                 ctx: FeedContext, interval: float, timeout: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        symbols: dict[str, str],
+        max_future: float,
+        max_past: float,
+        ctx: FeedContext,
+        interval: float,
+        timeout: float,
+    ) -> None:
         super().__init__(name, symbols, max_future, max_past, ctx)
         self.interval = interval
         self.timeout = timeout

@@ -38,8 +38,9 @@ class CcxtFeed(StreamFeed):
     kind = "ccxt"
 
     def __init__(self, name: str, cfg: CcxtFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.schedule,
-                         cfg.stale_after)
+        super().__init__(
+            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.schedule, cfg.stale_after
+        )
         self.cfg = cfg
         self._markets: Any = None
         self._currencies: Any = None
@@ -108,7 +109,8 @@ class CcxtFeed(StreamFeed):
                 missing = [s for s in self.symbols if s not in ex.markets]
                 if missing:
                     raise FeedSetupError(
-                        f"feed {self.name}: {self.cfg.exchange} has no market {missing}")
+                        f"feed {self.name}: {self.cfg.exchange} has no market {missing}"
+                    )
                 self.connected()
                 watchers = [
                     asyncio.create_task(self._watch(ex, sym, canonical))

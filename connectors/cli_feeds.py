@@ -15,10 +15,12 @@ from typing import Any
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "feeds", help="list the configured feeds with their health",
+        "feeds",
+        help="list the configured feeds with their health",
         description="List every configured feed with its state (starting, ok, stale, down, "
         "closed), how long it has been so, the age of its last tick, and its message, tick, "
-        "error and dropped counts, as last reported by the running bot.")
+        "error and dropped counts, as last reported by the running bot.",
+    )
     p.add_argument("--config", type=Path, metavar="FILE", help="config file (TOML)")
     p.add_argument("--json", action="store_true", help="print the records as JSON")
     p.set_defaults(handler=_feeds)
@@ -39,8 +41,7 @@ def _symbols(syms: list[str], show: int = 3) -> str:
     return ",".join(syms[:show]) + (f" +{more}" if more > 0 else "")
 
 
-def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float
-              ) -> list[dict[str, Any]]:
+def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float) -> list[dict[str, Any]]:
     """One row per configured feed (then any reported feed no longer in the config)."""
     rows: list[dict[str, Any]] = []
     stale_report = max(3 * config.feeds.status_interval, 30.0)
@@ -66,8 +67,10 @@ def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float
                 since=float(st.get("since") or updated),
                 last_tick_age=None if age is None else float(age),  # when reported
                 last_tick_ts=st.get("last_tick_ts"),
-                msgs=int(st.get("msgs", 0)), ticks=int(st.get("ticks", 0)),
-                errors=int(st.get("errors", 0)), dropped=dict(st.get("dropped") or {}),
+                msgs=int(st.get("msgs", 0)),
+                ticks=int(st.get("ticks", 0)),
+                errors=int(st.get("errors", 0)),
+                dropped=dict(st.get("dropped") or {}),
                 detail=str(st.get("detail") or ""),
                 report_age=lag,
             )
@@ -80,20 +83,39 @@ def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float
 
 
 def format_table(rows: list[dict[str, Any]], now: float) -> str:
-    head = ["FEED", "KIND", "SYMBOLS", "STATE", "FOR", "LAST TICK", "REPORTED", "MSGS", "TICKS",
-            "ERRORS", "DROPPED", "DETAIL"]
+    head = [
+        "FEED",
+        "KIND",
+        "SYMBOLS",
+        "STATE",
+        "FOR",
+        "LAST TICK",
+        "REPORTED",
+        "MSGS",
+        "TICKS",
+        "ERRORS",
+        "DROPPED",
+        "DETAIL",
+    ]
     table = [head]
     for r in rows:
         dropped = r.get("dropped") or {}
-        table.append([
-            r["feed"], r["kind"], r["symbols"], r["state"],
-            _age(now - r["since"]) if "since" in r else "-",
-            _age(r.get("last_tick_age")) if r.get("last_tick_age") is not None else "-",
-            f"{_age(r['report_age'])} ago" if "report_age" in r else "-",
-            str(r.get("msgs", "-")), str(r.get("ticks", "-")), str(r.get("errors", "-")),
-            ",".join(f"{k}={v}" for k, v in sorted(dropped.items())) or "-",
-            str(r.get("detail", ""))[:80],
-        ])
+        table.append(
+            [
+                r["feed"],
+                r["kind"],
+                r["symbols"],
+                r["state"],
+                _age(now - r["since"]) if "since" in r else "-",
+                _age(r.get("last_tick_age")) if r.get("last_tick_age") is not None else "-",
+                f"{_age(r['report_age'])} ago" if "report_age" in r else "-",
+                str(r.get("msgs", "-")),
+                str(r.get("ticks", "-")),
+                str(r.get("errors", "-")),
+                ",".join(f"{k}={v}" for k, v in sorted(dropped.items())) or "-",
+                str(r.get("detail", ""))[:80],
+            ]
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(head) - 1)]
     lines = []
     for row in table:
@@ -121,8 +143,7 @@ async def _feeds(args: argparse.Namespace) -> int:
     if args.json:
         print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
     elif not rows:
-        print("no feeds configured (add [feeds.sources.<name>] tables, see "
-              "config.example.toml)")
+        print("no feeds configured (add [feeds.sources.<name>] tables, see config.example.toml)")
     else:
         print(format_table(rows, now))
     unhealthy = [r for r in rows if r["state"] in ("stale", "down")]

@@ -24,11 +24,21 @@ _CLAMP = 1.0  # seconds: a source this far behind the combined time is clamped, 
 
 
 class Combiner:
-    __slots__ = ("_clock", "_last_ts", "_last_value", "_latest", "_median_names", "max_age",
-                 "mode", "sources", "symbol")
+    __slots__ = (
+        "_clock",
+        "_last_ts",
+        "_last_value",
+        "_latest",
+        "_median_names",
+        "max_age",
+        "mode",
+        "sources",
+        "symbol",
+    )
 
-    def __init__(self, symbol: str, config: CombineConfig, sources: list[str],
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, symbol: str, config: CombineConfig, sources: list[str], clock: Callable[[], float]
+    ) -> None:
         self.symbol = symbol
         self.mode = config.mode
         self.max_age = config.max_age
@@ -58,9 +68,7 @@ class Combiner:
                     break
             self._last_ts, self._last_value = ts, value
             return Tick(ts, self.symbol, value, source)
-        live = [
-            (s, v) for s, (w, v) in self._latest.items() if now - w <= self.max_age
-        ]
+        live = [(s, v) for s, (w, v) in self._latest.items() if now - w <= self.max_age]
         if len(live) == 1:
             out = value
             name = source

@@ -66,8 +66,9 @@ class FredFeed(_FredBase):
     kind = "fred"
 
     def __init__(self, name: str, cfg: FredFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval,
-                         cfg.timeout)
+        super().__init__(
+            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval, cfg.timeout
+        )
         self.cfg = cfg
         self.stamps = cfg.stamps
         self.max_idle = cfg.max_idle
@@ -100,8 +101,9 @@ class FredFeed(_FredBase):
         except (orjson.JSONDecodeError, KeyError, TypeError):
             self.validator.drop("malformed", f"{series}: not an observations document")
             raise PollError(f"malformed response for {series}") from None
-        return self._emit(series, canonical, ((o.get("date"), o.get("value"))
-                                              for o in observations))
+        return self._emit(
+            series, canonical, ((o.get("date"), o.get("value")) for o in observations)
+        )
 
 
 class FredCsvFeed(_FredBase):
@@ -110,8 +112,9 @@ class FredCsvFeed(_FredBase):
     kind = "fred_csv"
 
     def __init__(self, name: str, cfg: FredCsvFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval,
-                         cfg.timeout)
+        super().__init__(
+            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval, cfg.timeout
+        )
         self.cfg = cfg
         self.stamps = cfg.stamps
         self.max_idle = cfg.max_idle
@@ -119,8 +122,11 @@ class FredCsvFeed(_FredBase):
     async def _poll_series(self, series: str, canonical: str) -> int:
         today = datetime.fromtimestamp(self.clock(), UTC).date()
         since = today - timedelta(days=2 * self.cfg.lookback + 7)  # weekends and holidays
-        body = await self.get(self.cfg.url, {"id": series, "cosd": since.isoformat()},
-                              cache_key=f"{self.cfg.url}#{series}")
+        body = await self.get(
+            self.cfg.url,
+            {"id": series, "cosd": since.isoformat()},
+            cache_key=f"{self.cfg.url}#{series}",
+        )
         if body is None:
             return 0
         try:
@@ -128,4 +134,4 @@ class FredCsvFeed(_FredBase):
         except SourceFormatError as e:
             self.validator.drop("malformed", str(e))
             raise PollError(f"malformed response for {series}") from None
-        return self._emit(series, canonical, rows[-self.cfg.lookback:])
+        return self._emit(series, canonical, rows[-self.cfg.lookback :])

@@ -30,8 +30,20 @@ class FeedHealth:
     """Counters and state of one feed. Cheap to update on the hot path."""
 
     __slots__ = (
-        "_clock", "_on_change", "detail", "dropped", "errors", "kind", "last_msg_wall",
-        "last_tick_ts", "last_tick_wall", "msgs", "name", "since", "state", "ticks",
+        "_clock",
+        "_on_change",
+        "detail",
+        "dropped",
+        "errors",
+        "kind",
+        "last_msg_wall",
+        "last_tick_ts",
+        "last_tick_wall",
+        "msgs",
+        "name",
+        "since",
+        "state",
+        "ticks",
     )
 
     def __init__(

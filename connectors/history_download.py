@@ -505,8 +505,14 @@ async def download(options: DownloadOptions) -> DownloadResult:
 
         async def fred_job(symbol: str) -> None:
             results[symbol] = await fred_csv.fetch_symbol(
-                http, cache, symbol, options.start, options.end, options.window,
-                base_url=options.fred_url, progress=progress,
+                http,
+                cache,
+                symbol,
+                options.start,
+                options.end,
+                options.window,
+                base_url=options.fred_url,
+                progress=progress,
             )
 
         async def exchange_job(exchange: str, symbols: list[str]) -> None:
@@ -521,7 +527,11 @@ async def download(options: DownloadOptions) -> DownloadResult:
                 try:
                     for symbol in symbols:  # one at a time: ccxt keeps per-instance response state
                         results[symbol] = await ohlc_history.fetch_symbol(
-                            client, cache, symbol, markets[symbol], options.window,
+                            client,
+                            cache,
+                            symbol,
+                            markets[symbol],
+                            options.window,
                             progress=progress,
                         )
                 finally:
@@ -578,17 +588,21 @@ def summary_table(results: Sequence[SymbolResult]) -> str:
     body = []
     for r in results:
         ts = sorted(x.ts for x in r.rows)
-        body.append((
-            r.symbol,
-            r.source,
-            str(len(r.rows)),
-            iso_utc(ts[0]) if ts else "-",
-            iso_utc(ts[-1]) if ts else "-",
-            str(r.skipped),
-        ))
+        body.append(
+            (
+                r.symbol,
+                r.source,
+                str(len(r.rows)),
+                iso_utc(ts[0]) if ts else "-",
+                iso_utc(ts[-1]) if ts else "-",
+                str(r.skipped),
+            )
+        )
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-           for row in [head, *body]]
+    out = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [head, *body]
+    ]
     for r in results:
         for n in r.notes:
             out.append(f"note: {r.symbol}: {n}")
@@ -716,36 +730,91 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "interrupted run resumes."
         ),
     )
-    p.add_argument("--from", dest="start", type=_date, required=True, metavar="DATE",
-                   help="first UTC day of ts (YYYY-MM-DD)")
-    p.add_argument("--to", dest="end", type=_date, required=True, metavar="DATE",
-                   help="last UTC day of ts, inclusive")
-    p.add_argument("--symbols", nargs="+", metavar="SYM",
-                   help="symbols to include (default: all: BTC/USD XAU/USD US2Y US10Y US30Y "
-                        "SOFR IORB EUR/USD USD/JPY GBP/USD USD/CAD USD/CHF USD/SEK SPX NDX "
-                        "N225 VIX)")
-    p.add_argument("--out", type=Path, required=True, metavar="FILE",
-                   help="output file; gzip when it ends in .gz")
-    p.add_argument("--cache", type=Path, metavar="DIR",
-                   help="cache directory (default $STRESSBOT_CACHE or ~/.cache/stressbot)")
-    p.add_argument("--fred-url", default=DEFAULT_FRED_URL, metavar="URL",
-                   help=f"FRED CSV endpoint (default {DEFAULT_FRED_URL})")
-    p.add_argument("--market", action="append", metavar="SYMBOL=EXCHANGE:MARKET",
-                   help="exchange market for a symbol, e.g. XAU/USD=kraken:PAXG/USD "
-                        "(defaults: BTC/USD=bitstamp:BTC/USD, XAU/USD=kraken:PAXG/USD). "
-                        "Append @ohlcv or @trades to force how bars are made; by default "
-                        "Kraken months older than its latest 720 bars are built from trades")
-    p.add_argument("--exchange-url", action="append", metavar="EXCHANGE=URL",
-                   help="base URL of an exchange's REST API, e.g. kraken=http://127.0.0.1:8080")
-    p.add_argument("--min-interval", type=float, default=DEFAULT_MIN_INTERVAL, metavar="SECONDS",
-                   help=f"minimum time between requests to one host (default "
-                        f"{DEFAULT_MIN_INTERVAL})")
-    p.add_argument("--host-interval", action="append", metavar="HOST=SECONDS",
-                   help="minimum interval for one host (host[:port])")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                   help=f"timeout of each request (default {DEFAULT_TIMEOUT:.0f})")
-    p.add_argument("--retries", type=int, default=5, metavar="N",
-                   help="retries per request on 429/5xx/network errors (default 5)")
+    p.add_argument(
+        "--from",
+        dest="start",
+        type=_date,
+        required=True,
+        metavar="DATE",
+        help="first UTC day of ts (YYYY-MM-DD)",
+    )
+    p.add_argument(
+        "--to",
+        dest="end",
+        type=_date,
+        required=True,
+        metavar="DATE",
+        help="last UTC day of ts, inclusive",
+    )
+    p.add_argument(
+        "--symbols",
+        nargs="+",
+        metavar="SYM",
+        help="symbols to include (default: all: BTC/USD XAU/USD US2Y US10Y US30Y "
+        "SOFR IORB EUR/USD USD/JPY GBP/USD USD/CAD USD/CHF USD/SEK SPX NDX "
+        "N225 VIX)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="output file; gzip when it ends in .gz",
+    )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="cache directory (default $STRESSBOT_CACHE or ~/.cache/stressbot)",
+    )
+    p.add_argument(
+        "--fred-url",
+        default=DEFAULT_FRED_URL,
+        metavar="URL",
+        help=f"FRED CSV endpoint (default {DEFAULT_FRED_URL})",
+    )
+    p.add_argument(
+        "--market",
+        action="append",
+        metavar="SYMBOL=EXCHANGE:MARKET",
+        help="exchange market for a symbol, e.g. XAU/USD=kraken:PAXG/USD "
+        "(defaults: BTC/USD=bitstamp:BTC/USD, XAU/USD=kraken:PAXG/USD). "
+        "Append @ohlcv or @trades to force how bars are made; by default "
+        "Kraken months older than its latest 720 bars are built from trades",
+    )
+    p.add_argument(
+        "--exchange-url",
+        action="append",
+        metavar="EXCHANGE=URL",
+        help="base URL of an exchange's REST API, e.g. kraken=http://127.0.0.1:8080",
+    )
+    p.add_argument(
+        "--min-interval",
+        type=float,
+        default=DEFAULT_MIN_INTERVAL,
+        metavar="SECONDS",
+        help=f"minimum time between requests to one host (default {DEFAULT_MIN_INTERVAL})",
+    )
+    p.add_argument(
+        "--host-interval",
+        action="append",
+        metavar="HOST=SECONDS",
+        help="minimum interval for one host (host[:port])",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"timeout of each request (default {DEFAULT_TIMEOUT:.0f})",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="retries per request on 429/5xx/network errors (default 5)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=run_download_command)
 
@@ -786,8 +855,10 @@ async def run_download_command(args: argparse.Namespace) -> int:
     opts = options_from_args(args, None if args.quiet else say)
     result = await download_to_file(opts, args.out)
     print(summary_table(result.results))
-    print(f"wrote {len(replay_lines(result.rows)) - 1} rows to {args.out} "
-          f"({result.requests} requests)")
+    print(
+        f"wrote {len(replay_lines(result.rows)) - 1} rows to {args.out} "
+        f"({result.requests} requests)"
+    )
     return 0
 
 
@@ -811,4 +882,3 @@ __all__ = [
     "register",
     "write_replay",
 ]
-

@@ -91,8 +91,9 @@ def read_history(
                     parts = line.split(",")
                     if len(parts) != 3:
                         if line.strip():
-                            rejects.add("malformed row",
-                                        f"{path.name}:{ri + 2}: {line.strip()[:80]}")
+                            rejects.add(
+                                "malformed row", f"{path.name}:{ri + 2}: {line.strip()[:80]}"
+                            )
                         continue
                     ts_text, sym, val_text = parts
                     if ts_text != last_ts_text:
@@ -113,17 +114,20 @@ def read_history(
                     try:
                         value = float(val_text)  # tolerates the line's own newline
                     except ValueError:
-                        rejects.add("not a number",
-                                    f"{path.name}:{ri + 2}: {val_text.strip()[:40]!r}")
+                        rejects.add(
+                            "not a number", f"{path.name}:{ri + 2}: {val_text.strip()[:40]!r}"
+                        )
                         continue
                     if value <= 0.0 or not isfinite(value):
                         if not isfinite(value):
-                            rejects.add("not a number",
-                                        f"{path.name}:{ri + 2}: {val_text.strip()[:40]!r}")
+                            rejects.add(
+                                "not a number", f"{path.name}:{ri + 2}: {val_text.strip()[:40]!r}"
+                            )
                             continue
                         if kind is not rate:
-                            rejects.add("zero or negative price",
-                                        f"{path.name}:{ri + 2}: {sym} {value}")
+                            rejects.add(
+                                "zero or negative price", f"{path.name}:{ri + 2}: {sym} {value}"
+                            )
                             continue
                     yield fi, ri, last_ts, sym, value
             except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as e:

@@ -93,8 +93,16 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
 class HttpPolledFeed(PolledFeed):
     """A polled feed over HTTP with conditional GETs and safe error messages."""
 
-    def __init__(self, name: str, symbols: dict[str, str], max_future: float, max_past: float,
-                 ctx: FeedContext, interval: float, timeout: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        symbols: dict[str, str],
+        max_future: float,
+        max_past: float,
+        ctx: FeedContext,
+        interval: float,
+        timeout: float,
+    ) -> None:
         super().__init__(name, symbols, max_future, max_past, ctx, interval, timeout)
         self.http: aiohttp.ClientSession | None = None
         self.secrets: list[str] = []
@@ -142,8 +150,9 @@ class HttpPolledFeed(PolledFeed):
             await self.http.close()
             self.http = None
 
-    async def get(self, url: str, params: Mapping[str, str] | None = None,
-                  cache_key: str | None = None) -> bytes | None:
+    async def get(
+        self, url: str, params: Mapping[str, str] | None = None, cache_key: str | None = None
+    ) -> bytes | None:
         """GET `url`; the body, or None if the source says nothing changed (304)."""
         assert self.http is not None, "setup() not called"
         key = cache_key or url
@@ -162,23 +171,27 @@ class HttpPolledFeed(PolledFeed):
                     return None
                 if resp.status == 429 or resp.status >= 500:
                     ra = retry_after_seconds(resp.headers.get("Retry-After"), self.clock())
-                    raise PollError(f"HTTP {resp.status} {resp.reason or ''} from {host}".strip(),
-                                    retry_after=ra)
+                    raise PollError(
+                        f"HTTP {resp.status} {resp.reason or ''} from {host}".strip(),
+                        retry_after=ra,
+                    )
                 if resp.status != 200:
                     text = (await resp.text(errors="replace"))[:200]
-                    raise PollError(redact(f"HTTP {resp.status} from {host}: {text}",
-                                           self.secrets))
+                    raise PollError(redact(f"HTTP {resp.status} from {host}: {text}", self.secrets))
                 body = await resp.read()
-                self._validators[key] = (resp.headers.get("ETag"),
-                                         resp.headers.get("Last-Modified"))
+                self._validators[key] = (
+                    resp.headers.get("ETag"),
+                    resp.headers.get("Last-Modified"),
+                )
                 return body
         except PollError:
             raise
         except TimeoutError:
             raise PollError(f"no answer from {host} within {self.timeout:g}s") from None
         except aiohttp.ClientError as e:
-            raise PollError(redact(f"{type(e).__name__} from {host}: {e}", self.secrets)
-                            [:300]) from None
+            raise PollError(
+                redact(f"{type(e).__name__} from {host}: {e}", self.secrets)[:300]
+            ) from None
 
     def emit_new(self, obs: list[tuple[str, float, float]]) -> int:
         """Emit observations (canonical, ts, value) not emitted before; returns how many."""

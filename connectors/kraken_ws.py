@@ -27,17 +27,20 @@ class KrakenFeed(StreamFeed):
     kind = "kraken"
 
     def __init__(self, name: str, cfg: KrakenFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.schedule,
-                         cfg.stale_after)
+        super().__init__(
+            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.schedule, cfg.stale_after
+        )
         self.cfg = cfg
         self.mid = cfg.price == "mid"
 
     def subscribe_message(self) -> bytes:
-        return orjson.dumps({
-            "event": "subscribe",
-            "pair": list(self.symbols),
-            "subscription": {"name": self.cfg.channel},
-        })
+        return orjson.dumps(
+            {
+                "event": "subscribe",
+                "pair": list(self.symbols),
+                "subscription": {"name": self.cfg.channel},
+            }
+        )
 
     async def session(self) -> None:
         async with connect(
@@ -83,8 +86,7 @@ class KrakenFeed(StreamFeed):
             return
         if ev == "subscriptionStatus":
             if msg.get("status") == "error":
-                self.error(f"subscription refused for {msg.get('pair')}: "
-                           f"{msg.get('errorMessage')}")
+                self.error(f"subscription refused for {msg.get('pair')}: {msg.get('errorMessage')}")
                 log.warning("feed %s: %s", self.name, self.health.detail)
             return
         if ev == "error":

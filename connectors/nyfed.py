@@ -22,8 +22,9 @@ class NyFedFeed(HttpPolledFeed):
     kind = "nyfed"
 
     def __init__(self, name: str, cfg: NyFedFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval,
-                         cfg.timeout)
+        super().__init__(
+            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval, cfg.timeout
+        )
         self.cfg = cfg
         self.max_idle = cfg.max_idle
 
@@ -36,7 +37,7 @@ class NyFedFeed(HttpPolledFeed):
             rates: list[dict[str, Any]] = doc["refRates"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             self.validator.drop("malformed", f"not a refRates document: {body[:80]!r}")
-            raise PollError("malformed response (expected {\"refRates\": [...]})") from None
+            raise PollError('malformed response (expected {"refRates": [...]})') from None
         obs: list[tuple[str, float, float]] = []
         for r in rates:
             canonical = self.symbols.get(str(r.get("type", "")).strip())

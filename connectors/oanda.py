@@ -40,15 +40,17 @@ class OandaFeed(StreamFeed):
     kind = "oanda"
 
     def __init__(self, name: str, cfg: OandaFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.schedule,
-                         cfg.stale_after)
+        super().__init__(
+            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.schedule, cfg.stale_after
+        )
         self.cfg = cfg
 
     def _credentials(self) -> tuple[str, str]:
         token = os.environ.get(self.cfg.token_env, "")
         account = os.environ.get(self.cfg.account_env, "")
-        missing = [n for n, v in ((self.cfg.token_env, token), (self.cfg.account_env, account))
-                   if not v]
+        missing = [
+            n for n, v in ((self.cfg.token_env, token), (self.cfg.account_env, account)) if not v
+        ]
         if missing:
             raise FeedSetupError(
                 f"{' and '.join(missing)} not set: create an OANDA (practice) account, "
@@ -60,14 +62,19 @@ class OandaFeed(StreamFeed):
         token, account = self._credentials()
         url = f"{self.cfg.url.rstrip('/')}/v3/accounts/{account}/pricing/stream"
         timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.cfg.timeout, sock_connect=self.cfg.timeout,
+            total=None,
+            connect=self.cfg.timeout,
+            sock_connect=self.cfg.timeout,
             sock_read=self.cfg.heartbeat_timeout,
         )
         headers = {"Authorization": f"Bearer {token}", "Accept-Datetime-Format": "RFC3339"}
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as http, http.get(
-                url, params={"instruments": ",".join(self.symbols)}, headers=headers
-            ) as resp:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as http,
+                http.get(
+                    url, params={"instruments": ",".join(self.symbols)}, headers=headers
+                ) as resp,
+            ):
                 if resp.status != 200:
                     text = (await resp.text(errors="replace"))[:200].replace(token, "***")
                     raise FeedError(f"HTTP {resp.status} from the pricing stream: {text}")
@@ -78,8 +85,7 @@ class OandaFeed(StreamFeed):
                         self.on_line(line, clock())
                 raise FeedError("pricing stream ended by the server")
         except TimeoutError:
-            raise FeedError(
-                f"no data or heartbeat for {self.cfg.heartbeat_timeout:g}s") from None
+            raise FeedError(f"no data or heartbeat for {self.cfg.heartbeat_timeout:g}s") from None
         except aiohttp.ClientError as e:
             raise FeedError(f"{type(e).__name__}: {e}".replace(token, "***")[:300]) from None
 

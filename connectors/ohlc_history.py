@@ -182,8 +182,14 @@ class ExchangeClient:
 
         try:
             return await with_retries(
-                what, lambda: fn(*args), host=self.host, pacer=self.pacer, policy=self.policy,
-                classify=classify, progress=self.progress, pace=False,
+                what,
+                lambda: fn(*args),
+                host=self.host,
+                pacer=self.pacer,
+                policy=self.policy,
+                classify=classify,
+                progress=self.progress,
+                pace=False,
             )
         except ccxt_async.BaseError as e:
             raise HistoryDownloadError(f"{what}: {type(e).__name__}: {e}") from e
@@ -204,16 +210,18 @@ class ExchangeClient:
 
     async def fetch_trades(self, spec: MarketSpec, since_ms: int) -> list[dict[str, Any]]:
         what = f"{self.exchange_id} {spec.market} trades since {_iso_ms(since_ms)}"
-        page = await self._call(what, self._ex.fetch_trades, spec.market, since_ms,
-                                TRADES_PAGE_LIMIT)
+        page = await self._call(
+            what, self._ex.fetch_trades, spec.market, since_ms, TRADES_PAGE_LIMIT
+        )
         if not isinstance(page, list):
             raise SourceFormatError(f"{what}: expected a list of trades, got {type(page).__name__}")
         return page
 
     async def fetch_ohlcv(self, spec: MarketSpec, since_ms: int, limit: int) -> list[list[Any]]:
         what = f"{self.exchange_id} {spec.market} bars since {_iso_ms(since_ms)}"
-        page = await self._call(what, self._ex.fetch_ohlcv, spec.market, spec.timeframe, since_ms,
-                                limit)
+        page = await self._call(
+            what, self._ex.fetch_ohlcv, spec.market, spec.timeframe, since_ms, limit
+        )
         if not isinstance(page, list):
             raise SourceFormatError(f"{what}: expected a list of bars, got {type(page).__name__}")
         return page
@@ -233,7 +241,7 @@ def _next_month(m: datetime) -> datetime:
 
 
 def method_for(spec: MarketSpec, month: datetime, tf: int, now: float) -> str:
-    """"ohlcv" or "trades" for this month of `spec` (resolves "auto")."""
+    """ "ohlcv" or "trades" for this month of `spec` (resolves "auto")."""
     if spec.method != "auto":
         return spec.method
     depth = TRADES_BEYOND_OHLC_BARS.get(spec.exchange)

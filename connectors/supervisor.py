@@ -168,8 +168,9 @@ class FeedSupervisor:
         status = asyncio.create_task(self._status_loop(feed_stop), name="feeds:status")
         helpers = [status]
         if self.conflate:
-            helpers.append(asyncio.create_task(self._conflation_loop(feed_stop),
-                                               name="feeds:conflate"))
+            helpers.append(
+                asyncio.create_task(self._conflation_loop(feed_stop), name="feeds:conflate")
+            )
         tasks = [
             asyncio.create_task(self._run_feed(f, feed_stop), name=f"feeds:{n}")
             for n, f in self.feeds.items()

@@ -44,8 +44,9 @@ class TreasuryFeed(HttpPolledFeed):
     kind = "treasury"
 
     def __init__(self, name: str, cfg: TreasuryFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval,
-                         cfg.timeout)
+        super().__init__(
+            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval, cfg.timeout
+        )
         self.cfg = cfg
         self.max_idle = cfg.max_idle
         self._polled_once = False
@@ -56,8 +57,11 @@ class TreasuryFeed(HttpPolledFeed):
         this = f"{today.year:04d}{today.month:02d}"
         if self._polled_once and today.day > 7:
             return [this]
-        prev = date(today.year - 1, 12, 1) if today.month == 1 else date(
-            today.year, today.month - 1, 1)
+        prev = (
+            date(today.year - 1, 12, 1)
+            if today.month == 1
+            else date(today.year, today.month - 1, 1)
+        )
         return [f"{prev.year:04d}{prev.month:02d}", this]
 
     async def poll(self) -> int:
@@ -73,7 +77,7 @@ class TreasuryFeed(HttpPolledFeed):
                 raise PollError(f"malformed XML for {month}: {e}") from None
         self._polled_once = True
         entries.sort(key=lambda e: e[0])
-        entries = entries[-self.cfg.lookback:]
+        entries = entries[-self.cfg.lookback :]
         obs: list[tuple[str, float, float]] = []
         for d, values in entries:
             for field, canonical in self.symbols.items():

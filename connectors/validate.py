@@ -75,7 +75,12 @@ class TickValidator:
             since = "" if prev is None else f", {count - prev[1]} since the last line"
             log.warning(
                 "feed %s: dropped %s: %s (%d %s so far%s)",
-                h.name, reason, what[:200], count, reason, since,
+                h.name,
+                reason,
+                what[:200],
+                count,
+                reason,
+                since,
             )
             self._logged[reason] = (now, count)
         return False

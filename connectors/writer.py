@@ -88,8 +88,11 @@ class TickWriter:
                 break
             await asyncio.sleep(0.05)
         if self._buf:
-            log.error("tick writer: %d ticks not written at shutdown (%s)",
-                      len(self._buf), self.last_error or "cancelled")
+            log.error(
+                "tick writer: %d ticks not written at shutdown (%s)",
+                len(self._buf),
+                self.last_error or "cancelled",
+            )
 
     async def _flush_once(self) -> bool:
         batch = self._buf
@@ -108,8 +111,12 @@ class TickWriter:
                 self.overflow += excess
             self.errors += 1
             self.last_error = f"{type(e).__name__}: {e}"[:300]
-            log.warning("tick writer: Redis write of %d ticks failed (%s); %d buffered",
-                        len(batch), self.last_error, len(self._buf))
+            log.warning(
+                "tick writer: Redis write of %d ticks failed (%s); %d buffered",
+                len(batch),
+                self.last_error,
+                len(self._buf),
+            )
             return False
         self.written += len(batch)
         self.batches += 1

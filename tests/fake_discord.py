@@ -118,14 +118,16 @@ class FakeDiscord:
         }, ok
 
     @staticmethod
-    def _json(status: int, body: dict[str, Any] | None, headers: dict[str, str]) -> (
-        web.Response
-    ):
+    def _json(status: int, body: dict[str, Any] | None, headers: dict[str, str]) -> web.Response:
         hdrs = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         if body is None:
             return web.Response(status=status, headers=hdrs)
-        return web.Response(status=status, body=json.dumps(body).encode(),
-                            content_type="application/json", headers=hdrs)
+        return web.Response(
+            status=status,
+            body=json.dumps(body).encode(),
+            content_type="application/json",
+            headers=hdrs,
+        )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         hook, token = request.match_info["id"], request.match_info["token"]
@@ -142,19 +144,29 @@ class FakeDiscord:
         if not ok:
             retry = float(headers["X-RateLimit-Reset-After"])
             headers |= {"Retry-After": str(int(retry) + 1), "X-RateLimit-Scope": "user"}
-            return self._json(429, {"message": "You are being rate limited.",
-                                    "retry_after": round(retry, 3), "global": False}, headers)
+            return self._json(
+                429,
+                {
+                    "message": "You are being rate limited.",
+                    "retry_after": round(retry, 3),
+                    "global": False,
+                },
+                headers,
+            )
         payload, files = await self._read(request)
         if payload is None:
-            return self._json(400, {"message": "Cannot send an empty message", "code": 50006},
-                              headers)
+            return self._json(
+                400, {"message": "Cannot send an empty message", "code": 50006}, headers
+            )
         errors = validate(payload, files)
         if errors:
-            return self._json(400, {"message": "Invalid Form Body", "code": 50035,
-                                    "errors": errors}, headers)
+            return self._json(
+                400, {"message": "Invalid Form Body", "code": 50035, "errors": errors}, headers
+            )
         if not (payload.get("content") or payload.get("embeds") or files):
-            return self._json(400, {"message": "Cannot send an empty message", "code": 50006},
-                              headers)
+            return self._json(
+                400, {"message": "Cannot send an empty message", "code": 50006}, headers
+            )
         thread = request.query.get("thread_id")
         posted = Posted(self._snowflake(), hook, thread, payload, files, time.time())
         self.posted.append(posted)
@@ -186,16 +198,32 @@ class FakeDiscord:
 
     def _message(self, p: Posted) -> dict[str, Any]:
         return {
-            "id": p.id, "type": 0, "channel_id": p.thread_id or "1100000000000000000",
-            "webhook_id": p.webhook, "content": p.content, "embeds": p.embeds,
-            "attachments": [{"id": str(i), "filename": n, "size": len(b),
-                             "url": f"https://cdn.example.invalid/{n}",
-                             "content_type": "image/png"}
-                            for i, (n, b) in enumerate(p.files.items())],
-            "author": {"id": p.webhook, "username": p.payload.get("username") or "stressbot",
-                       "bot": True},
+            "id": p.id,
+            "type": 0,
+            "channel_id": p.thread_id or "1100000000000000000",
+            "webhook_id": p.webhook,
+            "content": p.content,
+            "embeds": p.embeds,
+            "attachments": [
+                {
+                    "id": str(i),
+                    "filename": n,
+                    "size": len(b),
+                    "url": f"https://cdn.example.invalid/{n}",
+                    "content_type": "image/png",
+                }
+                for i, (n, b) in enumerate(p.files.items())
+            ],
+            "author": {
+                "id": p.webhook,
+                "username": p.payload.get("username") or "stressbot",
+                "bot": True,
+            },
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(p.at)),
-            "mentions": [], "mention_everyone": False, "pinned": False, "tts": False,
+            "mentions": [],
+            "mention_everyone": False,
+            "pinned": False,
+            "tts": False,
         }
 
 
@@ -230,11 +258,17 @@ def validate(payload: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]
             name, value = str(f.get("name") or ""), str(f.get("value") or "")
             total += len(name) + len(value)
             if not name or len(name) > 256:
-                bad([*p, "fields", str(j), "name"], "BASE_TYPE_BAD_LENGTH",
-                    "Must be between 1 and 256 in length.")
+                bad(
+                    [*p, "fields", str(j), "name"],
+                    "BASE_TYPE_BAD_LENGTH",
+                    "Must be between 1 and 256 in length.",
+                )
             if not value or len(value) > 1024:
-                bad([*p, "fields", str(j), "value"], "BASE_TYPE_BAD_LENGTH",
-                    "Must be between 1 and 1024 in length.")
+                bad(
+                    [*p, "fields", str(j), "value"],
+                    "BASE_TYPE_BAD_LENGTH",
+                    "Must be between 1 and 1024 in length.",
+                )
         footer = str((e.get("footer") or {}).get("text") or "")
         total += len(footer)
         if len(footer) > 2048:
@@ -256,9 +290,18 @@ async def _serve(port: int, hook: str, token: str) -> None:
 
     async def show(p: Posted) -> None:
         title = p.embeds[0].get("title") if p.embeds else None
-        print(json.dumps({"webhook": p.webhook, "id": p.id, "title": title,
-                          "content": p.content[:200], "files": {k: len(v) for k, v in
-                                                                p.files.items()}}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "webhook": p.webhook,
+                    "id": p.id,
+                    "title": title,
+                    "content": p.content[:200],
+                    "files": {k: len(v) for k, v in p.files.items()},
+                }
+            ),
+            flush=True,
+        )
 
     fake.after_accept = show
     print(f"fake Discord webhook at {url}", flush=True)

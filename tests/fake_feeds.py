@@ -101,8 +101,9 @@ class Script:
 class FakeWsServer:
     """A websocket server on 127.0.0.1; `handler` speaks one exchange's protocol."""
 
-    def __init__(self, handler: Callable[[ServerConnection], Awaitable[None]],
-                 port: int | None = None) -> None:
+    def __init__(
+        self, handler: Callable[[ServerConnection], Awaitable[None]], port: int | None = None
+    ) -> None:
         self._handler = handler
         self.port = port or free_port()
         self._server: Server | None = None
@@ -118,8 +119,9 @@ class FakeWsServer:
             await self._handler(ws)
 
     async def start(self) -> None:
-        self._server = await serve(self._serve, "127.0.0.1", self.port, compression=None,
-                                   ping_interval=None)
+        self._server = await serve(
+            self._serve, "127.0.0.1", self.port, compression=None, ping_interval=None
+        )
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -139,8 +141,9 @@ class FakeWsServer:
         await self.stop()
 
 
-async def _play(ws: ServerConnection, b: Behaviour, frames: Callable[[int], str | None],
-                sent: list[str]) -> None:
+async def _play(
+    ws: ServerConnection, b: Behaviour, frames: Callable[[int], str | None], sent: list[str]
+) -> None:
     """Send data frames per behaviour `b`; frames(i) gives frame i (None: the end)."""
     i = 0
     n = 0
@@ -183,8 +186,9 @@ def kraken_ticker_template(rec: Recording) -> dict[str, Any]:
     raise AssertionError("recording has no XBT/CHF ticker")
 
 
-def kraken_ticker_frame(template: dict[str, Any], channel_id: int, pair: str,
-                        last: float, spread: float = 1.0) -> str:
+def kraken_ticker_frame(
+    template: dict[str, Any], channel_id: int, pair: str, last: float, spread: float = 1.0
+) -> str:
     p = copy.deepcopy(template)
     p["c"][0] = f"{last:.5f}"
     p["a"][0] = f"{last + spread / 2:.5f}"
@@ -200,16 +204,24 @@ def kraken_trade_payloads(rec: Recording) -> list[list[list[str]]]:
 class FakeKraken:
     """Kraken v1 public websocket: subscribe, systemStatus, subscriptionStatus, data arrays."""
 
-    def __init__(self, rec: Recording, frames: Callable[[str, int, int], str | None],
-                 script: Script | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        rec: Recording,
+        frames: Callable[[str, int, int], str | None],
+        script: Script | None = None,
+        port: int | None = None,
+    ) -> None:
         self.rec = rec
         self.frames = frames  # (pair, channel id, i) -> frame i, or None at the end
         self.script = script or Script()
         self.subscriptions: list[dict[str, Any]] = []
         self.sent: list[str] = []
         self.server = FakeWsServer(self._handle, port)
-        status = next(m for m in rec.received_json()
-                      if isinstance(m, dict) and m.get("event") == "systemStatus")
+        status = next(
+            m
+            for m in rec.received_json()
+            if isinstance(m, dict) and m.get("event") == "systemStatus"
+        )
         self.system_status = orjson.dumps(status).decode()
 
     @property
@@ -225,10 +237,18 @@ class FakeKraken:
         pair = sub["pair"][0]
         channel_id = 468  # the recorded XBT/CHF ticker channel id
         for p in sub["pair"]:
-            await ws.send(orjson.dumps({
-                "channelID": channel_id, "channelName": name, "event": "subscriptionStatus",
-                "pair": p, "status": "subscribed", "subscription": {"name": name},
-            }).decode())
+            await ws.send(
+                orjson.dumps(
+                    {
+                        "channelID": channel_id,
+                        "channelName": name,
+                        "event": "subscriptionStatus",
+                        "pair": p,
+                        "status": "subscribed",
+                        "subscription": {"name": name},
+                    }
+                ).decode()
+            )
         await _play(ws, b, lambda i: self.frames(pair, channel_id, i), self.sent)
 
     async def __aenter__(self) -> FakeKraken:
@@ -243,21 +263,47 @@ class FakeKraken:
 
 
 def okx_ticker_templates(rec: Recording, inst_id: str = "BTC-USDT") -> list[dict[str, Any]]:
-    return [m for m in rec.received_json()
-            if isinstance(m, dict) and m.get("arg", {}).get("channel") == "tickers"
-            and m["arg"].get("instId") == inst_id and "data" in m]
+    return [
+        m
+        for m in rec.received_json()
+        if isinstance(m, dict)
+        and m.get("arg", {}).get("channel") == "tickers"
+        and m["arg"].get("instId") == inst_id
+        and "data" in m
+    ]
 
 
 def okx_instrument(inst_id: str = "BTC-USDT") -> dict[str, Any]:
     """A spot instrument as OKX's REST GET /api/v5/public/instruments lists it."""
     base, quote = inst_id.split("-")
     return {
-        "alias": "", "baseCcy": base, "category": "1", "ctMult": "", "ctType": "", "ctVal": "",
-        "ctValCcy": "", "expTime": "", "instFamily": "", "instId": inst_id, "instType": "SPOT",
-        "lever": "10", "listTime": "1606468572000", "lotSz": "0.00000001", "maxIcebergSz": "",
-        "maxLmtSz": "9999999999", "maxMktSz": "1000000", "maxStopSz": "1000000",
-        "maxTriggerSz": "", "maxTwapSz": "", "minSz": "0.00001", "optType": "",
-        "quoteCcy": quote, "settleCcy": "", "state": "live", "stk": "", "tickSz": "0.1",
+        "alias": "",
+        "baseCcy": base,
+        "category": "1",
+        "ctMult": "",
+        "ctType": "",
+        "ctVal": "",
+        "ctValCcy": "",
+        "expTime": "",
+        "instFamily": "",
+        "instId": inst_id,
+        "instType": "SPOT",
+        "lever": "10",
+        "listTime": "1606468572000",
+        "lotSz": "0.00000001",
+        "maxIcebergSz": "",
+        "maxLmtSz": "9999999999",
+        "maxMktSz": "1000000",
+        "maxStopSz": "1000000",
+        "maxTriggerSz": "",
+        "maxTwapSz": "",
+        "minSz": "0.00001",
+        "optType": "",
+        "quoteCcy": quote,
+        "settleCcy": "",
+        "state": "live",
+        "stk": "",
+        "tickSz": "0.1",
         "uly": "",
     }
 
@@ -265,8 +311,13 @@ def okx_instrument(inst_id: str = "BTC-USDT") -> dict[str, Any]:
 class FakeOkx:
     """OKX v5: REST instruments for load_markets, public websocket tickers with text ping."""
 
-    def __init__(self, templates: list[dict[str, Any]], script: Script | None = None,
-                 restamp: bool = True, price: Callable[[int], float] | None = None) -> None:
+    def __init__(
+        self,
+        templates: list[dict[str, Any]],
+        script: Script | None = None,
+        restamp: bool = True,
+        price: Callable[[int], float] | None = None,
+    ) -> None:
         self.templates = templates
         self.script = script or Script()
         self.restamp = restamp
@@ -372,8 +423,9 @@ class FakeHttp:
         return await handler(request)
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=0.5,
-                                     access_log=None)  # the server side of a request
+        self._runner = web.AppRunner(
+            self.app, handle_signals=False, shutdown_timeout=0.5, access_log=None
+        )  # the server side of a request
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
@@ -390,8 +442,9 @@ class FakeHttp:
         await self.stop()
 
 
-def static_body(body: bytes, content_type: str, etag: str | None = None,
-                last_modified: str | None = None) -> Handler:
+def static_body(
+    body: bytes, content_type: str, etag: str | None = None, last_modified: str | None = None
+) -> Handler:
     """A handler serving `body`, honouring If-None-Match / If-Modified-Since with 304."""
 
     async def handler(request: web.Request) -> web.Response:
@@ -450,8 +503,9 @@ async def running(sup: FeedSupervisor) -> AsyncIterator[FeedSupervisor]:
         await asyncio.wait_for(task, 10.0)
 
 
-async def wait_until(pred: Callable[[], Awaitable[bool] | bool], within: float = 5.0,
-                     what: str = "condition") -> None:
+async def wait_until(
+    pred: Callable[[], Awaitable[bool] | bool], within: float = 5.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + within
     while True:
         r = pred()
@@ -567,9 +621,16 @@ def oanda_time(ts: float) -> str:
 class FakeOanda:
     """GET /v3/accounts/{id}/pricing/stream: chunked NDJSON PRICE lines and HEARTBEATs."""
 
-    def __init__(self, lines: list[dict[str, Any]], token: str, account: str,
-                 script: Script | None = None, heartbeat: float = 0.05,
-                 restamp: bool = True, port: int | None = None) -> None:
+    def __init__(
+        self,
+        lines: list[dict[str, Any]],
+        token: str,
+        account: str,
+        script: Script | None = None,
+        heartbeat: float = 0.05,
+        restamp: bool = True,
+        port: int | None = None,
+    ) -> None:
         self.lines = lines
         self.token = token
         self.account = account
@@ -587,13 +648,15 @@ class FakeOanda:
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.json_response(
-                {"errorMessage": "Insufficient authorization to perform request."}, status=401)
+                {"errorMessage": "Insufficient authorization to perform request."}, status=401
+            )
         wanted = set(request.query.get("instruments", "").split(","))
         b = self.script.next()
         resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await resp.prepare(request)
-        prices = [m for m in self.lines if m.get("type") == "PRICE"
-                  and m.get("instrument") in wanted]
+        prices = [
+            m for m in self.lines if m.get("type") == "PRICE" and m.get("instrument") in wanted
+        ]
         n = 0
         i = 0
         last_hb = time.monotonic()
@@ -611,8 +674,10 @@ class FakeOanda:
                 if not b.loop:
                     # quiet market: heartbeats only
                     while True:
-                        await resp.write(orjson.dumps(
-                            {"type": "HEARTBEAT", "time": oanda_time(time.time())}) + b"\n")
+                        await resp.write(
+                            orjson.dumps({"type": "HEARTBEAT", "time": oanda_time(time.time())})
+                            + b"\n"
+                        )
                         await asyncio.sleep(self.heartbeat)
                 i = 0
             m = copy.deepcopy(prices[i])
@@ -623,8 +688,9 @@ class FakeOanda:
             i += 1
             n += 1
             if time.monotonic() - last_hb >= self.heartbeat:
-                await resp.write(orjson.dumps(
-                    {"type": "HEARTBEAT", "time": oanda_time(time.time())}) + b"\n")
+                await resp.write(
+                    orjson.dumps({"type": "HEARTBEAT", "time": oanda_time(time.time())}) + b"\n"
+                )
                 last_hb = time.monotonic()
             await asyncio.sleep(b.interval)
 

@@ -143,12 +143,30 @@ class FakeFred(FakeServer):
 KRAKEN_ASSETS: dict[str, Any] = {
     "error": [],
     "result": {
-        "XXBT": {"aclass": "currency", "altname": "XBT", "decimals": 10, "display_decimals": 5,
-                 "collateral_value": 1.0, "status": "enabled"},
-        "USDT": {"aclass": "currency", "altname": "USDT", "decimals": 8, "display_decimals": 4,
-                 "collateral_value": 1.0, "status": "enabled"},
-        "ZUSD": {"aclass": "currency", "altname": "USD", "decimals": 4, "display_decimals": 2,
-                 "collateral_value": 1.0, "status": "enabled"},
+        "XXBT": {
+            "aclass": "currency",
+            "altname": "XBT",
+            "decimals": 10,
+            "display_decimals": 5,
+            "collateral_value": 1.0,
+            "status": "enabled",
+        },
+        "USDT": {
+            "aclass": "currency",
+            "altname": "USDT",
+            "decimals": 8,
+            "display_decimals": 4,
+            "collateral_value": 1.0,
+            "status": "enabled",
+        },
+        "ZUSD": {
+            "aclass": "currency",
+            "altname": "USD",
+            "decimals": 4,
+            "display_decimals": 2,
+            "collateral_value": 1.0,
+            "status": "enabled",
+        },
     },
 }
 
@@ -156,13 +174,28 @@ KRAKEN_ASSET_PAIRS: dict[str, Any] = {
     "error": [],
     "result": {
         "XBTUSDT": {
-            "altname": "XBTUSDT", "wsname": "XBT/USDT", "aclass_base": "currency", "base": "XXBT",
-            "aclass_quote": "currency", "quote": "USDT", "lot": "unit", "cost_decimals": 5,
-            "pair_decimals": 1, "lot_decimals": 8, "lot_multiplier": 1,
-            "leverage_buy": [2, 3], "leverage_sell": [2, 3],
-            "fees": [[0, 0.4], [10000, 0.35]], "fees_maker": [[0, 0.25], [10000, 0.2]],
-            "fee_volume_currency": "ZUSD", "margin_call": 80, "margin_stop": 40,
-            "ordermin": "0.00005", "costmin": "0.5", "tick_size": "0.1", "status": "online",
+            "altname": "XBTUSDT",
+            "wsname": "XBT/USDT",
+            "aclass_base": "currency",
+            "base": "XXBT",
+            "aclass_quote": "currency",
+            "quote": "USDT",
+            "lot": "unit",
+            "cost_decimals": 5,
+            "pair_decimals": 1,
+            "lot_decimals": 8,
+            "lot_multiplier": 1,
+            "leverage_buy": [2, 3],
+            "leverage_sell": [2, 3],
+            "fees": [[0, 0.4], [10000, 0.35]],
+            "fees_maker": [[0, 0.25], [10000, 0.2]],
+            "fee_volume_currency": "ZUSD",
+            "margin_call": 80,
+            "margin_stop": 40,
+            "ordermin": "0.00005",
+            "costmin": "0.5",
+            "tick_size": "0.1",
+            "status": "online",
         },
     },
 }
@@ -240,8 +273,6 @@ class FakeKraken(FakeServer):
             since /= 1e9
         count = min(int(request.query.get("count", "1000")), self.trade_page)
         rows = [(i, t) for i, t in enumerate(sorted(self.trades)) if t[0] >= since][:count]
-        body = [
-            [f"{p:.5f}", f"{v:.8f}", t, "b", "l", "", 1000 + i] for i, (t, p, v) in rows
-        ]
+        body = [[f"{p:.5f}", f"{v:.8f}", t, "b", "l", "", 1000 + i] for i, (t, p, v) in rows]
         last = str(int(rows[-1][1][0] * 1e9)) if rows else str(int(since * 1e9))
         return web.json_response({"error": [], "result": {pair: body, "last": last}})

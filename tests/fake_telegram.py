@@ -28,8 +28,24 @@ from typing import Any
 
 from aiohttp import web
 
-ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler",
-                "a", "code", "pre", "blockquote", "tg-emoji"}
+ALLOWED_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "span",
+    "tg-spoiler",
+    "a",
+    "code",
+    "pre",
+    "blockquote",
+    "tg-emoji",
+}
 _ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
 _TAG = re.compile(r"</?([a-zA-Z-]+)(\s[^<>]*)?>")
 SEND_METHODS = {"sendMessage", "sendPhoto"}
@@ -50,17 +66,22 @@ def parse_html(text: str) -> str:
         if c == "<":
             m = _TAG.match(text, i)
             if not m:
-                raise HtmlError(f"Bad Request: can't parse entities: Unsupported start tag at "
-                                f"byte offset {i}")
+                raise HtmlError(
+                    f"Bad Request: can't parse entities: Unsupported start tag at byte offset {i}"
+                )
             name = m.group(1).lower()
             if name not in ALLOWED_TAGS:
-                raise HtmlError(f"Bad Request: can't parse entities: Unsupported start tag "
-                                f"\"{name}\" at byte offset {i}")
+                raise HtmlError(
+                    f"Bad Request: can't parse entities: Unsupported start tag "
+                    f'"{name}" at byte offset {i}'
+                )
             if m.group(0).startswith("</"):
                 if not stack or stack[-1] != name:
-                    raise HtmlError(f"Bad Request: can't parse entities: Unmatched end tag at "
-                                    f"byte offset {i}, expected \"</{stack[-1] if stack else ''}>"
-                                    f"\", found \"</{name}>\"")
+                    raise HtmlError(
+                        f"Bad Request: can't parse entities: Unmatched end tag at "
+                        f'byte offset {i}, expected "</{stack[-1] if stack else ""}>'
+                        f'", found "</{name}>"'
+                    )
                 stack.pop()
             else:
                 stack.append(name)
@@ -68,19 +89,25 @@ def parse_html(text: str) -> str:
         elif c == "&":
             m = _ENTITY.match(text, i)
             if not m:
-                raise HtmlError(f"Bad Request: can't parse entities: Character '&' is reserved "
-                                f"and must be escaped at byte offset {i}")
+                raise HtmlError(
+                    f"Bad Request: can't parse entities: Character '&' is reserved "
+                    f"and must be escaped at byte offset {i}"
+                )
             out.append(html.unescape(m.group(0)))
             i = m.end()
         elif c == ">":
-            raise HtmlError(f"Bad Request: can't parse entities: Character '>' is reserved and "
-                            f"must be escaped at byte offset {i}")
+            raise HtmlError(
+                f"Bad Request: can't parse entities: Character '>' is reserved and "
+                f"must be escaped at byte offset {i}"
+            )
         else:
             out.append(c)
             i += 1
     if stack:
-        raise HtmlError(f"Bad Request: can't parse entities: Can't find end tag corresponding "
-                        f"to start tag \"{stack[-1]}\"")
+        raise HtmlError(
+            f"Bad Request: can't parse entities: Can't find end tag corresponding "
+            f'to start tag "{stack[-1]}"'
+        )
     return "".join(out)
 
 
@@ -149,15 +176,16 @@ class FakeTelegram:
 
     # ---- test helpers ------------------------------------------------------------------------
 
-    def push_update_message(self, text: str, *, user_id: int, chat_id: int,
-                            username: str = "someone") -> None:
+    def push_update_message(
+        self, text: str, *, user_id: int, chat_id: int, username: str = "someone"
+    ) -> None:
         """Queue an incoming message (a command when it starts with '/')."""
         self._update_id += 1
         msg: dict[str, Any] = {
-            "message_id": self._next_message_id(), "date": int(time.time()),
+            "message_id": self._next_message_id(),
+            "date": int(time.time()),
             "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
-            "from": {"id": user_id, "is_bot": False, "first_name": username,
-                     "username": username},
+            "from": {"id": user_id, "is_bot": False, "first_name": username, "username": username},
             "text": text,
         }
         if text.startswith("/"):
@@ -176,11 +204,15 @@ class FakeTelegram:
         return self._next_id
 
     @staticmethod
-    def _answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> (
-        web.Response
-    ):
-        return web.Response(status=status, body=json.dumps(body).encode(),
-                            content_type="application/json", headers=headers or {})
+    def _answer(
+        status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> web.Response:
+        return web.Response(
+            status=status,
+            body=json.dumps(body).encode(),
+            content_type="application/json",
+            headers=headers or {},
+        )
 
     def _error(self, code: int, desc: str, params: dict[str, Any] | None = None) -> web.Response:
         body: dict[str, Any] = {"ok": False, "error_code": code, "description": desc}
@@ -228,9 +260,15 @@ class FakeTelegram:
         return self._error(404, "Not Found")
 
     def _me(self) -> dict[str, Any]:
-        return {"id": BOT_ID, "is_bot": True, "first_name": "stressbot-fake",
-                "username": "stressbot_fake_bot", "can_join_groups": True,
-                "can_read_all_group_messages": False, "supports_inline_queries": False}
+        return {
+            "id": BOT_ID,
+            "is_bot": True,
+            "first_name": "stressbot-fake",
+            "username": "stressbot_fake_bot",
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
 
     async def _get_updates(self, params: dict[str, Any]) -> web.Response:
         offset = int(params.get("offset") or 0)
@@ -244,9 +282,9 @@ class FakeTelegram:
         limit = int(params.get("limit") or 100)
         return self._answer(200, {"ok": True, "result": self.updates[:limit]})
 
-    async def _send(self, method: str, params: dict[str, Any], photo: bytes | None) -> (
-        web.StreamResponse
-    ):
+    async def _send(
+        self, method: str, params: dict[str, Any], photo: bytes | None
+    ) -> web.StreamResponse:
         self.send_requests += 1
         n = self.send_requests
         if self.before_accept is not None and not await self.before_accept(n):
@@ -273,20 +311,35 @@ class FakeTelegram:
             return self._error(400, str(e))
         limit = 4096 if method == "sendMessage" else 1024
         if utf16_len(visible) > limit:
-            return self._error(400, "Bad Request: message is too long" if limit == 4096
-                               else "Bad Request: message caption is too long")
+            return self._error(
+                400,
+                "Bad Request: message is too long"
+                if limit == 4096
+                else "Bad Request: message caption is too long",
+            )
         thread = params.get("message_thread_id")
         chat_id = params["chat_id"]
-        sent = Sent(self._next_message_id(), method, str(chat_id),
-                    int(thread) if thread is not None else None, text, visible,
-                    str(mode) if mode else None, photo, time.time())
+        sent = Sent(
+            self._next_message_id(),
+            method,
+            str(chat_id),
+            int(thread) if thread is not None else None,
+            text,
+            visible,
+            str(mode) if mode else None,
+            photo,
+            time.time(),
+        )
         self.sent.append(sent)
         if self.after_accept is not None:
             await self.after_accept(sent)
         result: dict[str, Any] = {
-            "message_id": sent.message_id, "date": int(sent.at),
-            "chat": {"id": chat_id if isinstance(chat_id, int) else _int_or(chat_id),
-                     "type": "supergroup" if str(chat_id).startswith("-") else "private"},
+            "message_id": sent.message_id,
+            "date": int(sent.at),
+            "chat": {
+                "id": chat_id if isinstance(chat_id, int) else _int_or(chat_id),
+                "type": "supergroup" if str(chat_id).startswith("-") else "private",
+            },
             "from": self._me() | {"is_bot": True},
         }
         if thread is not None:
@@ -296,14 +349,20 @@ class FakeTelegram:
             result["text"] = visible
         else:
             result["caption"] = visible
-            result["photo"] = [{"file_id": f"AgAC{sent.message_id}", "file_unique_id":
-                                f"AQAD{sent.message_id}", "width": 800, "height": 500,
-                                "file_size": len(photo or b"")}]
+            result["photo"] = [
+                {
+                    "file_id": f"AgAC{sent.message_id}",
+                    "file_unique_id": f"AQAD{sent.message_id}",
+                    "width": 800,
+                    "height": 500,
+                    "file_size": len(photo or b""),
+                }
+            ]
         return self._answer(200, {"ok": True, "result": result})
 
 
 def _maybe_json(v: str) -> Any:
-    if (v and v[0] in "{[\"") or v in ("true", "false", "null") or re.fullmatch(r"-?\d+", v or "x"):
+    if (v and v[0] in '{["') or v in ("true", "false", "null") or re.fullmatch(r"-?\d+", v or "x"):
         try:
             return json.loads(v)
         except ValueError:
@@ -322,8 +381,18 @@ async def _serve(port: int, token: str) -> None:
     fake = await FakeTelegram(token).start(port)
 
     async def show(s: Sent) -> None:
-        print(json.dumps({"chat": s.chat_id, "thread": s.thread_id, "method": s.method,
-                          "photo_bytes": len(s.photo or b""), "text": s.visible}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "chat": s.chat_id,
+                    "thread": s.thread_id,
+                    "method": s.method,
+                    "photo_bytes": len(s.photo or b""),
+                    "text": s.visible,
+                }
+            ),
+            flush=True,
+        )
 
     fake.after_accept = show
     print(f"fake Telegram Bot API on {fake.base}/bot<token>/", flush=True)

@@ -25,7 +25,8 @@ async def fred() -> AsyncIterator[FakeFred]:
 
 
 async def test_backfill_writes_recent_history_in_time_order(
-        store: Store, fred: FakeFred, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store, fred: FakeFred, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STRESSBOT_CACHE", str(tmp_path))
     cfg = BackfillConfig(days=10, symbols=["SPX", "IORB"], fred_url=fred.endpoint)
     bf = Backfill(cfg, store, clock=lambda: NOW)
@@ -40,8 +41,12 @@ async def test_backfill_writes_recent_history_in_time_order(
 
 
 async def test_backfill_gives_up_quietly_when_the_source_is_down(
-        store: Store, fred: FakeFred, tmp_path: object, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    store: Store,
+    fred: FakeFred,
+    tmp_path: object,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     monkeypatch.setenv("STRESSBOT_CACHE", str(tmp_path))
     fred.broken.add("SP500")  # 503 every time: the download keeps retrying with backoff
     cfg = BackfillConfig(days=5, symbols=["SPX"], fred_url=fred.endpoint, timeout=1.0)

@@ -56,9 +56,9 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
         load_config(p)
 
 
-def test_redis_url_from_the_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> (
-    None
-):
+def test_redis_url_from_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     p = _write(tmp_path, "[redis]\nurl = 'redis://file-host:6379/0'\n")
     monkeypatch.setenv("REDIS_URL", "redis://env-host:6380/2")
     assert load_config(p).redis_url == "redis://env-host:6380/2"
@@ -71,9 +71,17 @@ def test_example_config_is_valid() -> None:
     load_config(example)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("30s", 30), ("15m", 900), ("4h", 14400), ("5d", 432000), ("2w", 1209600), ("1h30m", 5400),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30),
+        ("15m", 900),
+        ("4h", 14400),
+        ("5d", 432000),
+        ("2w", 1209600),
+        ("1h30m", 5400),
+    ],
+)
 def test_durations_parse(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
     assert parse_duration(format_duration(seconds)) == seconds

@@ -89,8 +89,9 @@ async def test_nonsense_prices_are_dropped_and_the_stream_continues(
         sup = FeedSupervisor(feeds_config({"okx": okx_source(fake)}, stale_after=30), store)
         async with running(sup):
             await wait_until(lambda: sup.writer.written >= 12, what="12 good ticks")
-            await wait_until(lambda: sum(sup.feeds["okx"].health.dropped.values()) >= 5,
-                             what="drops")
+            await wait_until(
+                lambda: sum(sup.feeds["okx"].health.dropped.values()) >= 5, what="drops"
+            )
     dropped = (await store.feed_statuses())["okx"]["dropped"]
     # NaN breaks ccxt's own parsing (caught: malformed), like the two truncated frames;
     # ccxt turns a "0" last price into None (missing_field); -1 reaches our validator.
@@ -101,15 +102,16 @@ async def test_nonsense_prices_are_dropped_and_the_stream_continues(
 
 async def test_abrupt_close_reconnects_and_resubscribes(store: Store, okx_rec: Recording) -> None:
     templates = okx_ticker_templates(okx_rec)
-    script = Script(Behaviour(close_after=6, interval=0.005),
-                    Behaviour(loop=True, interval=0.005))
+    script = Script(Behaviour(close_after=6, interval=0.005), Behaviour(loop=True, interval=0.005))
     watched = WatchedStore(store)
     async with FakeOkx(templates, script, restamp=True) as fake:
         sup = FeedSupervisor(feeds_config({"okx": okx_source(fake)}), watched)
         async with running(sup):
             await wait_until(lambda: len(fake.subscriptions) >= 2, what="resubscribed")
-            await wait_until(lambda: watched.states["okx"][-1] == "ok"
-                             and "down" in watched.states["okx"], what="ok again")
+            await wait_until(
+                lambda: watched.states["okx"][-1] == "ok" and "down" in watched.states["okx"],
+                what="ok again",
+            )
         accepted = sup.feeds["okx"].health.ticks
     assert is_subsequence(["ok", "down", "ok"], watched.states["okx"])
     assert fake.subscriptions[1]["args"] == fake.subscriptions[0]["args"]
@@ -118,14 +120,17 @@ async def test_abrupt_close_reconnects_and_resubscribes(store: Store, okx_rec: R
 
 async def test_silent_socket_goes_stale_then_recovers(store: Store, okx_rec: Recording) -> None:
     templates = okx_ticker_templates(okx_rec)
-    script = Script(Behaviour(silent_after=4, interval=0.005),
-                    Behaviour(loop=True, interval=0.005))
+    script = Script(Behaviour(silent_after=4, interval=0.005), Behaviour(loop=True, interval=0.005))
     watched = WatchedStore(store)
     async with FakeOkx(templates, script, restamp=True) as fake:
         sup = FeedSupervisor(feeds_config({"okx": okx_source(fake)}), watched)
         async with running(sup):
-            await wait_until(lambda: "stale" in watched.states.get("okx", [])
-                             and watched.states["okx"][-1] == "ok", what="stale then ok")
+            await wait_until(
+                lambda: (
+                    "stale" in watched.states.get("okx", []) and watched.states["okx"][-1] == "ok"
+                ),
+                what="stale then ok",
+            )
     assert is_subsequence(["ok", "stale", "ok"], watched.states["okx"])
     assert fake.script.connections >= 2
 

@@ -35,8 +35,7 @@ class Clock:
 
 def test_median_of_live_sources() -> None:
     clock = Clock()
-    c = Combiner("BTC/USD", CombineConfig(mode="median", max_age=10),
-                 ["a", "b", "c"], clock)
+    c = Combiner("BTC/USD", CombineConfig(mode="median", max_age=10), ["a", "b", "c"], clock)
     t1 = c.update("a", 1000.0, 100.0, clock())
     assert t1 is not None and (t1.value, t1.source) == (100.0, "a")
     c.update("b", 1000.1, 110.0, clock())
@@ -49,8 +48,12 @@ def test_median_of_live_sources() -> None:
 
 def test_failover_prefers_primary_while_it_is_live() -> None:
     clock = Clock()
-    c = Combiner("BTC/USD", CombineConfig(mode="failover", sources=["primary", "backup"],
-                                          max_age=5), ["primary", "backup"], clock)
+    c = Combiner(
+        "BTC/USD",
+        CombineConfig(mode="failover", sources=["primary", "backup"], max_age=5),
+        ["primary", "backup"],
+        clock,
+    )
     assert c.update("primary", 1000.0, 100.0, clock()) is not None
     assert c.update("backup", 1000.5, 101.0, clock()) is None  # primary is live
     clock.t += 6
@@ -81,10 +84,14 @@ async def test_two_live_feeds_are_written_as_their_median(store: Store) -> None:
     def at(price: float) -> Any:
         return lambda pair, cid, i: kraken_ticker_frame(template, cid, pair, price)
 
-    async with FakeKraken(rec, at(100.0), Script(Behaviour(loop=True, interval=0.01))) as a, \
-            FakeKraken(rec, at(110.0), Script(Behaviour(loop=True, interval=0.01))) as b:
-        cfg = feeds_config({"a": kraken(a.url), "b": kraken(b.url)},
-                           combine={"BTC/USD": {"mode": "median", "max_age": 5}})
+    async with (
+        FakeKraken(rec, at(100.0), Script(Behaviour(loop=True, interval=0.01))) as a,
+        FakeKraken(rec, at(110.0), Script(Behaviour(loop=True, interval=0.01))) as b,
+    ):
+        cfg = feeds_config(
+            {"a": kraken(a.url), "b": kraken(b.url)},
+            combine={"BTC/USD": {"mode": "median", "max_age": 5}},
+        )
         sup = FeedSupervisor(cfg, store)
         async with running(sup):
             await wait_until(lambda: sup.writer.written >= 20, what="20 combined ticks")
@@ -103,15 +110,20 @@ async def test_failover_to_backup_when_primary_dies(store: Store) -> None:
             if n is not None and i >= n:
                 return None
             return kraken_ticker_frame(template, cid, pair, price)
+
         return f
 
     primary_script = Script(Behaviour(close_after=10, interval=0.01), Behaviour(silent_after=0))
-    async with FakeKraken(rec, at(100.0), primary_script) as p, \
-            FakeKraken(rec, at(101.0), Script(Behaviour(loop=True, interval=0.01))) as b:
+    async with (
+        FakeKraken(rec, at(100.0), primary_script) as p,
+        FakeKraken(rec, at(101.0), Script(Behaviour(loop=True, interval=0.01))) as b,
+    ):
         cfg = feeds_config(
             {"primary": kraken(p.url), "backup": kraken(b.url)},
-            combine={"BTC/USD": {"mode": "failover", "sources": ["primary", "backup"],
-                                 "max_age": 0.2}})
+            combine={
+                "BTC/USD": {"mode": "failover", "sources": ["primary", "backup"], "max_age": 0.2}
+            },
+        )
         sup = FeedSupervisor(cfg, store)
         async with running(sup):
             await wait_until(lambda: sup.writer.written >= 10, what="primary ticks")
@@ -126,8 +138,12 @@ async def test_failover_to_backup_when_primary_dies(store: Store) -> None:
 
 def test_same_observation_from_a_second_source_is_written_once() -> None:
     clock = Clock()
-    c = Combiner("US10Y", CombineConfig(mode="failover", sources=["treasury", "fred"],
-                                        max_age=1), ["treasury", "fred"], clock)
+    c = Combiner(
+        "US10Y",
+        CombineConfig(mode="failover", sources=["treasury", "fred"], max_age=1),
+        ["treasury", "fred"],
+        clock,
+    )
     assert c.update("treasury", 900.0, 4.25, clock()) is not None
     clock.t += 5  # the Treasury is quiet (daily data); FRED repeats the same close
     assert c.update("fred", 900.0, 4.25, clock()) is None

@@ -20,22 +20,26 @@ def test_durations_accept_milliseconds_and_units() -> None:
 
 def test_unknown_key_is_rejected() -> None:
     with pytest.raises(ValidationError, match="extra"):
-        FeedsConfig.model_validate({"sources": {"k": {
-            "kind": "kraken", "symbols": {"XBT/USD": "BTC/USD"}, "urll": "x"}}})
+        FeedsConfig.model_validate(
+            {"sources": {"k": {"kind": "kraken", "symbols": {"XBT/USD": "BTC/USD"}, "urll": "x"}}}
+        )
 
 
 def test_unknown_canonical_symbol_is_rejected_with_the_list() -> None:
     with pytest.raises(ValidationError, match="unknown canonical symbol 'BTC/USDT'"):
-        FeedsConfig.model_validate({"sources": {"k": {
-            "kind": "kraken", "symbols": {"XBT/USD": "BTC/USDT"}}}})
+        FeedsConfig.model_validate(
+            {"sources": {"k": {"kind": "kraken", "symbols": {"XBT/USD": "BTC/USDT"}}}}
+        )
 
 
 def test_combine_must_name_feeds_that_deliver_the_symbol() -> None:
     with pytest.raises(ValidationError, match="feed 'k' does not deliver XAU/USD"):
-        FeedsConfig.model_validate({
-            "sources": {"k": {"kind": "kraken", "symbols": {"XBT/USD": "BTC/USD"}}},
-            "combine": {"XAU/USD": {"sources": ["k"]}},
-        })
+        FeedsConfig.model_validate(
+            {
+                "sources": {"k": {"kind": "kraken", "symbols": {"XBT/USD": "BTC/USD"}}},
+                "combine": {"XAU/USD": {"sources": ["k"]}},
+            }
+        )
 
 
 def example_feeds() -> dict[str, object]:

@@ -38,11 +38,22 @@ async def test_lists_every_configured_feed_with_health(
     store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     now = time.time()
-    await store.set_feed_status("kraken", {
-        "state": "stale", "since": now - 90, "last_tick_ts": now - 95, "last_tick_age": 95.0,
-        "msgs": 1200, "ticks": 1100, "errors": 3, "dropped": {"duplicate": 2},
-        "detail": "no data for 60s while the market is open", "kind": "kraken",
-        "updated": now - 30.0})
+    await store.set_feed_status(
+        "kraken",
+        {
+            "state": "stale",
+            "since": now - 90,
+            "last_tick_ts": now - 95,
+            "last_tick_age": 95.0,
+            "msgs": 1200,
+            "ticks": 1100,
+            "errors": 3,
+            "dropped": {"duplicate": 2},
+            "detail": "no data for 60s while the market is open",
+            "kind": "kraken",
+            "updated": now - 30.0,
+        },
+    )
     args = argparse.Namespace(config=write_config(tmp_path, store.prefix), json=False)
     code = await _feeds(args)
     out = capsys.readouterr().out
@@ -60,10 +71,22 @@ async def test_json_output_has_the_counts(
     store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     now = time.time()
-    await store.set_feed_status("kraken", {
-        "state": "ok", "since": now - 10, "last_tick_ts": now, "last_tick_age": 0.2,
-        "msgs": 5, "ticks": 4, "errors": 0, "dropped": {}, "detail": "receiving data",
-        "kind": "kraken", "updated": now})
+    await store.set_feed_status(
+        "kraken",
+        {
+            "state": "ok",
+            "since": now - 10,
+            "last_tick_ts": now,
+            "last_tick_age": 0.2,
+            "msgs": 5,
+            "ticks": 4,
+            "errors": 0,
+            "dropped": {},
+            "detail": "receiving data",
+            "kind": "kraken",
+            "updated": now,
+        },
+    )
     args = argparse.Namespace(config=write_config(tmp_path, store.prefix), json=True)
     assert await _feeds(args) == 0
     rows = orjson.loads(capsys.readouterr().out)

@@ -41,8 +41,11 @@ async def test_stall_raises_a_feed_alert_and_recovery_resolves_it(
     def frames(pair: str, cid: int, i: int) -> str | None:
         return kraken_ticker_frame(template, cid, pair, 50_000.0 + i % 7)
 
-    stalling = Script(Behaviour(silent_after=5, interval=0.005), Behaviour(silent_after=0),
-                      Behaviour(loop=True, interval=0.005))
+    stalling = Script(
+        Behaviour(silent_after=5, interval=0.005),
+        Behaviour(silent_after=0),
+        Behaviour(loop=True, interval=0.005),
+    )
     steady = Script(Behaviour(loop=True, interval=0.005))
     config = Config.model_validate({"engine": {"checkpoint_every": "0s"}})
     svc = EngineService(config, store, load_rules(default_rules_dir(), config.sessions))
@@ -55,6 +58,7 @@ async def test_stall_raises_a_feed_alert_and_recovery_resolves_it(
         stop = asyncio.Event()
         tasks = [asyncio.create_task(sup.run(stop)), asyncio.create_task(svc.run(stop))]
         try:
+
             async def kinds() -> list[tuple[str, AlertKind]]:
                 return [(x.rule, x.kind) for _, x in await store.alerts()]
 
@@ -69,7 +73,8 @@ async def test_stall_raises_a_feed_alert_and_recovery_resolves_it(
             await asyncio.wait_for(asyncio.gather(*tasks), 10)
     alerts = [(x.rule, x.kind) for _, x in await store.alerts()]
     assert alerts.index(("feed:btc", AlertKind.FIRING)) < alerts.index(
-        ("feed:btc", AlertKind.RESOLVED))
+        ("feed:btc", AlertKind.RESOLVED)
+    )
     assert not any(rule == "feed:fx" for rule, _ in alerts)  # the other feed never faltered
     firing = next(x for _, x in await store.alerts() if x.rule == "feed:btc")
     assert "stale" in firing.summary

@@ -65,7 +65,8 @@ async def test_ticker_frames_become_canonical_ticks_in_redis(
 ) -> None:
     async with FakeKraken(ticker_rec, ticker_frames(ticker_rec, 20)) as fake:
         sup = FeedSupervisor(
-            feeds_config({"kraken": kraken_source(fake.url)}, stale_after=30), store)
+            feeds_config({"kraken": kraken_source(fake.url)}, stale_after=30), store
+        )
         async with running(sup):
             await wait_until(lambda: sup.feeds["kraken"].health.ticks == 20, what="20 ticks")
             await wait_until(lambda: sup.writer.written == 20, what="written")
@@ -83,7 +84,8 @@ async def test_ticker_frames_become_canonical_ticks_in_redis(
 async def test_mid_price_uses_best_bid_and_ask(store: Store, ticker_rec: Recording) -> None:
     async with FakeKraken(ticker_rec, ticker_frames(ticker_rec, 3)) as fake:
         sup = FeedSupervisor(
-            feeds_config({"kraken": kraken_source(fake.url, price="mid")}, stale_after=30), store)
+            feeds_config({"kraken": kraken_source(fake.url, price="mid")}, stale_after=30), store
+        )
         async with running(sup):
             await wait_until(lambda: sup.writer.written == 3, what="3 ticks")
     ticks = await redis_ticks(store)
@@ -108,12 +110,15 @@ async def test_trades_keep_exchange_time_and_drop_duplicates_and_out_of_order(
         return orjson.dumps([channel_id, frames[i][0], "trade", pair]).decode()
 
     async with FakeKraken(trade_rec, frame) as fake:
-        sup = FeedSupervisor(feeds_config(
-            {"kraken": kraken_source(fake.url, channel="trade")}, stale_after=30), store)
+        sup = FeedSupervisor(
+            feeds_config({"kraken": kraken_source(fake.url, channel="trade")}, stale_after=30),
+            store,
+        )
         async with running(sup):
             await wait_until(lambda: sup.writer.written == len(restamped), what="all trades")
-            await wait_until(lambda: sup.feeds["kraken"].health.msgs >= len(frames) + 2,
-                             what="all frames read")
+            await wait_until(
+                lambda: sup.feeds["kraken"].health.msgs >= len(frames) + 2, what="all frames read"
+            )
     ticks = await redis_ticks(store)
     assert [t.ts for t in ticks] == [float(t[2]) for t in restamped]
     assert [t.value for t in ticks] == [float(t[0]) for t in restamped]
@@ -141,15 +146,16 @@ async def test_malformed_frames_are_counted_and_dropped_without_stopping_the_fee
     script = Script(Behaviour(inject=inject))
     async with FakeKraken(ticker_rec, ticker_frames(ticker_rec, 12), script) as fake:
         sup = FeedSupervisor(
-            feeds_config({"kraken": kraken_source(fake.url)}, stale_after=30), store)
+            feeds_config({"kraken": kraken_source(fake.url)}, stale_after=30), store
+        )
         async with running(sup):
             await wait_until(lambda: sup.writer.written == 12, what="12 good ticks")
-            await wait_until(lambda: sum(sup.feeds["kraken"].health.dropped.values()) == 7,
-                             what="7 drops")
+            await wait_until(
+                lambda: sum(sup.feeds["kraken"].health.dropped.values()) == 7, what="7 drops"
+            )
     status = (await store.feed_statuses())["kraken"]
     assert status["state"] == "ok"
-    assert status["dropped"] == {"malformed": 2, "nan": 1, "non_positive": 2,
-                                 "missing_field": 2}
+    assert status["dropped"] == {"malformed": 2, "nan": 1, "non_positive": 2, "missing_field": 2}
     assert fake.script.connections == 1  # never reconnected because of garbage
 
 
@@ -182,8 +188,12 @@ async def test_silent_socket_is_detected_as_stale_and_reconnected(
         sup = FeedSupervisor(feeds_config({"kraken": kraken_source(fake.url)}), watched)
         async with running(sup):
             await wait_until(lambda: script.connections >= 2, what="a reconnect")
-            await wait_until(lambda: watched.states["kraken"][-1] == "ok"
-                             and "stale" in watched.states["kraken"], what="ok after stale")
+            await wait_until(
+                lambda: (
+                    watched.states["kraken"][-1] == "ok" and "stale" in watched.states["kraken"]
+                ),
+                what="ok after stale",
+            )
     assert is_subsequence(["ok", "stale", "ok"], watched.states["kraken"])
     assert "down" not in watched.states["kraken"]
     status = (await store.feed_statuses())["kraken"]
@@ -197,16 +207,20 @@ async def test_server_down_at_start_then_up_while_other_feed_keeps_flowing(
     port = free_port()
     watched = WatchedStore(store)
     late = FakeKraken(ticker_rec, ticker_frames(ticker_rec, 10), port=port)
-    async with FakeKraken(ticker_rec, ticker_frames(ticker_rec),
-                          Script(Behaviour(loop=True, interval=0.002))) as steady:
-        cfg = feeds_config({
-            "steady": {"kind": "kraken", "url": steady.url, "symbols": {"EUR/USD": "EUR/USD"}},
-            "late": kraken_source(f"ws://127.0.0.1:{port}"),
-        })
+    async with FakeKraken(
+        ticker_rec, ticker_frames(ticker_rec), Script(Behaviour(loop=True, interval=0.002))
+    ) as steady:
+        cfg = feeds_config(
+            {
+                "steady": {"kind": "kraken", "url": steady.url, "symbols": {"EUR/USD": "EUR/USD"}},
+                "late": kraken_source(f"ws://127.0.0.1:{port}"),
+            }
+        )
         sup = FeedSupervisor(cfg, watched)
         async with running(sup):
-            await wait_until(lambda: watched.states.get("late", [])[-1:] == ["down"],
-                             what="late down")
+            await wait_until(
+                lambda: watched.states.get("late", [])[-1:] == ["down"], what="late down"
+            )
             before = sup.feeds["steady"].health.ticks
             await wait_until(lambda: sup.feeds["late"].health.errors >= 2, what="retries")
             assert sup.feeds["steady"].health.ticks > before  # unaffected by the other
@@ -226,14 +240,25 @@ async def test_quiet_feed_in_a_closed_market_is_closed_not_stale(
     watched = WatchedStore(store)
     async with FakeKraken(ticker_rec, ticker_frames(ticker_rec, 0)) as fake:
         sup = FeedSupervisor(
-            feeds_config({"fx": {"kind": "kraken", "url": fake.url, "schedule": "fx",
-                                 "symbols": {"EUR/USD": "EUR/USD"}}}),
-            watched, clock=lambda: time.time() + offset)
+            feeds_config(
+                {
+                    "fx": {
+                        "kind": "kraken",
+                        "url": fake.url,
+                        "schedule": "fx",
+                        "symbols": {"EUR/USD": "EUR/USD"},
+                    }
+                }
+            ),
+            watched,
+            clock=lambda: time.time() + offset,
+        )
         async with running(sup):
-            await wait_until(lambda: watched.states.get("fx", [])[-1:] == ["closed"],
-                             what="closed")
-            await wait_until(lambda: time.time() > sup.feeds["fx"].session_start - offset + 1.0,
-                             what="well past stale_after")
+            await wait_until(lambda: watched.states.get("fx", [])[-1:] == ["closed"], what="closed")
+            await wait_until(
+                lambda: time.time() > sup.feeds["fx"].session_start - offset + 1.0,
+                what="well past stale_after",
+            )
     assert watched.states["fx"] == ["starting", "closed"]
     assert fake.script.connections == 1
 
@@ -252,14 +277,25 @@ async def test_trades_stamped_far_in_the_future_or_past_are_dropped(
         return orjson.dumps([channel_id, [trade], "trade", pair]).decode()
 
     async with FakeKraken(trade_rec, frame) as fake:
-        sup = FeedSupervisor(feeds_config(
-            {"kraken": kraken_source(fake.url, channel="trade", max_future="10s",
-                                     max_past="5m")}, stale_after=30), store)
+        sup = FeedSupervisor(
+            feeds_config(
+                {
+                    "kraken": kraken_source(
+                        fake.url, channel="trade", max_future="10s", max_past="5m"
+                    )
+                },
+                stale_after=30,
+            ),
+            store,
+        )
         async with running(sup):
-            await wait_until(lambda: sup.feeds["kraken"].health.msgs >= len(stamps) + 2,
-                             what="all frames")
+            await wait_until(
+                lambda: sup.feeds["kraken"].health.msgs >= len(stamps) + 2, what="all frames"
+            )
             await wait_until(lambda: sup.writer.written == 2, what="2 good trades")
-    assert [t.ts for t in await redis_ticks(store)] == [float(f"{stamps[0]:.6f}"),
-                                                       float(f"{stamps[3]:.6f}")]
+    assert [t.ts for t in await redis_ticks(store)] == [
+        float(f"{stamps[0]:.6f}"),
+        float(f"{stamps[3]:.6f}"),
+    ]
     status = (await store.feed_statuses())["kraken"]
     assert status["dropped"] == {"future": 1, "too_old": 1}

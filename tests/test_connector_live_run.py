@@ -31,7 +31,7 @@ from tests.fake_feeds import (
     wait_until,
 )
 
-RULE = '''
+RULE = """
 [[rule]]
 id = "btc_live_drop"
 pattern = "crypto_crash"
@@ -42,7 +42,7 @@ cooldown = "1d"
 summary = "BTC {r:+.1f}% in 2 seconds"
 [rule.values]
 r = 'ret("BTC/USD", "2s")'
-'''
+"""
 
 
 def _key(k: str) -> str:
@@ -109,13 +109,26 @@ async def test_stressbot_run_with_example_config_fires_a_rule_from_live_ticks(
         for k in ("TELEGRAM_BOT_TOKEN", "DISCORD_WEBHOOK_URL"):
             env.pop(k, None)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "run", "--config", str(cfg), "--rules", str(rules),
-            cwd=ROOT, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "run",
+            "--config",
+            str(cfg),
+            "--rules",
+            str(rules),
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         try:
+
             async def fired() -> bool:
-                return any(a.rule == "btc_live_drop" and a.kind is AlertKind.FIRING
-                           for _, a in await store.alerts())
+                return any(
+                    a.rule == "btc_live_drop" and a.kind is AlertKind.FIRING
+                    for _, a in await store.alerts()
+                )
 
             try:
                 await wait_until(fired, within=30.0, what="the rule to fire from live ticks")

@@ -27,14 +27,17 @@ def test_crypto_never_closes(hours: MarketHours) -> None:
     assert hours.is_open("always", at(2026, 7, 11, 12))  # a Saturday
 
 
-@pytest.mark.parametrize("ts, is_open", [
-    (at(2026, 7, 10, 16, 59), True),   # Friday before 17:00 New York
-    (at(2026, 7, 10, 17, 0), False),   # the FX week ends
-    (at(2026, 7, 11, 12), False),      # Saturday
-    (at(2026, 7, 12, 16, 59), False),  # Sunday before the open
-    (at(2026, 7, 12, 17, 0), True),    # Sunday 17:00 New York: the week opens
-    (at(2026, 7, 15, 3), True),        # midweek night
-])
+@pytest.mark.parametrize(
+    "ts, is_open",
+    [
+        (at(2026, 7, 10, 16, 59), True),  # Friday before 17:00 New York
+        (at(2026, 7, 10, 17, 0), False),  # the FX week ends
+        (at(2026, 7, 11, 12), False),  # Saturday
+        (at(2026, 7, 12, 16, 59), False),  # Sunday before the open
+        (at(2026, 7, 12, 17, 0), True),  # Sunday 17:00 New York: the week opens
+        (at(2026, 7, 15, 3), True),  # midweek night
+    ],
+)
 def test_fx_week_in_new_york_time(hours: MarketHours, ts: float, is_open: bool) -> None:
     assert hours.is_open("fx", ts) is is_open
 

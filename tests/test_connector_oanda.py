@@ -37,20 +37,28 @@ def lines(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     recorded = [orjson.loads(x) for x in path.read_text().splitlines() if x.strip()]
     # EUR_JPY is not a series stressbot uses: its recorded lines stand in for USD_JPY
     # (same shape, renamed instrument).
-    return [{**m, "instrument": "USD_JPY"} if m.get("instrument") == "EUR_JPY" else m
-            for m in recorded]
+    return [
+        {**m, "instrument": "USD_JPY"} if m.get("instrument") == "EUR_JPY" else m for m in recorded
+    ]
 
 
 def oanda_source(url: str, **kw: Any) -> dict[str, Any]:
     # "always": these tests must not depend on whether today's FX market is open
-    return {"kind": "oanda", "url": url, "schedule": "always", "max_past": 0,
-            "heartbeat_timeout": 1.0,
-            "symbols": {"EUR_USD": "EUR/USD", "USD_JPY": "USD/JPY"}, **kw}
+    return {
+        "kind": "oanda",
+        "url": url,
+        "schedule": "always",
+        "max_past": 0,
+        "heartbeat_timeout": 1.0,
+        "symbols": {"EUR_USD": "EUR/USD", "USD_JPY": "USD/JPY"},
+        **kw,
+    }
 
 
 def test_nanosecond_times_are_parsed() -> None:
     assert parse_oanda_time("2016-10-27T08:38:45.664613867Z") == pytest.approx(
-        1477557525.664613867, abs=1e-6)
+        1477557525.664613867, abs=1e-6
+    )
 
 
 async def test_recorded_prices_become_mid_ticks_at_oanda_time(
@@ -58,8 +66,7 @@ async def test_recorded_prices_become_mid_ticks_at_oanda_time(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with FakeOanda(lines, TOKEN, ACCOUNT, restamp=False) as fake:
-        sup = FeedSupervisor(feeds_config({"oanda": oanda_source(fake.url)}, stale_after=30),
-                             store)
+        sup = FeedSupervisor(feeds_config({"oanda": oanda_source(fake.url)}, stale_after=30), store)
         async with running(sup):
             await wait_until(lambda: sup.writer.written == 3, what="3 prices")
     ticks = await redis_ticks(store)
@@ -75,7 +82,9 @@ async def test_recorded_prices_become_mid_ticks_at_oanda_time(
 
 
 async def test_rejected_token_is_down_and_never_shown(
-    store: Store, lines: list[dict[str, Any]], caplog: pytest.LogCaptureFixture,
+    store: Store,
+    lines: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("OANDA_API_TOKEN", "bad-" + TOKEN)
@@ -103,15 +112,18 @@ async def test_missing_credentials_are_reported_not_retried(
 async def test_stream_cut_mid_way_reconnects_and_keeps_accepted_ticks(
     store: Store, lines: list[dict[str, Any]]
 ) -> None:
-    script = Script(Behaviour(close_after=5, loop=True, interval=0.005),
-                    Behaviour(loop=True, interval=0.005))
+    script = Script(
+        Behaviour(close_after=5, loop=True, interval=0.005), Behaviour(loop=True, interval=0.005)
+    )
     watched = WatchedStore(store)
     async with FakeOanda(lines, TOKEN, ACCOUNT, script) as fake:
         sup = FeedSupervisor(feeds_config({"oanda": oanda_source(fake.url)}), watched)
         async with running(sup):
             await wait_until(lambda: script.connections >= 2, what="reconnect")
-            await wait_until(lambda: watched.states["oanda"][-1] == "ok"
-                             and "down" in watched.states["oanda"], what="ok again")
+            await wait_until(
+                lambda: watched.states["oanda"][-1] == "ok" and "down" in watched.states["oanda"],
+                what="ok again",
+            )
         accepted = sup.feeds["oanda"].health.ticks
     assert is_subsequence(["ok", "down", "ok"], watched.states["oanda"])
     assert len(await redis_ticks(store)) == accepted >= 5
@@ -120,15 +132,18 @@ async def test_stream_cut_mid_way_reconnects_and_keeps_accepted_ticks(
 async def test_no_heartbeat_means_a_dead_stream_and_a_reconnect(
     store: Store, lines: list[dict[str, Any]]
 ) -> None:
-    script = Script(Behaviour(silent_after=3, loop=True, interval=0.005),
-                    Behaviour(loop=True, interval=0.005))
+    script = Script(
+        Behaviour(silent_after=3, loop=True, interval=0.005), Behaviour(loop=True, interval=0.005)
+    )
     watched = WatchedStore(store)
     async with FakeOanda(lines, TOKEN, ACCOUNT, script) as fake:
         sup = FeedSupervisor(feeds_config({"oanda": oanda_source(fake.url)}), watched)
         async with running(sup):
             await wait_until(lambda: script.connections >= 2, what="reconnect")
-            await wait_until(lambda: watched.states["oanda"][-1] == "ok"
-                             and len(watched.states["oanda"]) > 2, what="ok again")
+            await wait_until(
+                lambda: watched.states["oanda"][-1] == "ok" and len(watched.states["oanda"]) > 2,
+                what="ok again",
+            )
     assert watched.states["oanda"][-1] == "ok"
     assert {"stale", "down"} & set(watched.states["oanda"])
     del fake
@@ -142,11 +157,14 @@ async def test_weekend_heartbeats_only_is_closed_not_stale(
     watched = WatchedStore(store)
     async with FakeOanda([], TOKEN, ACCOUNT) as fake:  # no prices, heartbeats only
         sup = FeedSupervisor(
-            feeds_config({"oanda": oanda_source(fake.url, schedule="fx")}), watched,
-            clock=lambda: time.time() + offset)
+            feeds_config({"oanda": oanda_source(fake.url, schedule="fx")}),
+            watched,
+            clock=lambda: time.time() + offset,
+        )
         async with running(sup):
-            await wait_until(lambda: watched.states.get("oanda", [])[-1:] == ["closed"],
-                             what="closed")
+            await wait_until(
+                lambda: watched.states.get("oanda", [])[-1:] == ["closed"], what="closed"
+            )
             t0 = time.monotonic()
             await wait_until(lambda: time.monotonic() - t0 > 1.0, what="a second")
     assert watched.states["oanda"] == ["starting", "closed"]
@@ -159,16 +177,15 @@ async def test_non_tradeable_and_malformed_lines_are_dropped(
 ) -> None:
     halted = {**lines[2], "status": "non-tradeable"}
     no_bids = {k: v for k, v in lines[2].items() if k != "bids"}
-    inject = {1: "{not json", 2: orjson.dumps(halted).decode(),
-              3: orjson.dumps(no_bids).decode()}
+    inject = {1: "{not json", 2: orjson.dumps(halted).decode(), 3: orjson.dumps(no_bids).decode()}
     script = Script(Behaviour(inject=inject, interval=0.005))
     async with FakeOanda(lines, TOKEN, ACCOUNT, script, restamp=False) as fake:
-        sup = FeedSupervisor(feeds_config({"oanda": oanda_source(fake.url)}, stale_after=30),
-                             store)
+        sup = FeedSupervisor(feeds_config({"oanda": oanda_source(fake.url)}, stale_after=30), store)
         async with running(sup):
             await wait_until(lambda: sup.writer.written == 3, what="3 prices")
-            await wait_until(lambda: sum(sup.feeds["oanda"].health.dropped.values()) == 3,
-                             what="3 drops")
+            await wait_until(
+                lambda: sum(sup.feeds["oanda"].health.dropped.values()) == 3, what="3 drops"
+            )
     status = (await store.feed_statuses())["oanda"]
     assert status["dropped"] == {"malformed": 1, "not_tradeable": 1, "missing_field": 1}
     assert status["state"] == "ok"

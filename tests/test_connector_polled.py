@@ -46,8 +46,9 @@ def nyfed_cassette() -> Path:
 def nyfed_handler(cassette: Path) -> Any:
     """Serve the recorded response: gzip body and the real headers (Date, Cache-Control...)."""
     rec = read_vcr_cassette(cassette)
-    keep = {k: v for k, v in rec.headers.items()
-            if k.lower() not in ("content-length", "connection")}
+    keep = {
+        k: v for k, v in rec.headers.items() if k.lower() not in ("content-length", "connection")
+    }
 
     async def handler(request: web.Request) -> web.Response:
         return web.Response(status=rec.status, body=rec.body, headers=keep)
@@ -56,8 +57,13 @@ def nyfed_handler(cassette: Path) -> Any:
 
 
 def nyfed_source(url: str, **kw: Any) -> dict[str, Any]:
-    return {"kind": "nyfed", "url": url + "/api/rates/secured/sofr/last/{n}.json",
-            "interval": 0.05, "max_past": 0, **kw}
+    return {
+        "kind": "nyfed",
+        "url": url + "/api/rates/secured/sofr/last/{n}.json",
+        "interval": 0.05,
+        "max_past": 0,
+        **kw,
+    }
 
 
 # ---- stamping -----------------------------------------------------------------------------
@@ -93,9 +99,7 @@ async def test_nyfed_sofr_is_stamped_when_published_not_when_fetched(
     assert fake.requests[0].path == SOFR_PATH
 
 
-async def test_http_5xx_marks_feed_down_and_it_recovers(
-    store: Store, nyfed_cassette: Path
-) -> None:
+async def test_http_5xx_marks_feed_down_and_it_recovers(store: Store, nyfed_cassette: Path) -> None:
     watched = WatchedStore(store)
     async with FakeHttp() as fake:
         fake.route(SOFR_PATH, nyfed_handler(nyfed_cassette))
@@ -129,8 +133,7 @@ async def test_source_down_at_start_then_up(store: Store, nyfed_cassette: Path) 
     watched = WatchedStore(store)
     fake = FakeHttp(port)
     fake.route(SOFR_PATH, nyfed_handler(nyfed_cassette))
-    sup = FeedSupervisor(
-        feeds_config({"nyfed": nyfed_source(f"http://127.0.0.1:{port}")}), watched)
+    sup = FeedSupervisor(feeds_config({"nyfed": nyfed_source(f"http://127.0.0.1:{port}")}), watched)
     async with running(sup):
         await wait_until(lambda: watched.states.get("nyfed", [])[-1:] == ["down"], what="down")
         async with fake:
@@ -146,8 +149,9 @@ async def test_malformed_body_is_counted_and_retried(store: Store, nyfed_cassett
     async def flaky(request: web.Request) -> web.Response:
         calls["n"] += 1
         if calls["n"] == 1:
-            return web.Response(body=b'{"refRates": [ {"effectiveDate": "2024-06',
-                                content_type="application/json")
+            return web.Response(
+                body=b'{"refRates": [ {"effectiveDate": "2024-06', content_type="application/json"
+            )
         return await good(request)
 
     async with FakeHttp() as fake:
@@ -166,8 +170,11 @@ async def test_malformed_body_is_counted_and_retried(store: Store, nyfed_cassett
 def fredgraph_bodies() -> dict[str, str]:
     """fredgraph.csv answers, values from the recorded SOFR observations (the recordings hold
     no CSV; the format is FRED's `observation_date,SERIES` with "" for a day without value)."""
-    doc = orjson.loads(shared_path("fixtures", "fred",
-                                   "series_observations_SOFR_2024-06-01_2024-06-06.json").read_bytes())
+    doc = orjson.loads(
+        shared_path(
+            "fixtures", "fred", "series_observations_SOFR_2024-06-01_2024-06-06.json"
+        ).read_bytes()
+    )
     sofr = "".join(f"{o['date']},{o['value']}\n" for o in doc["observations"])
     return {
         "SOFR": "observation_date,SOFR\n" + sofr,
@@ -184,19 +191,31 @@ async def test_fred_csv_needs_no_key_and_stamps_each_series(store: Store) -> Non
 
     async with FakeHttp() as fake:
         fake.route("/graph/fredgraph.csv", handler)
-        sup = FeedSupervisor(feeds_config({"fred_csv": {
-            "kind": "fred_csv", "url": fake.url + "/graph/fredgraph.csv", "interval": 0.05,
-            "max_past": 0, "symbols": {"SOFR": "SOFR", "SP500": "SPX"}}}), store)
+        sup = FeedSupervisor(
+            feeds_config(
+                {
+                    "fred_csv": {
+                        "kind": "fred_csv",
+                        "url": fake.url + "/graph/fredgraph.csv",
+                        "interval": 0.05,
+                        "max_past": 0,
+                        "symbols": {"SOFR": "SOFR", "SP500": "SPX"},
+                    }
+                }
+            ),
+            store,
+        )
         async with running(sup):
             await wait_until(lambda: sup.writer.written == 6, what="6 ticks")
     sofr = await redis_ticks(store, "SOFR")
     assert [t.ts for t in sofr] == [ny(2024, 6, d, 8) for d in (4, 5, 6, 7)]
     spx = await redis_ticks(store, "SPX")
-    assert [(t.ts, t.value) for t in spx] == [(ny(2024, 6, 18, 16), 5487.03),
-                                              (ny(2024, 6, 20, 16), 5473.17)]
+    assert [(t.ts, t.value) for t in spx] == [
+        (ny(2024, 6, 18, 16), 5487.03),
+        (ny(2024, 6, 20, 16), 5473.17),
+    ]
     status = (await store.feed_statuses())["fred_csv"]
     assert status["state"] == "ok" and status["dropped"]["missing_value"] >= 1
-
 
 
 # ---- FRED ------------------------------------------------------------------------------------
@@ -208,20 +227,27 @@ def fred_handler(bodies: dict[str, bytes]) -> Any:
     async def handler(request: web.Request) -> web.Response:
         if request.query.get("api_key") != FRED_KEY:
             return web.json_response(
-                {"error_code": 400, "error_message": "Bad Request.  The value for variable "
-                 "api_key is not registered."}, status=400)
+                {
+                    "error_code": 400,
+                    "error_message": "Bad Request.  The value for variable "
+                    "api_key is not registered.",
+                },
+                status=400,
+            )
         body = bodies.get(request.query.get("series_id", ""))
         if body is None:
-            return web.json_response({"error_code": 400, "error_message": "Bad Request."},
-                                     status=400)
+            return web.json_response(
+                {"error_code": 400, "error_message": "Bad Request."}, status=400
+            )
         return web.Response(body=body, content_type="application/json")
 
     return handler
 
 
 def fred_bodies() -> dict[str, bytes]:
-    sofr = shared_path("fixtures", "fred",
-                       "series_observations_SOFR_2024-06-01_2024-06-06.json").read_bytes()
+    sofr = shared_path(
+        "fixtures", "fred", "series_observations_SOFR_2024-06-01_2024-06-06.json"
+    ).read_bytes()
     # The recordings have no "." (FRED's no-value marker): build a body of the recorded shape.
     doc = orjson.loads(sofr)
     doc["observations"] = [
@@ -233,8 +259,14 @@ def fred_bodies() -> dict[str, bytes]:
 
 
 def fred_source(url: str, **kw: Any) -> dict[str, Any]:
-    return {"kind": "fred", "url": url + "/fred/series/observations", "interval": 0.05,
-            "max_past": 0, "symbols": {"SOFR": "SOFR", "DGS10": "US10Y"}, **kw}
+    return {
+        "kind": "fred",
+        "url": url + "/fred/series/observations",
+        "interval": 0.05,
+        "max_past": 0,
+        "symbols": {"SOFR": "SOFR", "DGS10": "US10Y"},
+        **kw,
+    }
 
 
 async def test_fred_series_become_stamped_ticks_and_dot_is_no_value(
@@ -253,8 +285,10 @@ async def test_fred_series_become_stamped_ticks_and_dot_is_no_value(
     assert [t.value for t in sofr] == [5.35, 5.33, 5.33, 5.33]
     assert [t.ts for t in sofr] == [ny(2024, 6, d, 8) for d in (4, 5, 6, 7)]
     us10y = await redis_ticks(store, "US10Y")
-    assert [(t.ts, t.value) for t in us10y] == [(ny(2024, 6, 18, 16), 4.25),
-                                                 (ny(2024, 6, 20, 16), 4.27)]
+    assert [(t.ts, t.value) for t in us10y] == [
+        (ny(2024, 6, 18, 16), 4.25),
+        (ny(2024, 6, 20, 16), 4.27),
+    ]
     q = fake.requests[-1].query
     assert q["file_type"] == "json" and q["api_key"] == FRED_KEY
     status = (await store.feed_statuses())["fred"]
@@ -298,16 +332,23 @@ async def test_treasury_par_yields_with_conditional_requests(store: Store) -> No
     body = treasury_atom([props])
     async with FakeHttp() as fake:
         fake.route("/xml", static_body(body, "application/atom+xml", etag='"v1"'))
-        src = {"kind": "treasury", "interval": 0.05, "max_past": 0,
-               "url": fake.url + "/xml?data=daily_treasury_yield_curve"
-                      "&field_tdr_date_value_month={yyyymm}"}
+        src = {
+            "kind": "treasury",
+            "interval": 0.05,
+            "max_past": 0,
+            "url": fake.url + "/xml?data=daily_treasury_yield_curve"
+            "&field_tdr_date_value_month={yyyymm}",
+        }
         sup = FeedSupervisor(feeds_config({"treasury": src}), store)
         async with running(sup):
             await wait_until(lambda: len(fake.requests) >= 5, what="polls")
     ticks = await redis_ticks(store)
     close = ny(2022, 2, 1, 16)
     assert sorted((t.symbol, t.value, t.ts) for t in ticks) == [
-        ("US10Y", 1.81, close), ("US2Y", 1.18, close), ("US30Y", 2.12, close)]
+        ("US10Y", 1.81, close),
+        ("US2Y", 1.18, close),
+        ("US30Y", 2.12, close),
+    ]
     now = datetime.now(NY)
     assert fake.requests[-1].query["field_tdr_date_value_month"] == f"{now:%Y%m}"
     assert fake.requests[-1].headers.get("If-None-Match") == '"v1"'
@@ -326,8 +367,12 @@ async def test_treasury_malformed_xml_is_dropped_and_feed_recovers(store: Store)
     watched = WatchedStore(store)
     async with FakeHttp() as fake:
         fake.route("/xml", handler)
-        src = {"kind": "treasury", "interval": 0.05, "max_past": 0,
-               "url": fake.url + "/xml?m={yyyymm}"}
+        src = {
+            "kind": "treasury",
+            "interval": 0.05,
+            "max_past": 0,
+            "url": fake.url + "/xml?m={yyyymm}",
+        }
         sup = FeedSupervisor(feeds_config({"treasury": src}), watched)
         async with running(sup):
             await wait_until(lambda: sup.writer.written == 3, what="3 yields")
@@ -344,8 +389,9 @@ def nyfed_feed(now: float, interval: float = 900.0) -> Any:
     from connectors.nyfed import NyFedFeed
 
     cfg = NyFedFeedConfig(kind="nyfed", interval=interval)
-    return NyFedFeed("nyfed", cfg, FeedContext(feeds=FeedsConfig(), sink=lambda *a: None,
-                                               clock=lambda: now))
+    return NyFedFeed(
+        "nyfed", cfg, FeedContext(feeds=FeedsConfig(), sink=lambda *a: None, clock=lambda: now)
+    )
 
 
 def test_polls_every_interval_while_a_value_is_due() -> None:

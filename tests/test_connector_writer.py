@@ -43,8 +43,12 @@ async def test_batches_are_written_in_order(store: Store) -> None:
 async def test_ticks_wait_for_redis_to_come_back(store: Store) -> None:
     dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
     unreachable = Store(dead, prefix=store.prefix)
-    w = TickWriter(unreachable, batch_size=10, flush_interval=0.001,
-                   backoff=BackoffConfig(initial=0.01, max=0.05))
+    w = TickWriter(
+        unreachable,
+        batch_size=10,
+        flush_interval=0.001,
+        backoff=BackoffConfig(initial=0.01, max=0.05),
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(w.run(stop))
     for i in range(50):
@@ -63,8 +67,13 @@ async def test_ticks_wait_for_redis_to_come_back(store: Store) -> None:
 
 async def test_buffer_is_bounded_and_overflow_counted(store: Store) -> None:
     dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
-    w = TickWriter(Store(dead, prefix=store.prefix), batch_size=5, flush_interval=0.001,
-                   max_buffer=20, backoff=BackoffConfig(initial=0.01, max=0.02))
+    w = TickWriter(
+        Store(dead, prefix=store.prefix),
+        batch_size=5,
+        flush_interval=0.001,
+        max_buffer=20,
+        backoff=BackoffConfig(initial=0.01, max=0.02),
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(w.run(stop))
     for i in range(30):

@@ -20,7 +20,7 @@ def rules_from(tmp_path: Path, body: str) -> RuleSet:
     return load_rules(tmp_path, ["asia", "europe", "us"])
 
 
-DROP_RULE = '''
+DROP_RULE = """
 [[rule]]
 id = "btc_drop"
 pattern = "crypto_crash"
@@ -31,12 +31,15 @@ cooldown = "{cooldown}"
 summary = "BTC {{r:+.1f}}%"
 [rule.values]
 r = 'ret("BTC/USD", "1h")'
-'''
+"""
 
 
 def engine(tmp_path: Path, for_: str = "0s", cooldown: str = "1d", **kw: float) -> Engine:
-    return Engine(rules_from(tmp_path, DROP_RULE.format(for_=for_, cooldown=cooldown)), {},
-                  wild_print_pct=kw.get("wild", 0.0))
+    return Engine(
+        rules_from(tmp_path, DROP_RULE.format(for_=for_, cooldown=cooldown)),
+        {},
+        wild_print_pct=kw.get("wild", 0.0),
+    )
 
 
 def feed(e: Engine, points: list[tuple[float, float]], symbol: str = "BTC/USD") -> list:
@@ -60,7 +63,7 @@ def test_alert_fires_on_event_time_with_the_numbers_behind_it(tmp_path: Path) ->
 def test_condition_must_hold_for_the_for_duration(tmp_path: Path) -> None:
     e = engine(tmp_path, for_="2h")
     # falls 10% at 1h and keeps falling each hour, so the condition holds from 1h on
-    pts = [(i * H, 100.0 * 0.9 ** i) for i in range(0, 5)]
+    pts = [(i * H, 100.0 * 0.9**i) for i in range(0, 5)]
     alerts = [a for a in feed(e, pts) if a.kind is AlertKind.FIRING]
     assert [a.ts for a in alerts] == [3 * H]
 
@@ -79,8 +82,15 @@ def test_resolved_message_when_the_condition_clears(tmp_path: Path) -> None:
 
 def test_a_new_episode_inside_the_cooldown_is_absorbed(tmp_path: Path) -> None:
     e = engine(tmp_path, cooldown="1d")
-    pts = [(0, 100.0), (H, 90.0), (2 * H, 91.0), (3 * H, 80.0), (4 * H, 81.0),
-           (D + 5 * H, 81.0), (D + 6 * H, 70.0)]
+    pts = [
+        (0, 100.0),
+        (H, 90.0),
+        (2 * H, 91.0),
+        (3 * H, 80.0),
+        (4 * H, 81.0),
+        (D + 5 * H, 81.0),
+        (D + 6 * H, 70.0),
+    ]
     firing = [a.ts for a in feed(e, pts) if a.kind is AlertKind.FIRING]
     assert firing == [H, D + 6 * H]
     assert e.stats.absorbed["btc_drop"] == 1
@@ -112,8 +122,14 @@ def test_a_single_wild_print_is_dropped_and_never_alerts(tmp_path: Path) -> None
 
 def test_a_confirmed_big_move_is_kept(tmp_path: Path) -> None:
     e = engine(tmp_path, wild=15.0)
-    pts = [(0, 100.0), (H, 100.0), (2 * H, 100.1), (2 * H + 10, 80.0), (2 * H + 20, 79.5),
-           (2 * H + 100, 79.4)]
+    pts = [
+        (0, 100.0),
+        (H, 100.0),
+        (2 * H, 100.1),
+        (2 * H + 10, 80.0),
+        (2 * H + 20, 79.5),
+        (2 * H + 100, 79.4),
+    ]
     alerts = feed(e, pts)
     assert e.series["BTC/USD"].values[2:5] == [100.1, 80.0, 79.5]
     assert alerts and alerts[0].kind is AlertKind.FIRING
@@ -138,8 +154,14 @@ def test_usdx_matches_the_ice_constant_when_every_leg_is_one() -> None:
 
 def test_usdx_from_real_cross_rates_is_near_the_quoted_index() -> None:
     # 2020-03-19, a day the ICE index settled near 102.8 (rates rounded from the dev file).
-    legs = {"EUR/USD": 1.0693, "USD/JPY": 110.8, "GBP/USD": 1.1644, "USD/CAD": 1.4507,
-            "USD/SEK": 10.112, "USD/CHF": 0.9817}
+    legs = {
+        "EUR/USD": 1.0693,
+        "USD/JPY": 110.8,
+        "GBP/USD": 1.1644,
+        "USD/CAD": 1.4507,
+        "USD/SEK": 10.112,
+        "USD/CHF": 0.9817,
+    }
     assert usdx(legs) == pytest.approx(102.8, abs=0.5)
 
 
@@ -186,8 +208,9 @@ def test_old_history_is_compacted_to_five_minute_bars(tmp_path: Path) -> None:
 
 
 def test_rules_are_evaluated_at_most_once_per_evaluate_every(tmp_path: Path) -> None:
-    e = Engine(rules_from(tmp_path, DROP_RULE.format(for_="0s", cooldown="1d")), {},
-               evaluate_every=10.0)
+    e = Engine(
+        rules_from(tmp_path, DROP_RULE.format(for_="0s", cooldown="1d")), {}, evaluate_every=10.0
+    )
     for k in range(100):
         e.add(float(k), "BTC/USD", 100.0)
     assert e.stats.evaluations == 10

@@ -177,8 +177,9 @@ async def test_months_beyond_kraken_bars_are_built_from_trades(
         (t0 + 86400 + 10, 120.0, 1.0),  # its bar ends outside the window
     ]
     kraken.trade_page = 2
-    opts = options(tmp_path, date(2020, 3, 2), date(2020, 3, 2), ["BTC/USD"], kraken=kraken,
-                   method="auto")
+    opts = options(
+        tmp_path, date(2020, 3, 2), date(2020, 3, 2), ["BTC/USD"], kraken=kraken, method="auto"
+    )
 
     result = await download(opts)
 
@@ -256,16 +257,25 @@ async def test_sofr_for_the_last_business_day_of_a_year_is_taken_from_that_year(
 
 
 async def test_iorb_uses_ioer_before_2021_07_29(fred: FakeFred, tmp_path: Path) -> None:
-    fred.series["IOER"] = {date(2021, 7, 27): "0.15", date(2021, 7, 28): "0.15",
-                           date(2021, 7, 29): "9.99"}
-    fred.series["IORB"] = {date(2021, 7, 28): "9.99", date(2021, 7, 29): "0.15",
-                           date(2021, 7, 30): "0.15"}
+    fred.series["IOER"] = {
+        date(2021, 7, 27): "0.15",
+        date(2021, 7, 28): "0.15",
+        date(2021, 7, 29): "9.99",
+    }
+    fred.series["IORB"] = {
+        date(2021, 7, 28): "9.99",
+        date(2021, 7, 29): "0.15",
+        date(2021, 7, 30): "0.15",
+    }
     opts = options(tmp_path, date(2021, 7, 27), date(2021, 7, 30), ["IORB"], fred=fred)
 
     result = await download(opts)
 
     assert [(iso_utc(r.ts)[:10], r.value) for r in result.rows] == [
-        ("2021-07-27", 0.15), ("2021-07-28", 0.15), ("2021-07-29", 0.15), ("2021-07-30", 0.15)
+        ("2021-07-27", 0.15),
+        ("2021-07-28", 0.15),
+        ("2021-07-29", 0.15),
+        ("2021-07-30", 0.15),
     ]
 
 
@@ -320,8 +330,14 @@ async def test_unknown_symbol_is_refused_naming_the_alternatives(tmp_path: Path)
 async def test_second_run_is_served_from_the_cache(
     fred: FakeFred, kraken: FakeKraken, tmp_path: Path
 ) -> None:
-    opts = options(tmp_path, date(2024, 1, 29), date(2024, 1, 31), ["BTC/USD", "US10Y", "VIX"],
-                   fred=fred, kraken=kraken)
+    opts = options(
+        tmp_path,
+        date(2024, 1, 29),
+        date(2024, 1, 31),
+        ["BTC/USD", "US10Y", "VIX"],
+        fred=fred,
+        kraken=kraken,
+    )
     first = await download(opts)
     made = len(fred.requests), len(kraken.requests)
 
@@ -334,8 +350,14 @@ async def test_second_run_is_served_from_the_cache(
 
 async def test_interrupted_run_resumes_without_refetching(fred: FakeFred, tmp_path: Path) -> None:
     symbols = ["US2Y", "US10Y", "US30Y", "VIX"]
-    opts = options(tmp_path, date(2020, 3, 2), date(2020, 3, 9), symbols, fred=fred,
-                   retry=RetryPolicy(attempts=3, base=0.1, cap=0.1))
+    opts = options(
+        tmp_path,
+        date(2020, 3, 2),
+        date(2020, 3, 9),
+        symbols,
+        fred=fred,
+        retry=RetryPolicy(attempts=3, base=0.1, cap=0.1),
+    )
     fred.broken.add("DGS30")
     with pytest.raises(SourceUnavailable, match="DGS30"):
         await download(opts)
@@ -411,8 +433,9 @@ async def test_requests_to_one_host_keep_the_minimum_interval(
     fred: FakeFred, tmp_path: Path
 ) -> None:
     symbols = ["US2Y", "US10Y", "US30Y", "VIX"]
-    opts = options(tmp_path, date(2020, 3, 9), date(2020, 3, 9), symbols, fred=fred,
-                   min_interval=0.2)
+    opts = options(
+        tmp_path, date(2020, 3, 9), date(2020, 3, 9), symbols, fred=fred, min_interval=0.2
+    )
 
     await download(opts)
 
@@ -435,8 +458,14 @@ async def test_output_is_a_sorted_replay_file(
     fred: FakeFred, kraken: FakeKraken, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.csv"
-    opts = options(tmp_path, date(2024, 1, 29), date(2024, 1, 31),
-                   ["BTC/USD", "US10Y", "EUR/USD", "N225", "SOFR"], fred=fred, kraken=kraken)
+    opts = options(
+        tmp_path,
+        date(2024, 1, 29),
+        date(2024, 1, 31),
+        ["BTC/USD", "US10Y", "EUR/USD", "N225", "SOFR"],
+        fred=fred,
+        kraken=kraken,
+    )
 
     result = await download_to_file(opts, out)
 
@@ -465,8 +494,9 @@ async def test_output_reads_back_with_the_replay_reader(
 ) -> None:
     out = tmp_path / "out.csv.gz"
     symbols = ["BTC/USD", "US2Y", "SOFR", "IORB", "USD/SEK"]
-    opts = options(tmp_path, date(2024, 1, 29), date(2024, 1, 31), symbols, fred=fred,
-                   kraken=kraken)
+    opts = options(
+        tmp_path, date(2024, 1, 29), date(2024, 1, 31), symbols, fred=fred, kraken=kraken
+    )
     result = await download_to_file(opts, out)
     expected = sorted((iso_utc(r.ts), r.symbol, r.value) for r in result.rows)
 
@@ -493,11 +523,27 @@ async def test_cli_writes_the_file_and_prints_a_summary(
     parser = argparse.ArgumentParser(prog="stressbot")
     register(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "h.csv"
-    args = parser.parse_args([
-        "history", "download", "--from", "2020-03-02", "--to", "2020-03-06",
-        "--symbols", "US10Y", "VIX", "--out", str(out), "--cache", str(tmp_path / "c"),
-        "--fred-url", fred.endpoint, "--min-interval", "0",
-    ])
+    args = parser.parse_args(
+        [
+            "history",
+            "download",
+            "--from",
+            "2020-03-02",
+            "--to",
+            "2020-03-06",
+            "--symbols",
+            "US10Y",
+            "VIX",
+            "--out",
+            str(out),
+            "--cache",
+            str(tmp_path / "c"),
+            "--fred-url",
+            fred.endpoint,
+            "--min-interval",
+            "0",
+        ]
+    )
 
     code = await args.handler(args)
 
@@ -547,6 +593,7 @@ def test_download_joins_an_existing_history_command() -> None:
     register(sub)
 
     assert parser.parse_args(["history", "inspect"]).handler == "inspect"
-    args = parser.parse_args(["history", "download", "--from", "2020-03-02", "--to",
-                              "2020-03-06", "--out", "x.csv"])
+    args = parser.parse_args(
+        ["history", "download", "--from", "2020-03-02", "--to", "2020-03-06", "--out", "x.csv"]
+    )
     assert (args.start, args.end) == (date(2020, 3, 2), date(2020, 3, 6))

@@ -17,8 +17,10 @@ def test_reads_rows_in_file_order_with_positions(tmp_path: Path) -> None:
     p = tmp_path / "h.csv"
     p.write_text("ts,symbol,value\n" + GOOD)
     rows = list(read_history([p]))
-    assert [(r[0], r[1], r[3], r[4]) for r in rows] == [(0, 0, "BTC/USD", 7300.5),
-                                                        (0, 1, "US10Y", 0.88)]
+    assert [(r[0], r[1], r[3], r[4]) for r in rows] == [
+        (0, 0, "BTC/USD", 7300.5),
+        (0, 1, "US10Y", 0.88),
+    ]
     assert rows[0][2] == 1584007200.0
 
 
@@ -31,22 +33,28 @@ def test_gzip_is_accepted(tmp_path: Path) -> None:
 
 def test_bad_rows_are_counted_by_reason_with_their_line(tmp_path: Path) -> None:
     p = tmp_path / "h.csv"
-    p.write_text("ts,symbol,value\n" + GOOD +
-                 "yesterday,BTC/USD,1\n"
-                 "2020-03-12T11:00:00Z,DOGE/USD,1\n"
-                 "2020-03-12T11:00:00Z,SPX,abc\n"
-                 "2020-03-12T11:00:00Z,SPX,nan\n"
-                 "2020-03-12T11:00:00Z,SPX,0\n"
-                 "2020-03-12T11:00:00Z,XAU/USD,-5\n"
-                 "2020-03-12T11:00:00,SPX,2500\n"
-                 "2020-03-12T11:00:00Z,SPX\n"
-                 "2020-03-12T11:00:00Z,US2Y,0.0\n")
+    p.write_text(
+        "ts,symbol,value\n" + GOOD + "yesterday,BTC/USD,1\n"
+        "2020-03-12T11:00:00Z,DOGE/USD,1\n"
+        "2020-03-12T11:00:00Z,SPX,abc\n"
+        "2020-03-12T11:00:00Z,SPX,nan\n"
+        "2020-03-12T11:00:00Z,SPX,0\n"
+        "2020-03-12T11:00:00Z,XAU/USD,-5\n"
+        "2020-03-12T11:00:00,SPX,2500\n"
+        "2020-03-12T11:00:00Z,SPX\n"
+        "2020-03-12T11:00:00Z,US2Y,0.0\n"
+    )
     rejects = Rejects()
     rows = list(read_history([p], rejects))
     assert [r[3] for r in rows] == ["BTC/USD", "US10Y", "US2Y"]  # a zero yield is a real value
-    assert dict(rejects.counts) == {"bad time": 1, "unknown symbol": 1, "not a number": 2,
-                                    "zero or negative price": 2, "time without zone": 1,
-                                    "malformed row": 1}
+    assert dict(rejects.counts) == {
+        "bad time": 1,
+        "unknown symbol": 1,
+        "not a number": 2,
+        "zero or negative price": 2,
+        "time without zone": 1,
+        "malformed row": 1,
+    }
     assert rejects.examples["unknown symbol"] == ["h.csv:5: 'DOGE/USD'"]
 
 

@@ -20,7 +20,7 @@ from bot.store import Store
 H = 3600.0
 T0 = 1_700_000_000.0
 
-RULE = '''
+RULE = """
 [[rule]]
 id = "btc_drop"
 pattern = "crypto_crash"
@@ -31,7 +31,7 @@ cooldown = "1d"
 summary = "BTC {r:+.1f}%"
 [rule.values]
 r = 'ret("BTC/USD", "1h")'
-'''
+"""
 
 
 @pytest.fixture
@@ -44,8 +44,13 @@ def service(store: Store, rules_dir: Path, now: float = T0 - 10 * H) -> EngineSe
     """An engine service whose wall clock stands at `now` (its first start, by default well
     before the ticks these tests send, so they count as live ticks, not warm-up history)."""
     config = Config.model_validate({"engine": {"checkpoint_every": "0s", "max_lateness": "0s"}})
-    return EngineService(config, store, load_rules(rules_dir, config.sessions),
-                         rules_dir=rules_dir, clock=lambda: now)
+    return EngineService(
+        config,
+        store,
+        load_rules(rules_dir, config.sessions),
+        rules_dir=rules_dir,
+        clock=lambda: now,
+    )
 
 
 async def until(cond: Callable[[], object], limit: float = 10.0) -> None:
@@ -80,21 +85,26 @@ async def firing_ids(store: Store) -> list[str]:
 
 
 async def test_ticks_from_redis_raise_an_alert_in_the_outbox(
-        store: Store, rules_dir: Path, running: Callable[[EngineService], asyncio.Event]) -> None:
+    store: Store, rules_dir: Path, running: Callable[[EngineService], asyncio.Event]
+) -> None:
     svc = service(store, rules_dir)
     running(svc)
-    await store.add_ticks([Tick(T0 - 2 * H, "BTC/USD", 100.0, "x"),
-                           Tick(T0 - H, "BTC/USD", 90.0, "x"),
-                           Tick(T0, "BTC/USD", 90.0, "x")])  # moves event time past T0 - H
+    await store.add_ticks(
+        [
+            Tick(T0 - 2 * H, "BTC/USD", 100.0, "x"),
+            Tick(T0 - H, "BTC/USD", 90.0, "x"),
+            Tick(T0, "BTC/USD", 90.0, "x"),
+        ]
+    )  # moves event time past T0 - H
 
     async def fired() -> bool:
         return bool(await firing_ids(store))
+
     await until(fired)
     assert await firing_ids(store) == ["btc_drop@2023-11-14T21:13:20Z"]
 
 
-async def test_restart_continues_after_the_last_applied_tick(
-        store: Store, rules_dir: Path) -> None:
+async def test_restart_continues_after_the_last_applied_tick(store: Store, rules_dir: Path) -> None:
     await store.add_ticks([Tick(T0 - 3 * H, "BTC/USD", 100.0), Tick(T0 - 2 * H, "BTC/USD", 90.0)])
     for _ in range(2):  # the second run must not raise the same alert again
         svc = service(store, rules_dir)
@@ -115,29 +125,37 @@ async def test_restart_continues_after_the_last_applied_tick(
 
 
 async def test_feed_going_stale_and_recovering_is_alerted_and_resolved(
-        store: Store, rules_dir: Path, running: Callable[[EngineService], asyncio.Event],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store,
+    rules_dir: Path,
+    running: Callable[[EngineService], asyncio.Event],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr("bot.live.FEED_POLL", 0.05)
     running(service(store, rules_dir))
     await store.set_feed_status("kraken", {"state": "ok", "since": T0})
     await asyncio.sleep(0.2)
-    await store.set_feed_status("kraken", {"state": "stale", "since": T0, "last_tick_ts": T0 - 90,
-                                           "detail": "no data for 90 s"})
+    await store.set_feed_status(
+        "kraken",
+        {"state": "stale", "since": T0, "last_tick_ts": T0 - 90, "detail": "no data for 90 s"},
+    )
 
     async def n_alerts(n: int) -> bool:
         return len(await store.alerts()) >= n
+
     await until(lambda: n_alerts(1))
     await store.set_feed_status("kraken", {"state": "ok", "since": T0})
     await until(lambda: n_alerts(2))
     alerts = [a for _, a in await store.alerts()]
-    assert [(a.pattern, a.kind) for a in alerts] == [("feed_health", AlertKind.FIRING),
-                                                     ("feed_health", AlertKind.RESOLVED)]
+    assert [(a.pattern, a.kind) for a in alerts] == [
+        ("feed_health", AlertKind.FIRING),
+        ("feed_health", AlertKind.RESOLVED),
+    ]
     assert "stale" in alerts[0].summary and "no data for 90 s" in alerts[0].summary
 
 
 async def test_a_broken_rules_edit_keeps_the_last_good_rules(
-        store: Store, rules_dir: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    store: Store, rules_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr("bot.live.RULES_POLL", 0.0)
     svc = service(store, rules_dir)
     (rules_dir / "r.toml").write_text(RULE.replace('"BTC/USD", "1h")', '"BTCUSD", "1h")'))
@@ -152,7 +170,8 @@ async def test_a_broken_rules_edit_keeps_the_last_good_rules(
 
 
 async def test_a_good_rules_edit_is_picked_up_without_losing_history(
-        store: Store, rules_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store, rules_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("bot.live.RULES_POLL", 0.0)
     await store.add_ticks([Tick(T0 - 2 * H, "BTC/USD", 100.0)])
     svc = service(store, rules_dir)
@@ -168,9 +187,15 @@ async def test_a_good_rules_edit_is_picked_up_without_losing_history(
 
 
 async def test_first_start_treats_older_ticks_as_history_that_raises_nothing(
-        store: Store, rules_dir: Path) -> None:
-    await store.add_ticks([Tick(T0 - 3 * H, "BTC/USD", 100.0), Tick(T0 - 2 * H, "BTC/USD", 80.0),
-                           Tick(T0 - H, "BTC/USD", 70.0)])
+    store: Store, rules_dir: Path
+) -> None:
+    await store.add_ticks(
+        [
+            Tick(T0 - 3 * H, "BTC/USD", 100.0),
+            Tick(T0 - 2 * H, "BTC/USD", 80.0),
+            Tick(T0 - H, "BTC/USD", 70.0),
+        ]
+    )
     svc = service(store, rules_dir, now=T0)
     stop = asyncio.Event()
     task = asyncio.create_task(svc.run(stop))
@@ -181,6 +206,7 @@ async def test_first_start_treats_older_ticks_as_history_that_raises_nothing(
 
     async def fired() -> bool:
         return bool(await firing_ids(store))
+
     await until(fired)  # the windows were warm: the first live drop alerts at once
     stop.set()
     await asyncio.wait_for(task, 10)

@@ -29,22 +29,28 @@ from tests.fake_telegram import parse_html
 from tests.notify_fixtures import alert
 
 
-@pytest.mark.parametrize(("name", "seconds"), [
-    ("429_retry_after_2282_with_parameters.json", 2282),
-    ("429_retry_after_34_with_parameters_from_python_repr.json", 34),
-    ("429_retry_after_3_no_parameters_2016.json", 3),
-    ("429_retry_after_134_no_parameters_2016.json", 134),
-])
+@pytest.mark.parametrize(
+    ("name", "seconds"),
+    [
+        ("429_retry_after_2282_with_parameters.json", 2282),
+        ("429_retry_after_34_with_parameters_from_python_repr.json", 34),
+        ("429_retry_after_3_no_parameters_2016.json", 3),
+        ("429_retry_after_134_no_parameters_2016.json", 134),
+    ],
+)
 def test_telegram_retry_after_is_read_from_every_recorded_429(name: str, seconds: int) -> None:
     body = json.loads(shared_path("fixtures", "telegram", name).read_text())
     assert parse_retry_after(body) == seconds
 
 
-@pytest.mark.parametrize(("name", "seconds"), [
-    ("429_user_rate_limit.json", 64.57),
-    ("429_shared_resource_rate_limit.json", 1336.57),
-    ("429_global_rate_limit.json", 64.57),
-])
+@pytest.mark.parametrize(
+    ("name", "seconds"),
+    [
+        ("429_user_rate_limit.json", 64.57),
+        ("429_shared_resource_rate_limit.json", 1336.57),
+        ("429_global_rate_limit.json", 64.57),
+    ],
+)
 def test_discord_retry_after_uses_the_precise_body_value(name: str, seconds: float) -> None:
     d = json.loads(shared_path("fixtures", "discord", name).read_text())
     assert discord_retry_after(d["body"], d["headers"]) == seconds
@@ -81,12 +87,18 @@ def test_splitting_counts_utf16_units_like_telegram() -> None:
 
 
 def test_discord_embed_is_coloured_by_severity_and_green_when_resolved() -> None:
-    assert discord_embed(alert(1, severity="critical"), "UTC", with_image=False)["color"] == \
-        SEVERITY_COLOUR["critical"]
-    assert discord_embed(alert(1, severity="info"), "UTC", with_image=False)["color"] == \
-        SEVERITY_COLOUR["info"]
-    assert discord_embed(alert(1, kind=AlertKind.RESOLVED), "UTC", with_image=False)["color"] == \
-        RESOLVED_COLOUR
+    assert (
+        discord_embed(alert(1, severity="critical"), "UTC", with_image=False)["color"]
+        == SEVERITY_COLOUR["critical"]
+    )
+    assert (
+        discord_embed(alert(1, severity="info"), "UTC", with_image=False)["color"]
+        == SEVERITY_COLOUR["info"]
+    )
+    assert (
+        discord_embed(alert(1, kind=AlertKind.RESOLVED), "UTC", with_image=False)["color"]
+        == RESOLVED_COLOUR
+    )
 
 
 def test_discord_embed_stays_within_every_limit_for_huge_alerts() -> None:
@@ -95,17 +107,27 @@ def test_discord_embed_stays_within_every_limit_for_huge_alerts() -> None:
     embed = discord_embed(a, "Asia/Tokyo", with_image=True)
     assert validate({"embeds": [embed]}, {"chart.png": b"x"}) == {}
     assert len(embed["fields"]) <= 25
-    total = len(embed["title"]) + len(embed["description"]) + len(embed["footer"]["text"]) + sum(
-        len(f["name"]) + len(f["value"]) for f in embed["fields"])
+    total = (
+        len(embed["title"])
+        + len(embed["description"])
+        + len(embed["footer"]["text"])
+        + sum(len(f["name"]) + len(f["value"]) for f in embed["fields"])
+    )
     assert total <= DC_EMBED_TOTAL
 
 
 def test_webhook_urls_must_come_from_the_environment_unless_loopback() -> None:
     with pytest.raises(ValidationError, match="url_env"):
-        NotifyConfig.model_validate({"discord": {"webhooks": [
-            {"name": "x", "url": "https://discord.com/api/webhooks/1/secret"}]}})
-    ok = NotifyConfig.model_validate({"discord": {"webhooks": [
-        {"name": "x", "url_env": "OPS_WEBHOOK"}]}})
+        NotifyConfig.model_validate(
+            {
+                "discord": {
+                    "webhooks": [{"name": "x", "url": "https://discord.com/api/webhooks/1/secret"}]
+                }
+            }
+        )
+    ok = NotifyConfig.model_validate(
+        {"discord": {"webhooks": [{"name": "x", "url_env": "OPS_WEBHOOK"}]}}
+    )
     assert ok.discord.webhooks[0].url_env == "OPS_WEBHOOK"
 
 
@@ -113,8 +135,12 @@ def test_unknown_notify_keys_and_duplicate_names_are_rejected() -> None:
     with pytest.raises(ValidationError, match="extra"):
         Config.model_validate({"notify": {"telegram": {"tokn": "x"}}})
     with pytest.raises(ValidationError, match="unique"):
-        NotifyConfig.model_validate({"telegram": {"chats": [{"name": "a", "chat_id": 1}]},
-                                     "discord": {"webhooks": [{"name": "a", "url_env": "X"}]}})
+        NotifyConfig.model_validate(
+            {
+                "telegram": {"chats": [{"name": "a", "chat_id": 1}]},
+                "discord": {"webhooks": [{"name": "a", "url_env": "X"}]},
+            }
+        )
 
 
 def test_the_example_config_notify_section_is_valid_with_its_examples_uncommented() -> None:
@@ -127,11 +153,9 @@ def test_the_example_config_notify_section_is_valid_with_its_examples_uncommente
     assert Config.model_validate(tomllib.loads(text)).notify.telegram.chats == []
 
     def uncomment(block: re.Match[str]) -> str:
-        return "\n".join(line[2:] for line in block.group(1).splitlines()
-                         if line.startswith("# "))
+        return "\n".join(line[2:] for line in block.group(1).splitlines() if line.startswith("# "))
 
-    enabled = re.sub(r"# >>> example destinations[^\n]*\n(.*?)# <<<", uncomment, text,
-                     flags=re.S)
+    enabled = re.sub(r"# >>> example destinations[^\n]*\n(.*?)# <<<", uncomment, text, flags=re.S)
     cfg = Config.model_validate(tomllib.loads(enabled))
     assert [c.name for c in cfg.notify.telegram.chats] == ["desk"]
     assert cfg.notify.telegram.chats[0].topic_id == 42

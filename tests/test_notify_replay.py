@@ -31,8 +31,7 @@ from tests.notify_fixtures import HOOK_ID, HOOK_TOKEN, TOKEN_ENV, notify_config
 
 
 @pytest.fixture
-async def fakes(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeTelegram,
-                                                                        FakeDiscord]]:
+async def fakes(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeTelegram, FakeDiscord]]:
     tg = await FakeTelegram().start()
     monkeypatch.setenv(TOKEN_ENV, tg.token)
     dc = await FakeDiscord(bucket_limit=1000).start()
@@ -43,15 +42,26 @@ async def fakes(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeTele
 
 
 async def test_replayed_alerts_reach_each_matching_destination_once_with_a_chart(
-        store: Store, fakes: tuple[FakeTelegram, FakeDiscord]) -> None:
+    store: Store, fakes: tuple[FakeTelegram, FakeDiscord]
+) -> None:
     tg, dc = fakes
     episode = shared_path("data", "history", "episode-312.csv")
     cfg = notify_config(
-        store, tg, dc,
-        chats=[{"name": "desk", "chat_id": -1001},
-               {"name": "funding", "chat_id": -1002, "topic_id": 7,
-                "patterns": ["funding_stress", "liquidity_crisis"], "resolved": False}],
-        hooks=[{"name": "ops", "severities": ["warning", "critical"]}])
+        store,
+        tg,
+        dc,
+        chats=[
+            {"name": "desk", "chat_id": -1001},
+            {
+                "name": "funding",
+                "chat_id": -1002,
+                "topic_id": 7,
+                "patterns": ["funding_stress", "liquidity_crisis"],
+                "resolved": False,
+            },
+        ],
+        hooks=[{"name": "ops", "severities": ["warning", "critical"]}],
+    )
     result = await run_replay(ReplayOptions(files=[episode]), cfg, store, rules_for(cfg, None))
     outbox = [a for _, a in await store.alerts()]
     assert outbox, "the episode raises alerts"
@@ -76,7 +86,8 @@ async def test_replayed_alerts_reach_each_matching_destination_once_with_a_chart
 
 
 async def test_stressbot_replay_command_delivers_to_the_configured_destinations(
-        fakes: tuple[FakeTelegram, FakeDiscord], redis: Redis, tmp_path: Path) -> None:
+    fakes: tuple[FakeTelegram, FakeDiscord], redis: Redis, tmp_path: Path
+) -> None:
     tg, dc = fakes
     prefix = f"test:{uuid.uuid4().hex[:8]}"
     hook = f"http://127.0.0.1:{dc.port}/api/webhooks/{HOOK_ID}/{HOOK_TOKEN}"
@@ -99,12 +110,25 @@ min_interval = 0
 name = "ops"
 url = "{hook}"
 """)
-    cmd = [sys.executable, "-m", "bot.cli", "replay", "--quiet", "--config", str(cfg),
-           "--jsonl", str(tmp_path / "alerts.jsonl"),
-           str(shared_path("data", "history", "episode-312.csv"))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "replay",
+        "--quiet",
+        "--config",
+        str(cfg),
+        "--jsonl",
+        str(tmp_path / "alerts.jsonl"),
+        str(shared_path("data", "history", "episode-312.csv")),
+    ]
     proc = await asyncio.create_subprocess_exec(
-        *cmd, cwd=ROOT, env={**os.environ, "REDIS_URL": REDIS_URL},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *cmd,
+        cwd=ROOT,
+        env={**os.environ, "REDIS_URL": REDIS_URL},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     keys = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
     if keys:
@@ -118,7 +142,8 @@ url = "{hook}"
     assert f"ops: {len(outbox)} delivered" in report  # every alert and resolution to "ops"
     sent = [s for s in tg.sent if s.method == "sendPhoto"]
     assert sorted(m.group(1) for s in sent if (m := re.search(r"id: (\S+)", s.visible))) == (
-        sorted(critical))
+        sorted(critical)
+    )
     assert len(dc.posted) == len(outbox)
     assert all(list(p.files) == ["chart.png"] for p in dc.posted)
     assert tg.token not in err.decode() and HOOK_TOKEN not in err.decode()

@@ -29,17 +29,23 @@ N = 10
 
 
 def _config(store: Store, tg: FakeTelegram | None, dc: FakeDiscord | None) -> str:
-    lines = [f'[redis]\nprefix = "{store.prefix}"\n',
-             "[notify.delivery]\nbackoff_base = 0.01\nbackoff_max = 0.05\nrequest_timeout = 5\n",
-             f'[notify.telegram]\ntoken_env = "{TOKEN_ENV}"\nmin_interval = 0\n'
-             "global_min_interval = 0\n"]
+    lines = [
+        f'[redis]\nprefix = "{store.prefix}"\n',
+        "[notify.delivery]\nbackoff_base = 0.01\nbackoff_max = 0.05\nrequest_timeout = 5\n",
+        f'[notify.telegram]\ntoken_env = "{TOKEN_ENV}"\nmin_interval = 0\n'
+        "global_min_interval = 0\n",
+    ]
     if tg is not None:
-        lines.append(f'api_base = "{tg.base}"\n[[notify.telegram.chats]]\nname = "desk"\n'
-                     "chat_id = -1001\ncharts = false\n")
+        lines.append(
+            f'api_base = "{tg.base}"\n[[notify.telegram.chats]]\nname = "desk"\n'
+            "chat_id = -1001\ncharts = false\n"
+        )
     if dc is not None:
-        lines.append("[notify.discord]\nmin_interval = 0\n[[notify.discord.webhooks]]\n"
-                     f'name = "ops"\nurl = "http://127.0.0.1:{dc.port}/api/webhooks/{HOOK_ID}/'
-                     f'{HOOK_TOKEN}"\ncharts = false\n')
+        lines.append(
+            "[notify.discord]\nmin_interval = 0\n[[notify.discord.webhooks]]\n"
+            f'name = "ops"\nurl = "http://127.0.0.1:{dc.port}/api/webhooks/{HOOK_ID}/'
+            f'{HOOK_TOKEN}"\ncharts = false\n'
+        )
     return "\n".join(lines)
 
 
@@ -56,8 +62,17 @@ class Runner:
             self.starts += 1
             with self.log.open("ab") as err:
                 self.proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bot.notifiers", "serve", "--config", str(self.config),
-                    cwd=ROOT, env=self.env, stdout=asyncio.subprocess.DEVNULL, stderr=err)
+                    sys.executable,
+                    "-m",
+                    "bot.notifiers",
+                    "serve",
+                    "--config",
+                    str(self.config),
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=err,
+                )
 
     async def kill(self) -> None:
         assert self.proc is not None
@@ -95,7 +110,8 @@ def _dc_id(p: Posted) -> str:
 
 @pytest.mark.parametrize("platform", ["telegram", "discord"])
 async def test_kill_9_while_a_request_is_in_flight_then_restart_delivers_exactly_once(
-        platform: str, store: Store, runner: Runner) -> None:
+    platform: str, store: Store, runner: Runner
+) -> None:
     for i in range(N):
         await store.publish_alert(alert(i))
     kill_at = {3, 6, 7}  # requests during which the process dies (7: right after a restart)
@@ -131,7 +147,8 @@ async def test_kill_9_while_a_request_is_in_flight_then_restart_delivers_exactly
 
 
 async def test_a_crash_after_acceptance_resends_once_flagged_as_a_possible_repeat(
-        store: Store, runner: Runner) -> None:
+    store: Store, runner: Runner
+) -> None:
     """The one window no Bot API idempotency closes: accepted, but the mark never written."""
     for i in range(3):
         await store.publish_alert(alert(i))
@@ -151,14 +168,19 @@ async def test_a_crash_after_acceptance_resends_once_flagged_as_a_possible_repea
         await runner.run_until(lambda: len(tg.sent) >= 4)
     finally:
         await tg.stop()
-    assert [_tg_id(s) for s in tg.sent] == ["btc_crash:0:firing", "btc_crash:1:firing",
-                                            "btc_crash:1:firing", "btc_crash:2:firing"]
+    assert [_tg_id(s) for s in tg.sent] == [
+        "btc_crash:0:firing",
+        "btc_crash:1:firing",
+        "btc_crash:1:firing",
+        "btc_crash:2:firing",
+    ]
     assert REPEAT_NOTE not in tg.sent[1].visible
     assert REPEAT_NOTE in tg.sent[2].visible
 
 
 async def test_a_multi_part_alert_resumes_after_the_parts_already_accepted(
-        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from bot.notifiers import deliver_pending
     from tests.notify_fixtures import notify_config
 

@@ -34,8 +34,12 @@ EPISODES = [
 async def replay(store: Store, *files: Path, **kw: object) -> list[Alert]:
     config = Config()
     rules = load_rules(default_rules_dir(), config.sessions)
-    result = await run_replay(ReplayOptions(files=list(files), **kw),  # type: ignore[arg-type]
-                              config, store, rules)
+    result = await run_replay(
+        ReplayOptions(files=list(files), **kw),  # type: ignore[arg-type]
+        config,
+        store,
+        rules,
+    )
     return result.alerts
 
 
@@ -71,8 +75,7 @@ async def test_2019_to_2021_funding_stress_in_september_2019_and_quiet_otherwise
 ) -> None:
     alerts = await replay(store, shared_path("data", "history", "dev-2019-2021.csv.gz"))
     assert any(day(a).startswith("2019-09") for a in firing(alerts, "funding_stress"))
-    outside = {day(a) for a in firing(alerts)
-               if not any(lo <= day(a) <= hi for lo, hi in EPISODES)}
+    outside = {day(a) for a in firing(alerts) if not any(lo <= day(a) <= hi for lo, hi in EPISODES)}
     months = 36 - 4  # the episodes cover about four months
     assert len(outside) <= months, f"{len(outside)} alert-days outside the episodes: {outside}"
 
@@ -90,7 +93,12 @@ def _cli(prefix: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "REDIS_URL": REDIS_URL}
     return subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "replay", *args, "--config", str(cfg), "--quiet"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 async def _outbox(redis: Redis, prefix: str) -> list[str]:
@@ -99,8 +107,9 @@ async def _outbox(redis: Redis, prefix: str) -> list[str]:
 
 
 @pytest.mark.shared
-async def test_kill_9_half_way_then_resume_gives_the_same_alerts(redis: Redis,
-                                                                 tmp_path: Path) -> None:
+async def test_kill_9_half_way_then_resume_gives_the_same_alerts(
+    redis: Redis, tmp_path: Path
+) -> None:
     data = str(shared_path("data", "history", "dev-2019-2021.csv.gz"))
     p_full, p_kill = f"test:{uuid.uuid4().hex[:8]}", f"test:{uuid.uuid4().hex[:8]}"
     try:
@@ -141,8 +150,9 @@ async def test_resume_refuses_a_checkpoint_of_other_input(redis: Redis, tmp_path
     try:
         first = _cli(prefix, tmp_path, str(shared_path("data", "history", "episode-519.csv")))
         assert first.wait(timeout=60) == 0
-        other = _cli(prefix, tmp_path, str(shared_path("data", "history", "episode-312.csv")),
-                     "--resume")
+        other = _cli(
+            prefix, tmp_path, str(shared_path("data", "history", "episode-312.csv")), "--resume"
+        )
         _, err = other.communicate(timeout=60)
         assert other.returncode == 2
         assert "belongs to another replay" in err
@@ -155,8 +165,13 @@ async def test_resume_refuses_a_checkpoint_of_other_input(redis: Redis, tmp_path
 @pytest.mark.shared
 def test_jsonl_has_one_object_per_alert_with_the_numbers(tmp_path: Path) -> None:
     out = tmp_path / "alerts.jsonl"
-    proc = _cli(f"test:{uuid.uuid4().hex[:8]}", tmp_path,
-                str(shared_path("data", "history", "episode-312.csv")), "--jsonl", str(out))
+    proc = _cli(
+        f"test:{uuid.uuid4().hex[:8]}",
+        tmp_path,
+        str(shared_path("data", "history", "episode-312.csv")),
+        "--jsonl",
+        str(out),
+    )
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -170,9 +185,21 @@ def test_jsonl_has_one_object_per_alert_with_the_numbers(tmp_path: Path) -> None
 @pytest.mark.shared
 def test_replay_without_a_redis_server_uses_the_embedded_store(tmp_path: Path) -> None:
     env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"}
-    r = subprocess.run([sys.executable, "-m", "bot.cli", "replay", "--quiet",
-                        str(shared_path("data", "history", "episode-519.csv"))],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "replay",
+            "--quiet",
+            str(shared_path("data", "history", "episode-519.csv")),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "embedded in-process store" in r.stderr
     assert "crypto_crash" in r.stdout
@@ -184,10 +211,20 @@ async def test_demo_prints_the_dash_for_cash_alert_readably(redis: Redis, tmp_pa
     cfg = tmp_path / "demo.toml"
     prefix = f"test:{uuid.uuid4().hex[:8]}"
     cfg.write_text(f'[redis]\nprefix = "{prefix}"\n')
-    cmd = [sys.executable, "-m", "bot.cli", "demo", "--quiet", "--config", str(cfg),
-           "--data", str(shared_path("data", "history", "episode-312.csv"))]
-    r = await asyncio.to_thread(subprocess.run, cmd, cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=120)
+    cmd = [
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "demo",
+        "--quiet",
+        "--config",
+        str(cfg),
+        "--data",
+        str(shared_path("data", "history", "episode-312.csv")),
+    ]
+    r = await asyncio.to_thread(
+        subprocess.run, cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     keys = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
     if keys:

@@ -25,7 +25,7 @@ def problems(tmp_path: Path) -> list[str]:
     return e.value.problems
 
 
-RULE = '''# a comment
+RULE = """# a comment
 [[rule]]
 id = "x"
 pattern = "custom"
@@ -39,13 +39,18 @@ cooldown = "1h"
 summary = "spx {spx}"
 [rule.values]
 spx = 'last("SPX")'
-'''
+"""
 
 
 def test_the_shipped_rules_load() -> None:
     rs = load_rules(default_rules_dir(), SESSIONS)
-    assert {r.pattern for r in rs.rules} == {"liquidity_crisis", "crypto_crash", "session_dollar",
-                                             "funding_stress", "rates_shock"}
+    assert {r.pattern for r in rs.rules} == {
+        "liquidity_crisis",
+        "crypto_crash",
+        "session_dollar",
+        "funding_stress",
+        "rates_shock",
+    }
 
 
 def test_unknown_symbol_is_reported_on_its_own_line(tmp_path: Path) -> None:
@@ -55,14 +60,19 @@ def test_unknown_symbol_is_reported_on_its_own_line(tmp_path: Path) -> None:
 
 
 def test_unknown_key_is_reported(tmp_path: Path) -> None:
-    [p] = problems(write(tmp_path, RULE.replace('for = "0s"', 'for = "0s"\nfour = 1')
-                         .replace('"XAU"', '"XAU/USD"')))
+    [p] = problems(
+        write(
+            tmp_path,
+            RULE.replace('for = "0s"', 'for = "0s"\nfour = 1').replace('"XAU"', '"XAU/USD"'),
+        )
+    )
     assert "rule 'x': four: unknown key" in p
 
 
 def test_bad_duration_in_for_is_reported(tmp_path: Path) -> None:
-    [p] = problems(write(tmp_path, RULE.replace('for = "0s"', 'for = "a while"')
-                         .replace('"XAU"', '"XAU/USD"')))
+    [p] = problems(
+        write(tmp_path, RULE.replace('for = "0s"', 'for = "a while"').replace('"XAU"', '"XAU/USD"'))
+    )
     assert ":10: rule 'x': for:" in p and "expected a duration" in p
 
 
@@ -87,15 +97,23 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
 
 def test_rules_check_exits_non_zero_with_the_messages(tmp_path: Path) -> None:
     write(tmp_path, RULE)
-    r = subprocess.run([sys.executable, "-m", "bot.cli", "rules", "check", str(tmp_path)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "rules", "check", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1
     assert "unknown symbol 'XAU'" in r.stderr and "1 problem(s) found" in r.stderr
 
 
 def test_rules_check_passes_the_shipped_rules() -> None:
-    r = subprocess.run([sys.executable, "-m", "bot.cli", "rules", "check"],
-                       capture_output=True, text=True, timeout=60,
-                       cwd=Path(__file__).resolve().parent.parent)
+    r = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "rules", "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert r.returncode == 0, r.stderr
     assert "5 rule(s) in 5 file(s) are valid" in r.stdout

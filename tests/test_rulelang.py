@@ -27,25 +27,28 @@ def ev(expr: str, c: EvalContext, expect: T = T.BOOL) -> object:
     return compile_expr(expr, [], expect).fn(c)
 
 
-@pytest.mark.parametrize(("expr", "message"), [
-    ('ret("BTCUSD", "24h") < -5', "unknown symbol 'BTCUSD' (did you mean 'BTC/USD'?)"),
-    ('retrun("BTC/USD", "24h") < -5', "unknown function 'retrun' (did you mean ret()?)"),
-    ('__import__("os")', "unknown function '__import__'"),
-    ("().__class__", "attribute access"),
-    ('ret("BTC/USD", "24h")[0] > 1', "indexing"),
-    ('bp("SPX", "1d") > 5', "bp() does not apply to 'SPX'"),
-    ('ret("US10Y", "1d") > 5', "ret() does not apply to 'US10Y'"),
-    ('ret("BTC/USD", "soon") < 1', "expected a duration"),
-    ('ret("BTC/USD") < 1', "ret() takes 2 arguments"),
-    ('ret("BTC/USD", "1d")', "must give true/false"),
-    ('ret("BTC/USD", "1d") and true', "'and'/'or' needs true/false"),
-    ('last(BTC) > 1', 'write the symbol in quotes: "BTC"'),
-    ('last("SPX") > USDX', "unknown name 'USDX' (write symbols in quotes"),
-    ('last("BTC/USD") > 1 and', "syntax error"),
-    ('session_ret("USDX", "mars", "5d") < 0', "unknown session 'mars'"),
-    ('low_last("SOFR", 1.5) > 0', "whole number"),
-    ('lambda: 1', "lambda is not allowed"),
-])
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ('ret("BTCUSD", "24h") < -5', "unknown symbol 'BTCUSD' (did you mean 'BTC/USD'?)"),
+        ('retrun("BTC/USD", "24h") < -5', "unknown function 'retrun' (did you mean ret()?)"),
+        ('__import__("os")', "unknown function '__import__'"),
+        ("().__class__", "attribute access"),
+        ('ret("BTC/USD", "24h")[0] > 1', "indexing"),
+        ('bp("SPX", "1d") > 5', "bp() does not apply to 'SPX'"),
+        ('ret("US10Y", "1d") > 5', "ret() does not apply to 'US10Y'"),
+        ('ret("BTC/USD", "soon") < 1', "expected a duration"),
+        ('ret("BTC/USD") < 1', "ret() takes 2 arguments"),
+        ('ret("BTC/USD", "1d")', "must give true/false"),
+        ('ret("BTC/USD", "1d") and true', "'and'/'or' needs true/false"),
+        ("last(BTC) > 1", 'write the symbol in quotes: "BTC"'),
+        ('last("SPX") > USDX', "unknown name 'USDX' (write symbols in quotes"),
+        ('last("BTC/USD") > 1 and', "syntax error"),
+        ('session_ret("USDX", "mars", "5d") < 0', "unknown session 'mars'"),
+        ('low_last("SOFR", 1.5) > 0', "whole number"),
+        ("lambda: 1", "lambda is not allowed"),
+    ],
+)
 def test_bad_expressions_are_rejected_with_a_reason(expr: str, message: str) -> None:
     with pytest.raises(ExprError) as e:
         compile_expr(expr, [])
@@ -75,11 +78,14 @@ def test_drawdown_is_from_the_window_high() -> None:
 
 
 def test_count_falling_counts_the_symbols_that_fell_more_than_the_threshold() -> None:
-    c = ctx_with({
-        "BTC/USD": [(0, 100.0), (D, 80.0)],
-        "XAU/USD": [(0, 100.0), (D, 96.0)],
-        "SPX": [(0, 100.0), (D, 99.0)],
-    }, now=D)
+    c = ctx_with(
+        {
+            "BTC/USD": [(0, 100.0), (D, 80.0)],
+            "XAU/USD": [(0, 100.0), (D, 96.0)],
+            "SPX": [(0, 100.0), (D, 99.0)],
+        },
+        now=D,
+    )
     assert ev('count_falling(["BTC/USD", "XAU/USD", "SPX"], "1d", 3)', c, T.NUM) == 2.0
 
 
@@ -139,5 +145,6 @@ def test_zscore_needs_a_lookback_of_ten_windows() -> None:
 def test_coalesce_gives_the_first_known_value() -> None:
     c = ctx_with({"SPX": [(0, 100.0), (D, 90.0)]}, now=D)
     assert ev('coalesce(ret("BTC/USD", "1d"), ret("SPX", "1d"), 0)', c, T.NUM) == (
-        pytest.approx(-10.0))
+        pytest.approx(-10.0)
+    )
     assert ev('coalesce(ret("BTC/USD", "1d"), 7)', c, T.NUM) == 7.0

@@ -8,18 +8,23 @@ from pathlib import Path
 
 from tests.conftest import ROOT, shared_path
 
-SPIKES = '''
+SPIKES = """
 ts,symbol,value
 2024-06-03T04:00:00Z,IORB,5.40
 2024-06-04T12:00:00Z,SOFR,5.60
 2024-06-05T12:00:00Z,SOFR,5.62
 2024-06-06T12:00:00Z,SOFR,5.33
-'''
+"""
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bot.cli", "rules", "test", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "rules", "test", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def write(tmp_path: Path, body: str) -> Path:
@@ -36,26 +41,34 @@ def test_the_shipped_rule_tests_pass_on_the_reference_history() -> None:
 
 
 def test_an_expectation_that_does_not_hold_fails_with_the_reason(tmp_path: Path) -> None:
-    p = write(tmp_path, f"""
+    p = write(
+        tmp_path,
+        f"""
 [[test]]
 name = "wrong day"
 input = '''{SPIKES}'''
 fires = [{{ rule = "funding_stress", from = "2024-06-10", to = "2024-06-11" }}]
-""")
+""",
+    )
     r = run(str(p))
     assert r.returncode == 1
     assert "FAIL  wrong day" in r.stdout
-    assert ("'funding_stress' should fire between 2024-06-10 and 2024-06-11; it fired: "
-            "2024-06-05T12:00:00Z") in r.stdout
+    assert (
+        "'funding_stress' should fire between 2024-06-10 and 2024-06-11; it fired: "
+        "2024-06-05T12:00:00Z"
+    ) in r.stdout
 
 
 def test_silent_fails_when_the_rule_fires(tmp_path: Path) -> None:
-    p = write(tmp_path, f"""
+    p = write(
+        tmp_path,
+        f"""
 [[test]]
 name = "should be quiet"
 input = '''{SPIKES}'''
 silent = ["funding_stress"]
-""")
+""",
+    )
     r = run(str(p))
     assert r.returncode == 1
     assert "'funding_stress' should stay silent; it fired: 2024-06-05T12:00:00Z" in r.stdout

@@ -11,8 +11,14 @@ from bot.store import Checkpoint, Store
 
 
 def _alert(i: int) -> Alert:
-    return Alert(id=f"r:{i}", ts=1000.0 + i, rule="r", pattern="custom", severity="info",
-                 summary=f"alert {i}")
+    return Alert(
+        id=f"r:{i}",
+        ts=1000.0 + i,
+        rule="r",
+        pattern="custom",
+        severity="info",
+        summary=f"alert {i}",
+    )
 
 
 async def test_commit_writes_alerts_and_checkpoint_together(store: Store) -> None:
@@ -39,8 +45,10 @@ async def test_outbox_group_sees_each_alert_once_until_acked(store: Store) -> No
 async def test_ticks_round_trip_through_the_stream(store: Store) -> None:
     await store.add_ticks([Tick(1.5, "BTC/USD", 65000.25, "binance"), Tick(2.0, "SOFR", 5.33)])
     got = await store.read_ticks("0-0")
-    assert [t for _, t in got] == [Tick(1.5, "BTC/USD", 65000.25, "binance"),
-                                  Tick(2.0, "SOFR", 5.33, "")]
+    assert [t for _, t in got] == [
+        Tick(1.5, "BTC/USD", 65000.25, "binance"),
+        Tick(2.0, "SOFR", 5.33, ""),
+    ]
     assert await store.read_ticks(got[-1][0]) == []
 
 

@@ -36,26 +36,53 @@ async def _seed(store: Store) -> None:
     await store.commit(
         Checkpoint("p", "f", now, b"{}"),
         rule_states={
-            "btc_crash": {"state": "firing", "severity": "critical", "pattern": "crypto_crash",
-                          "firing_since": now - 600, "pending_since": None, "last_sent": now},
-            "sofr_spike": {"state": "inactive", "severity": "warning",
-                           "pattern": "funding_stress", "firing_since": None,
-                           "pending_since": None, "last_sent": None},
+            "btc_crash": {
+                "state": "firing",
+                "severity": "critical",
+                "pattern": "crypto_crash",
+                "firing_since": now - 600,
+                "pending_since": None,
+                "last_sent": now,
+            },
+            "sofr_spike": {
+                "state": "inactive",
+                "severity": "warning",
+                "pattern": "funding_stress",
+                "firing_since": None,
+                "pending_since": None,
+                "last_sent": None,
+            },
         },
-        latest={"BTC/USD": (now, 58000.0), "US10Y": (now, 4.30)})
-    await store.add_series({
-        "BTC/USD": [(now - 86400, 64000.0), (now - 3600, 60000.0), (now, 58000.0)],
-        "US10Y": [(now - 86400, 4.20), (now - 3600, 4.25), (now, 4.30)],
-    }, keep_after=0)
-    await store.set_feed_status("kraken", {"state": "ok", "since": now - 5000,
-                                           "last_tick_ts": time.time() - 3, "msgs": 10,
-                                           "errors": 0, "detail": ""})
+        latest={"BTC/USD": (now, 58000.0), "US10Y": (now, 4.30)},
+    )
+    await store.add_series(
+        {
+            "BTC/USD": [(now - 86400, 64000.0), (now - 3600, 60000.0), (now, 58000.0)],
+            "US10Y": [(now - 86400, 4.20), (now - 3600, 4.25), (now, 4.30)],
+        },
+        keep_after=0,
+    )
+    await store.set_feed_status(
+        "kraken",
+        {
+            "state": "ok",
+            "since": now - 5000,
+            "last_tick_ts": time.time() - 3,
+            "msgs": 10,
+            "errors": 0,
+            "detail": "",
+        },
+    )
 
 
 @asynccontextmanager
 async def running_bot(store: Store, tg: FakeTelegram) -> AsyncIterator[TelegramCommandBot]:
-    cfg = notify_config(store, tg, allowed_users=[ADMIN],
-                        chats=[{"name": "desk", "chat_id": ALERT_CHAT, "charts": False}])
+    cfg = notify_config(
+        store,
+        tg,
+        allowed_users=[ADMIN],
+        chats=[{"name": "desk", "chat_id": ALERT_CHAT, "charts": False}],
+    )
     bot = TelegramCommandBot(cfg, store)
     stop = asyncio.Event()
     task = asyncio.create_task(bot.run(stop))
@@ -67,8 +94,9 @@ async def running_bot(store: Store, tg: FakeTelegram) -> AsyncIterator[TelegramC
             await task
 
 
-async def _reply(tg: FakeTelegram, chat: int, after: int,
-                 pred: Callable[[Sent], bool] = lambda s: True) -> Sent:
+async def _reply(
+    tg: FakeTelegram, chat: int, after: int, pred: Callable[[Sent], bool] = lambda s: True
+) -> Sent:
     """The first message the bot sends to `chat` after the first `after` ones."""
     async with asyncio.timeout(10):
         while True:
@@ -92,7 +120,8 @@ async def test_allowed_user_gets_help(store: Store, tg: FakeTelegram) -> None:
 
 
 async def test_a_stranger_is_refused_and_logged_and_nothing_runs(
-        store: Store, tg: FakeTelegram, caplog: pytest.LogCaptureFixture) -> None:
+    store: Store, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
     await _seed(store)
     with caplog.at_level(logging.WARNING):
         async with running_bot(store, tg) as bot:
@@ -109,8 +138,9 @@ async def test_an_alert_chat_is_not_an_allow_list(store: Store, tg: FakeTelegram
     assert "not allowed" in r.visible
 
 
-async def test_status_shows_prices_moves_feeds_and_what_is_firing(store: Store,
-                                                                  tg: FakeTelegram) -> None:
+async def test_status_shows_prices_moves_feeds_and_what_is_firing(
+    store: Store, tg: FakeTelegram
+) -> None:
     await _seed(store)
     async with running_bot(store, tg):
         r = await _ask(tg, "/status")
@@ -123,7 +153,8 @@ async def test_status_shows_prices_moves_feeds_and_what_is_firing(store: Store,
 
 
 async def test_mute_is_persisted_with_its_expiry_and_unmute_removes_it(
-        store: Store, tg: FakeTelegram) -> None:
+    store: Store, tg: FakeTelegram
+) -> None:
     await _seed(store)
     async with running_bot(store, tg):
         r = await _ask(tg, "/mute btc_crash 2h")
@@ -149,8 +180,7 @@ async def test_invalid_arguments_get_clear_replies(store: Store, tg: FakeTelegra
     assert "Unknown symbol 'FOO'" in bad_sym.visible
 
 
-async def test_hostile_command_arguments_come_back_verbatim(store: Store,
-                                                            tg: FakeTelegram) -> None:
+async def test_hostile_command_arguments_come_back_verbatim(store: Store, tg: FakeTelegram) -> None:
     await _seed(store)
     hostile = "<b>x</b>&amp;<script>"
     async with running_bot(store, tg):
@@ -175,32 +205,35 @@ async def test_chart_replies_with_a_png(store: Store, tg: FakeTelegram) -> None:
     assert "BTC/USD, US10Y over 2d" in r.visible
 
 
-async def test_test_command_sends_an_alert_through_the_full_path(store: Store,
-                                                                 tg: FakeTelegram) -> None:
+async def test_test_command_sends_an_alert_through_the_full_path(
+    store: Store, tg: FakeTelegram
+) -> None:
     async with running_bot(store, tg):
         r = await _ask(tg, "/test warning")
     assert "queued for: desk" in r.visible
-    cfg = notify_config(store, tg, chats=[{"name": "desk", "chat_id": ALERT_CHAT,
-                                           "charts": False}])
+    cfg = notify_config(store, tg, chats=[{"name": "desk", "chat_id": ALERT_CHAT, "charts": False}])
     await deliver_pending(cfg, store)
     delivered = tg.to_chat(ALERT_CHAT)
     assert len(delivered) == 1 and "Test alert requested by @someone" in delivered[0].visible
 
 
-async def test_the_bot_token_never_appears_in_logs(store: Store, tg: FakeTelegram,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_bot_token_never_appears_in_logs(
+    store: Store, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.DEBUG):
         async with running_bot(store, tg):
             await _ask(tg, "/help")
             # what httpx logs for each request when its logger is at INFO
-            logging.getLogger("httpx").warning('HTTP Request: POST %s/bot%s/getUpdates "200 OK"',
-                                               tg.base, tg.token)
+            logging.getLogger("httpx").warning(
+                'HTTP Request: POST %s/bot%s/getUpdates "200 OK"', tg.base, tg.token
+            )
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "/bot***/getUpdates" in text  # the request line was logged...
     assert tg.token not in text  # ...with the token redacted
 
 
 # ---- mute expiry and effect on delivery (Commands and delivery, no Telegram polling) -------
+
 
 async def test_an_expired_mute_no_longer_applies_and_is_removed(store: Store) -> None:
     ledger = Ledger(store)
@@ -213,8 +246,7 @@ async def test_an_expired_mute_no_longer_applies_and_is_removed(store: Store) ->
     assert await ledger.muted("btc_crash", now + 3601) is None
 
 
-async def test_a_muted_rule_is_not_delivered_but_others_are(store: Store,
-                                                            tg: FakeTelegram) -> None:
+async def test_a_muted_rule_is_not_delivered_but_others_are(store: Store, tg: FakeTelegram) -> None:
     await Ledger(store).mute("btc_crash", time.time() + 3600)
     await store.publish_alert(alert(1))
     await store.publish_alert(alert(2, rule="sofr"))
@@ -230,15 +262,21 @@ async def test_mute_duration_bounds_are_enforced(store: Store) -> None:
         await c.mute(["btc_crash", "31d"])
 
 
-async def test_status_shows_dead_letters_and_alerts_waiting(store: Store,
-                                                            tg: FakeTelegram) -> None:
+async def test_status_shows_dead_letters_and_alerts_waiting(store: Store, tg: FakeTelegram) -> None:
     from tests.fake_telegram import Canned
 
-    tg.script.append(Canned(403, {"ok": False, "error_code": 403,
-                                  "description": "Forbidden: bot was blocked by the user"}))
+    tg.script.append(
+        Canned(
+            403,
+            {
+                "ok": False,
+                "error_code": 403,
+                "description": "Forbidden: bot was blocked by the user",
+            },
+        )
+    )
     await store.publish_alert(alert(1))
-    cfg = notify_config(store, tg, chats=[{"name": "desk", "chat_id": ALERT_CHAT,
-                                           "charts": False}])
+    cfg = notify_config(store, tg, chats=[{"name": "desk", "chat_id": ALERT_CHAT, "charts": False}])
     await deliver_pending(cfg, store)
     reply = await Commands(cfg, store).status()
     assert "Undelivered (dead letters)</b>: 1" in reply.html
@@ -251,8 +289,9 @@ async def test_status_shows_the_dollar_move_of_each_session(store: Store) -> Non
     day = datetime(2024, 3, 12, tzinfo=UTC).timestamp()  # a Tuesday, US on daylight time
     pts = [(day + h * 3600, 100.0 + h * 0.1) for h in range(24)]  # +0.1 index point an hour
     await store.add_series({"DXY": pts}, keep_after=0)
-    await store.commit(Checkpoint("p", "f", pts[-1][0], b"{}"),
-                       latest={"DXY": (pts[-1][0], pts[-1][1])})
+    await store.commit(
+        Checkpoint("p", "f", pts[-1][0], b"{}"), latest={"DXY": (pts[-1][0], pts[-1][1])}
+    )
     reply = await Commands(notify_config(store), store).status()
     line = reply.html.split("Dollar by session (DXY, last day)</b>\n", 1)[1].split("\n", 1)[0]
     # Tokyo 09:00-16:00 JST is 00:00-07:00 UTC: 100.0 -> 100.7
@@ -261,11 +300,17 @@ async def test_status_shows_the_dollar_move_of_each_session(store: Store) -> Non
 
 
 async def test_no_command_bot_without_a_token_or_with_commands_off(
-        store: Store, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = notify_config(store, tg, allowed_users=[ADMIN])
     assert TelegramCommandBot.from_config(cfg, store) is not None
-    off = cfg.model_copy(update={"notify": cfg.notify.model_copy(update={
-        "telegram": cfg.notify.telegram.model_copy(update={"commands": False})})})
+    off = cfg.model_copy(
+        update={
+            "notify": cfg.notify.model_copy(
+                update={"telegram": cfg.notify.telegram.model_copy(update={"commands": False})}
+            )
+        }
+    )
     assert TelegramCommandBot.from_config(off, store) is None
     monkeypatch.delenv(TOKEN_ENV)
     assert TelegramCommandBot.from_config(cfg, store) is None

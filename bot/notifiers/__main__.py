@@ -43,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("mode", choices=["serve", "drain"])
     ap.add_argument("--config", required=True)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return asyncio.run(_main(args))
     except StressbotError as e:

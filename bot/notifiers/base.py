@@ -33,9 +33,15 @@ class TransientError(DeliveryError):
     """A 5xx answer, a timeout or a network error: retry with backoff."""
 
 
-async def post(session: aiohttp.ClientSession, url: str, *, what: str,
-               client_timeout: aiohttp.ClientTimeout, json_body: bytes | None = None,
-               form: aiohttp.FormData | None = None) -> tuple[int, bytes, Mapping[str, str]]:
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    what: str,
+    client_timeout: aiohttp.ClientTimeout,
+    json_body: bytes | None = None,
+    form: aiohttp.FormData | None = None,
+) -> tuple[int, bytes, Mapping[str, str]]:
     """POST a JSON body or a multipart form; (status, body, headers) of the answer.
 
     A timeout or a network error becomes a TransientError naming `what`, never the URL (it
@@ -43,8 +49,12 @@ async def post(session: aiohttp.ClientSession, url: str, *, what: str,
     """
     try:
         if form is None:
-            req = session.post(url, data=json_body, timeout=client_timeout,
-                               headers={"Content-Type": "application/json"})
+            req = session.post(
+                url,
+                data=json_body,
+                timeout=client_timeout,
+                headers={"Content-Type": "application/json"},
+            )
         else:
             req = session.post(url, data=form, timeout=client_timeout)
         async with req as resp:

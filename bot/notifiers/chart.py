@@ -21,8 +21,7 @@ ChartRenderer = Callable[[Alert, Mapping[str, Points], str], bytes]
 
 
 #: Colour-blind-friendly (Okabe-Ito) colours, distinct from the red trigger line.
-_PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000",
-            "#F0E442")
+_PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
 
 
 class ChartError(StressbotError):
@@ -69,8 +68,9 @@ def render_chart(alert: Alert, series: Mapping[str, Points], zone: str = "UTC") 
                 ax2.set_ylabel("change (bp)")
             target = ax2
         # one colour per series across both axes (a twin axis would restart the cycle)
-        target.plot(x, moves, label=f"{sym} ({unit})", linewidth=1.8,
-                    color=_PALETTE[n % len(_PALETTE)])
+        target.plot(
+            x, moves, label=f"{sym} ({unit})", linewidth=1.8, color=_PALETTE[n % len(_PALETTE)]
+        )
     ax.set_ylabel("change (%)" if "%" in units else "change (bp)")
     trigger = alert.ts / 86400.0
     ax.axvline(trigger, color="crimson", linestyle="--", linewidth=1.5, label="trigger")

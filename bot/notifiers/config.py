@@ -68,8 +68,9 @@ class DiscordWebhook(Route):
                 f"webhook {self.name!r}: set exactly one of url_env (the variable holding the "
                 "secret URL) or url (loopback test servers only)"
             )
-        if self.url is not None and not re.match(r"^https?://(127\.0\.0\.1|localhost|\[::1\])[:/]",
-                                                 self.url):
+        if self.url is not None and not re.match(
+            r"^https?://(127\.0\.0\.1|localhost|\[::1\])[:/]", self.url
+        ):
             raise ValueError(
                 f"webhook {self.name!r}: a webhook URL contains its secret token; put it in an "
                 "environment variable and name it with url_env"

@@ -50,8 +50,15 @@ def discord_retry_after(status_body: dict[str, Any], headers: Any) -> float:
 class DiscordDestination:
     """One webhook (optionally a thread of its channel)."""
 
-    def __init__(self, hook: DiscordWebhook, session: aiohttp.ClientSession, zone: str,
-                 timeout: float, gate: Gate, global_gate: Gate) -> None:
+    def __init__(
+        self,
+        hook: DiscordWebhook,
+        session: aiohttp.ClientSession,
+        zone: str,
+        timeout: float,
+        gate: Gate,
+        global_gate: Gate,
+    ) -> None:
         self.hook = hook
         self.name = hook.name
         self.session = session
@@ -90,17 +97,23 @@ class DiscordDestination:
             photo = None  # plain fallback: text only, the chart follows in its own part if any
         what = f"discord {self.name}"
         if photo is None:
-            status, raw, headers = await post(self.session, self._url, what=what,
-                                              client_timeout=self.timeout,
-                                              json_body=orjson.dumps(payload))
+            status, raw, headers = await post(
+                self.session,
+                self._url,
+                what=what,
+                client_timeout=self.timeout,
+                json_body=orjson.dumps(payload),
+            )
         else:
             payload["attachments"] = [{"id": 0, "filename": "chart.png"}]
             form = aiohttp.FormData()
-            form.add_field("payload_json", orjson.dumps(payload).decode(),
-                           content_type="application/json")
+            form.add_field(
+                "payload_json", orjson.dumps(payload).decode(), content_type="application/json"
+            )
             form.add_field("files[0]", photo, filename="chart.png", content_type="image/png")
-            status, raw, headers = await post(self.session, self._url, what=what,
-                                              client_timeout=self.timeout, form=form)
+            status, raw, headers = await post(
+                self.session, self._url, what=what, client_timeout=self.timeout, form=form
+            )
         self._observe_bucket(headers)
         try:
             body = orjson.loads(raw) if raw else {}
@@ -114,8 +127,11 @@ class DiscordDestination:
         if status == 429:
             is_global = bool(body.get("global")) or headers.get("X-RateLimit-Global") == "true"
             scope = headers.get("X-RateLimit-Scope", "global" if is_global else "user")
-            raise RateLimited(discord_retry_after(body, headers),
-                              f"discord {self.name}: {msg} (scope {scope})", global_=is_global)
+            raise RateLimited(
+                discord_retry_after(body, headers),
+                f"discord {self.name}: {msg} (scope {scope})",
+                global_=is_global,
+            )
         if status >= 500:
             raise TransientError(f"discord {self.name}: HTTP {status} {msg}")
         if status == 400 and photo is not None and "attachment" in orjson.dumps(body).decode():
@@ -123,8 +139,10 @@ class DiscordDestination:
         if status == 400 and part.embed is not None and not plain:
             raise FormattingRejected(f"discord {self.name}: {msg} {_errors(body)}")
         if status in (401, 404):
-            raise PermanentError(f"discord {self.name}: HTTP {status} {msg}: the webhook was "
-                                 "deleted or its URL is wrong")
+            raise PermanentError(
+                f"discord {self.name}: HTTP {status} {msg}: the webhook was "
+                "deleted or its URL is wrong"
+            )
         raise PermanentError(f"discord {self.name}: HTTP {status} {msg} {_errors(body)}")
 
     def _observe_bucket(self, headers: Any) -> None:

@@ -167,8 +167,9 @@ def group_lines(lines: list[Line], limit: int) -> list[list[Line]]:
 
 def split_lines(lines: list[Line], limit: int, *, html_mode: bool = True) -> list[str]:
     """Messages within `limit`, formatted (html_mode) or plain."""
-    return ["\n".join(ln.html if html_mode else ln.plain for ln in g)
-            for g in group_lines(lines, limit)]
+    return [
+        "\n".join(ln.html if html_mode else ln.plain for ln in g) for g in group_lines(lines, limit)
+    ]
 
 
 # ---- Discord ---------------------------------------------------------------------------------
@@ -181,13 +182,14 @@ def md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
-def discord_embed(alert: Alert, zone: str, *, with_image: bool, note: str | None = None) -> dict[
-    str, Any
-]:
+def discord_embed(
+    alert: Alert, zone: str, *, with_image: bool, note: str | None = None
+) -> dict[str, Any]:
     """One embed, coloured by severity, within every embed limit."""
     icon, head = _headline(alert)
     colour = (
-        RESOLVED_COLOUR if alert.kind is AlertKind.RESOLVED
+        RESOLVED_COLOUR
+        if alert.kind is AlertKind.RESOLVED
         else SEVERITY_COLOUR.get(alert.severity.lower(), 0x95A5A6)
     )
     u, loc = fmt_times(alert.ts, zone)
@@ -202,11 +204,13 @@ def discord_embed(alert: Alert, zone: str, *, with_image: bool, note: str | None
     vals = _value_lines(alert)
     shown = vals if len(vals) <= DC_FIELDS - 2 else vals[: DC_FIELDS - 3]
     for k, v in shown:
-        fields.append({"name": trim(md_escape(k), DC_FIELD_NAME), "value": f"`{v}`",
-                       "inline": True})
+        fields.append(
+            {"name": trim(md_escape(k), DC_FIELD_NAME), "value": f"`{v}`", "inline": True}
+        )
     if len(shown) < len(vals):
-        fields.append({"name": "…", "value": f"{len(vals) - len(shown)} more values",
-                       "inline": False})
+        fields.append(
+            {"name": "…", "value": f"{len(vals) - len(shown)} more values", "inline": False}
+        )
     fields.append({"name": "Time", "value": u + (f"\n{loc}" if loc else ""), "inline": False})
     embed: dict[str, Any] = {
         "title": trim(f"{icon} {head}", DC_EMBED_TITLE),
@@ -235,6 +239,7 @@ def _embed_chars(embed: dict[str, Any]) -> int:
 
 def discord_plain(alert: Alert, zone: str, note: str | None = None) -> list[str]:
     """Plain content messages (markdown escaped) for when an embed is rejected."""
-    lines = [Line(md_escape(ln.plain), md_escape(ln.plain))
-             for ln in alert_lines(alert, zone, note)]
+    lines = [
+        Line(md_escape(ln.plain), md_escape(ln.plain)) for ln in alert_lines(alert, zone, note)
+    ]
     return split_lines(lines, DC_CONTENT_LIMIT, html_mode=False)

@@ -68,9 +68,9 @@ class Ledger:
         d = orjson.loads(raw)
         return Mark(status=d["status"], parts=int(d.get("parts", 0)), ids=list(d.get("ids", [])))
 
-    async def lookup(self, dest: str, alert_id: str, now: float | None = None) -> tuple[
-        Mark | None, str | None, dict[str, float]
-    ]:
+    async def lookup(
+        self, dest: str, alert_id: str, now: float | None = None
+    ) -> tuple[Mark | None, str | None, dict[str, float]]:
         """(delivery mark, in-flight mark, active mutes) in one round trip."""
         now = time.time() if now is None else now
         pipe = self.redis.pipeline(transaction=False)
@@ -81,8 +81,9 @@ class Ledger:
         mark = None
         if raw_mark is not None:
             d = orjson.loads(raw_mark)
-            mark = Mark(status=d["status"], parts=int(d.get("parts", 0)),
-                        ids=list(d.get("ids", [])))
+            mark = Mark(
+                status=d["status"], parts=int(d.get("parts", 0)), ids=list(d.get("ids", []))
+            )
         mutes = {_s(k): float(v) for k, v in raw_mutes.items() if float(v) > now}
         return mark, (_s(raw_inflight) if raw_inflight is not None else None), mutes
 
@@ -93,13 +94,23 @@ class Ledger:
     async def set_inflight(self, dest: str, alert_id: str, part: int) -> None:
         await self.redis.set(self._k_inflight(dest), f"{alert_id}#{part}")
 
-    async def record_part(self, dest: str, alert_id: str, parts: int, ids: list[str], *,
-                          final: bool, entry_id: str) -> None:
+    async def record_part(
+        self, dest: str, alert_id: str, parts: int, ids: list[str], *, final: bool, entry_id: str
+    ) -> None:
         """Record an accepted part; on the final one also acknowledge the outbox entry."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self._k_sent(dest), alert_id, orjson.dumps(
-            {"status": "sent" if final else "partial", "parts": parts, "ids": ids,
-             "at": time.time()}))
+        pipe.hset(
+            self._k_sent(dest),
+            alert_id,
+            orjson.dumps(
+                {
+                    "status": "sent" if final else "partial",
+                    "parts": parts,
+                    "ids": ids,
+                    "at": time.time(),
+                }
+            ),
+        )
         pipe.delete(self._k_inflight(dest))
         if final:
             pipe.xack(self.store.k_outbox, self.group(dest), entry_id)
@@ -112,11 +123,26 @@ class Ledger:
     async def dead_letter(self, dest: str, entry_id: str, alert: Alert, error: str) -> None:
         """Keep the alert in the dead-letter stream, mark it and acknowledge it, atomically."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(self.k_dead, {"dest": dest, "alert_id": alert.id, "entry": entry_id,
-                                "error": error[:1000], "at": repr(time.time()),
-                                "alert": alert.dumps()}, maxlen=DEAD_MAXLEN, approximate=True)
-        pipe.hset(self._k_sent(dest), alert.id, orjson.dumps(
-            {"status": "dead", "parts": 0, "ids": [], "at": time.time(), "error": error[:300]}))
+        pipe.xadd(
+            self.k_dead,
+            {
+                "dest": dest,
+                "alert_id": alert.id,
+                "entry": entry_id,
+                "error": error[:1000],
+                "at": repr(time.time()),
+                "alert": alert.dumps(),
+            },
+            maxlen=DEAD_MAXLEN,
+            approximate=True,
+        )
+        pipe.hset(
+            self._k_sent(dest),
+            alert.id,
+            orjson.dumps(
+                {"status": "dead", "parts": 0, "ids": [], "at": time.time(), "error": error[:300]}
+            ),
+        )
         pipe.delete(self._k_inflight(dest))
         pipe.xack(self.store.k_outbox, self.group(dest), entry_id)
         await pipe.execute()
@@ -130,10 +156,16 @@ class Ledger:
                 alert: Alert | None = Alert.loads(d["alert"])
             except (KeyError, ValueError):
                 alert = None
-            out.append(DeadLetter(entry=_s(eid), dest=_s(d.get("dest", b"")),
-                                  alert_id=_s(d.get("alert_id", b"")),
-                                  error=_s(d.get("error", b"")),
-                                  at=float(d.get("at", b"0")), alert=alert))
+            out.append(
+                DeadLetter(
+                    entry=_s(eid),
+                    dest=_s(d.get("dest", b"")),
+                    alert_id=_s(d.get("alert_id", b"")),
+                    error=_s(d.get("error", b"")),
+                    at=float(d.get("at", b"0")),
+                    alert=alert,
+                )
+            )
         return out
 
     async def dead_count(self) -> int:

@@ -113,8 +113,9 @@ class _Stop:
 class Worker:
     """Delivers the outbox to one destination."""
 
-    def __init__(self, delivery: Delivery, sender: Sender, route: Route, gate: Gate,
-                 global_gate: Gate) -> None:
+    def __init__(
+        self, delivery: Delivery, sender: Sender, route: Route, gate: Gate, global_gate: Gate
+    ) -> None:
         self.d = delivery
         self.sender = sender
         self.route = route
@@ -128,16 +129,18 @@ class Worker:
         """Pending entries first, then new ones until none is left (block_ms None) or stop."""
         await self.d.store.ensure_group(self.group)
         while True:
-            entries = await self.d.store.read_group(self.group, CONSUMER, count=_READ_COUNT,
-                                                    pending=True)
+            entries = await self.d.store.read_group(
+                self.group, CONSUMER, count=_READ_COUNT, pending=True
+            )
             if not entries:
                 break
             for eid, alert in entries:
                 await self.process(eid, alert, stop, stale_after)
         while True:
             stop.check()
-            entries = await self.d.store.read_group(self.group, CONSUMER, count=_READ_COUNT,
-                                                    block_ms=block_ms)
+            entries = await self.d.store.read_group(
+                self.group, CONSUMER, count=_READ_COUNT, block_ms=block_ms
+            )
             if not entries:
                 if block_ms is None:
                     return
@@ -160,14 +163,23 @@ class Worker:
             hits = [mutes[t] for t in (alert.rule, ALL) if t in mutes]
             if hits:
                 until = max(hits)
-                log.info("%s: alert %s (rule %s) muted until %s, not sent", self.name, alert.id,
-                         alert.rule, time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(until)))
+                log.info(
+                    "%s: alert %s (rule %s) muted until %s, not sent",
+                    self.name,
+                    alert.id,
+                    alert.rule,
+                    time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(until)),
+                )
                 await ledger.ack_only(self.name, entry_id)
                 r.muted += 1
                 return
             if stale_after > 0 and time.time() - alert.ts > stale_after:
-                log.info("%s: alert %s is older than %.0fs, acknowledged without sending",
-                         self.name, alert.id, stale_after)
+                log.info(
+                    "%s: alert %s is older than %.0fs, acknowledged without sending",
+                    self.name,
+                    alert.id,
+                    stale_after,
+                )
                 await ledger.ack_only(self.name, entry_id)
                 r.stale += 1
                 return
@@ -175,23 +187,35 @@ class Worker:
         ids = list(mark.ids) if mark is not None else []
         note = None
         if inflight == f"{alert.id}#{start}":
-            log.warning("%s: alert %s part %d was in flight when the process stopped; sending "
-                        "it again, marked as a possible repeat", self.name, alert.id, start)
+            log.warning(
+                "%s: alert %s part %d was in flight when the process stopped; sending "
+                "it again, marked as a possible repeat",
+                self.name,
+                alert.id,
+                start,
+            )
             note = REPEAT_NOTE
         chart = await self.d.chart(alert, self.sender_zone) if self.route.charts else None
         parts = self.sender.render(alert, chart, note)
         try:
             if start >= len(parts):  # rendered shorter than last time (e.g. chart failed now)
-                await ledger.record_part(self.name, alert.id, start, ids, final=True,
-                                         entry_id=entry_id)
+                await ledger.record_part(
+                    self.name, alert.id, start, ids, final=True, entry_id=entry_id
+                )
             for i in range(start, len(parts)):
                 await ledger.set_inflight(self.name, alert.id, i)
                 ids.append(await self.send_part(parts[i], stop))
-                await ledger.record_part(self.name, alert.id, i + 1, ids,
-                                         final=i == len(parts) - 1, entry_id=entry_id)
+                await ledger.record_part(
+                    self.name, alert.id, i + 1, ids, final=i == len(parts) - 1, entry_id=entry_id
+                )
         except (PermanentError, TransientError, FormattingRejected, AttachmentRejected) as e:
-            log.error("%s: alert %s kept as a dead letter after %s: %s", self.name, alert.id,
-                      type(e).__name__, e)
+            log.error(
+                "%s: alert %s kept as a dead letter after %s: %s",
+                self.name,
+                alert.id,
+                type(e).__name__,
+                e,
+            )
             await ledger.dead_letter(self.name, entry_id, alert, str(e))
             r.dead += 1
             return
@@ -245,8 +269,9 @@ class Worker:
 class Delivery:
     """The destinations of a config, their HTTP session, gates, chart cache and workers."""
 
-    def __init__(self, config: Config, store: Store, *,
-                 renderer: ChartRenderer | None = None) -> None:
+    def __init__(
+        self, config: Config, store: Store, *, renderer: ChartRenderer | None = None
+    ) -> None:
         self.config = config
         self.cfg: NotifyConfig = config.notify
         self.store = store
@@ -266,29 +291,42 @@ class Delivery:
         if tg.chats and token is None:
             for chat in tg.chats:
                 self.unavailable[chat.name] = f"no bot token: export {tg.token_env}"
-            log.error("notify.telegram.chats is set but the bot token is not (export %s): "
-                      "Telegram alerts stay in the outbox until it is", tg.token_env)
+            log.error(
+                "notify.telegram.chats is set but the bot token is not (export %s): "
+                "Telegram alerts stay in the outbox until it is",
+                tg.token_env,
+            )
         if token:
             secrets.append(token)
         self.session = aiohttp.ClientSession()
         try:
             if tg.chats and token:
-                client = TelegramClient(self.session, tg.api_base, token,
-                                        self.cfg.delivery.request_timeout)
+                client = TelegramClient(
+                    self.session, tg.api_base, token, self.cfg.delivery.request_timeout
+                )
                 tg_global = Gate(tg.global_min_interval)
                 for chat in tg.chats:
-                    gate = Gate(chat.min_interval if chat.min_interval is not None
-                                else tg.min_interval, parent=tg_global)
+                    gate = Gate(
+                        chat.min_interval if chat.min_interval is not None else tg.min_interval,
+                        parent=tg_global,
+                    )
                     dest = TelegramDestination(chat, client, self.zone)
                     self.workers.append(Worker(self, dest, chat, gate, tg_global))
             dc_global = Gate(dc.global_min_interval)
             for hook in dc.webhooks:
-                gate = Gate(hook.min_interval if hook.min_interval is not None
-                            else dc.min_interval, parent=dc_global)
+                gate = Gate(
+                    hook.min_interval if hook.min_interval is not None else dc.min_interval,
+                    parent=dc_global,
+                )
                 try:
-                    ddest = DiscordDestination(hook, self.session, self.zone,
-                                               self.cfg.delivery.request_timeout, gate,
-                                               dc_global)
+                    ddest = DiscordDestination(
+                        hook,
+                        self.session,
+                        self.zone,
+                        self.cfg.delivery.request_timeout,
+                        gate,
+                        dc_global,
+                    )
                 except ConfigError as e:
                     self.unavailable[hook.name] = str(e)
                     log.error("%s; its alerts stay in the outbox until it is set", e)
@@ -332,21 +370,32 @@ class Delivery:
             if any(len(p) >= 2 for p in alert.chart.values()):
                 series = dict(alert.chart)
             else:
-                series = {s: await self.store.series(s, alert.ts - window,
-                                                     alert.ts + window * 0.25)
-                          for s in alert.symbols}
+                series = {
+                    s: await self.store.series(s, alert.ts - window, alert.ts + window * 0.25)
+                    for s in alert.symbols
+                }
             png = await asyncio.wait_for(
                 asyncio.to_thread(self.renderer, alert, series, zone),
-                self.cfg.delivery.chart_timeout)
+                self.cfg.delivery.chart_timeout,
+            )
         except Exception as e:  # a failed chart never blocks the text
-            log.warning("chart for alert %s failed (%s: %s); sending text only", alert.id,
-                        type(e).__name__, e)
+            log.warning(
+                "chart for alert %s failed (%s: %s); sending text only",
+                alert.id,
+                type(e).__name__,
+                e,
+            )
             return None
         return png
 
 
-async def deliver_pending(config: Config, store: Store, *, max_wait: float | None = None,
-                          renderer: ChartRenderer | None = None) -> DeliveryReport:
+async def deliver_pending(
+    config: Config,
+    store: Store,
+    *,
+    max_wait: float | None = None,
+    renderer: ChartRenderer | None = None,
+) -> DeliveryReport:
     """Deliver everything deliverable in the outbox to every destination, then return.
 
     Respects rate limits and retries; stops waiting after `max_wait` seconds (default
@@ -378,8 +427,9 @@ async def deliver_pending(config: Config, store: Store, *, max_wait: float | Non
 class NotifierService:
     """Long-running delivery: one task per destination until `stop` is set."""
 
-    def __init__(self, config: Config, store: Store, *,
-                 renderer: ChartRenderer | None = None) -> None:
+    def __init__(
+        self, config: Config, store: Store, *, renderer: ChartRenderer | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.renderer = renderer
@@ -392,13 +442,14 @@ class NotifierService:
             for w in d.workers:
                 self.report.destinations[w.name] = w.report
             self.report.unavailable = dict(d.unavailable)
-            tasks = [asyncio.create_task(self._serve(w, stop), name=f"notify:{w.name}")
-                     for w in d.workers]
+            tasks = [
+                asyncio.create_task(self._serve(w, stop), name=f"notify:{w.name}")
+                for w in d.workers
+            ]
             try:
                 await stop.wait()
                 grace = self.config.notify.delivery.request_timeout + 2.0
-                _done, still = await asyncio.wait(tasks, timeout=grace) if tasks else (set(),
-                                                                                       set())
+                _done, still = await asyncio.wait(tasks, timeout=grace) if tasks else (set(), set())
                 for t in still:
                     t.cancel()
             finally:
@@ -423,8 +474,12 @@ class NotifierService:
             except Exception:  # a bug must not silently end this destination's deliveries
                 failures += 1
                 delay = backoff_delay(failures, 1.0, 60.0)
-                log.exception("%s: delivery loop failed; restarting it in %.1fs (the alert in "
-                              "hand stays pending)", w.name, delay)
+                log.exception(
+                    "%s: delivery loop failed; restarting it in %.1fs (the alert in "
+                    "hand stays pending)",
+                    w.name,
+                    delay,
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
             else:

@@ -55,28 +55,35 @@ def parse_retry_after(body: dict[str, Any], headers: Any = None) -> float:
 class TelegramClient:
     """A thin Bot API client: one method call, one classified outcome."""
 
-    def __init__(self, session: aiohttp.ClientSession, api_base: str, token: str,
-                 timeout: float) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, api_base: str, token: str, timeout: float
+    ) -> None:
         self.session = session
         self._base = f"{api_base.rstrip('/')}/bot{token}/"
         self.timeout = aiohttp.ClientTimeout(total=timeout)
 
-    async def call(self, method: str, params: dict[str, Any],
-                   photo: bytes | None = None) -> dict[str, Any]:
+    async def call(
+        self, method: str, params: dict[str, Any], photo: bytes | None = None
+    ) -> dict[str, Any]:
         """Call `method`; return `result`. Raises a DeliveryError subclass on failure."""
         url = self._base + method
         what = f"telegram {method}"
         if photo is None:
-            status, raw, headers = await post(self.session, url, what=what,
-                                              client_timeout=self.timeout,
-                                              json_body=orjson.dumps(params))
+            status, raw, headers = await post(
+                self.session,
+                url,
+                what=what,
+                client_timeout=self.timeout,
+                json_body=orjson.dumps(params),
+            )
         else:
             form = aiohttp.FormData()
             for k, v in params.items():
                 form.add_field(k, v if isinstance(v, str) else orjson.dumps(v).decode())
             form.add_field("photo", photo, filename="chart.png", content_type="image/png")
-            status, raw, headers = await post(self.session, url, what=what,
-                                              client_timeout=self.timeout, form=form)
+            status, raw, headers = await post(
+                self.session, url, what=what, client_timeout=self.timeout, form=form
+            )
         try:
             body = orjson.loads(raw)
             if not isinstance(body, dict):
@@ -95,11 +102,17 @@ class TelegramClient:
         if code >= 500 or status >= 500:
             raise TransientError(f"telegram {method}: {code} {desc}")
         low = desc.lower()
-        if code == 400 and ("can't parse entities" in low or "can't find end" in low
-                            or "unsupported start tag" in low):
+        if code == 400 and (
+            "can't parse entities" in low
+            or "can't find end" in low
+            or "unsupported start tag" in low
+        ):
             raise FormattingRejected(f"telegram {method}: {desc}")
-        if code == 400 and photo is not None and ("photo" in low or "image" in low
-                                                  or "file" in low):
+        if (
+            code == 400
+            and photo is not None
+            and ("photo" in low or "image" in low or "file" in low)
+        ):
             raise AttachmentRejected(f"telegram {method}: {desc}")
         migrate = (body.get("parameters") or {}).get("migrate_to_chat_id")
         if migrate:
@@ -130,8 +143,13 @@ class TelegramDestination:
         parts = [Part(h, p) for h, p in zip(html_msgs, plain_msgs, strict=True)]
         if chart is not None:
             cap = trim(lines[0].plain, TG_CAPTION_LIMIT)
-            parts.append(Part(lines[0].html if len(lines[0].html) <= TG_CAPTION_LIMIT else cap,
-                              cap, photo=chart))
+            parts.append(
+                Part(
+                    lines[0].html if len(lines[0].html) <= TG_CAPTION_LIMIT else cap,
+                    cap,
+                    photo=chart,
+                )
+            )
         return parts
 
     async def send(self, part: Part, *, plain: bool) -> str:
