@@ -50,8 +50,8 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
-from bot.models import Tick  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.core.models import Tick  # noqa: E402
+from bot.store.redis_store import Store  # noqa: E402
 
 FIXTURE = (
     Path(os.environ.get("STRESSBOT_SHARED", ROOT.parent / "shared"))
@@ -325,9 +325,9 @@ async def ingest_conflated(frames: int, k: int, conflate: float) -> tuple[float,
 
 async def end_to_end(frames: int, k: int) -> float:
     """Ticks per second reaching the engine when the server sends as fast as it can."""
-    from bot.config import Config
-    from bot.live import EngineService
-    from bot.rulefile import default_rules_dir, load_rules
+    from bot.engine.rulefile import default_rules_dir, load_rules
+    from bot.runtime.config import Config
+    from bot.runtime.live import EngineService
     from connectors.supervisor import FeedSupervisor
 
     redis = Redis.from_url(REDIS_URL)
@@ -358,9 +358,9 @@ async def end_to_end(frames: int, k: int) -> float:
 
 
 async def latency(rate: float, seconds: float, k: int) -> dict[str, float]:
-    from bot.config import Config
-    from bot.live import EngineService
-    from bot.rulefile import default_rules_dir, load_rules
+    from bot.engine.rulefile import default_rules_dir, load_rules
+    from bot.runtime.config import Config
+    from bot.runtime.live import EngineService
     from connectors.supervisor import FeedSupervisor
 
     redis = Redis.from_url(REDIS_URL)

@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis  # noqa: E402
 
-from bot.config import Config  # noqa: E402
-from bot.models import Alert  # noqa: E402
-from bot.notifiers import NotifierService, deliver_pending  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.core.models import Alert  # noqa: E402
+from bot.notify import NotifierService, deliver_pending  # noqa: E402
+from bot.runtime.config import Config  # noqa: E402
+from bot.store.redis_store import Store  # noqa: E402
 from tests.fake_discord import FakeDiscord  # noqa: E402
 from tests.fake_telegram import FakeTelegram  # noqa: E402
 

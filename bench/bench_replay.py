@@ -19,14 +19,14 @@ import time
 import uuid
 from pathlib import Path
 
-from bot.config import Config
-from bot.engine import Engine
-from bot.redis_conn import connect, redis_url
-from bot.replay import ReplayOptions, run_replay
-from bot.rulefile import default_rules_dir, load_rules
-from bot.sessions import sessions_from_config
-from bot.store import Store
-from connectors.history_file import read_history
+from bot.engine.engine import Engine
+from bot.engine.rulefile import default_rules_dir, load_rules
+from bot.engine.sessions import sessions_from_config
+from bot.runtime.config import Config
+from bot.runtime.replay import ReplayOptions, run_replay
+from bot.store.connection import connect, redis_url
+from bot.store.redis_store import Store
+from connectors.history.file import read_history
 
 DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared/data/history/dev-2019-2021.csv.gz"
 

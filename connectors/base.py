@@ -16,9 +16,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.errors import StressbotError
-from bot.models import INPUT_SYMBOLS
-from connectors.backoff import Backoff
+from bot.core.backoff import Backoff
+from bot.core.errors import StressbotError
+from bot.core.models import INPUT_SYMBOLS
 from connectors.config import FeedsConfig, Schedule
 from connectors.health import FeedHealth
 from connectors.market_hours import MarketHours

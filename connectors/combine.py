@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from statistics import median
 
-from bot.models import Tick
+from bot.core.models import Tick
 from connectors.config import CombineConfig
 
 _CLAMP = 1.0  # seconds: a source this far behind the combined time is clamped, not dropped

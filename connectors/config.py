@@ -20,15 +20,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from bot.config_types import Zone
-from bot.durations import parse_duration
-from bot.models import INPUT_SYMBOLS
+from bot.core.config_types import Zone
+from bot.core.durations import parse_duration
+from bot.core.models import INPUT_SYMBOLS
 
 
 def _seconds(v: Any) -> float:
     """A duration in seconds: a number, or a string such as '250ms', '30s', '15m', '4h'.
 
-    Like bot.config_types.Duration, plus milliseconds (batch flush intervals are a few ms).
+    Like bot.core.config_types.Duration, plus milliseconds (batch flush intervals are a few ms).
     """
     if isinstance(v, bool):
         raise ValueError("expected a duration such as '30s' or '250ms', got a boolean")

@@ -18,8 +18,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from bot.models import Tick
-from bot.store import Store
+from bot.core.models import Tick
+from bot.store.redis_store import Store
 from connectors.base import Feed, FeedContext, FeedSetupError, sleep_or_stop
 from connectors.combine import Combiner
 from connectors.config import CombineConfig, FeedConfig, FeedsConfig
@@ -33,31 +33,31 @@ log = logging.getLogger(__name__)
 def build_feed(name: str, cfg: FeedConfig, ctx: FeedContext) -> Feed:
     """The connector for one `[feeds.sources.<name>]` table (imports lazily: ccxt is heavy)."""
     if cfg.kind == "kraken":
-        from connectors.kraken_ws import KrakenFeed
+        from connectors.feeds.kraken import KrakenFeed
 
         return KrakenFeed(name, cfg, ctx)
     if cfg.kind == "ccxt":
-        from connectors.ccxt_feed import CcxtFeed
+        from connectors.feeds.ccxt_pro import CcxtFeed
 
         return CcxtFeed(name, cfg, ctx)
     if cfg.kind == "oanda":
-        from connectors.oanda import OandaFeed
+        from connectors.feeds.oanda import OandaFeed
 
         return OandaFeed(name, cfg, ctx)
     if cfg.kind == "nyfed":
-        from connectors.nyfed import NyFedFeed
+        from connectors.feeds.nyfed import NyFedFeed
 
         return NyFedFeed(name, cfg, ctx)
     if cfg.kind == "fred":
-        from connectors.fred import FredFeed
+        from connectors.feeds.fred import FredFeed
 
         return FredFeed(name, cfg, ctx)
     if cfg.kind == "fred_csv":
-        from connectors.fred import FredCsvFeed
+        from connectors.feeds.fred import FredCsvFeed
 
         return FredCsvFeed(name, cfg, ctx)
     if cfg.kind == "treasury":
-        from connectors.treasury import TreasuryFeed
+        from connectors.feeds.treasury import TreasuryFeed
 
         return TreasuryFeed(name, cfg, ctx)
     raise FeedSetupError(f"feed {name}: unknown kind {cfg.kind!r}")  # pragma: no cover

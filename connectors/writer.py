@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import logging
 
-from bot.models import Tick
-from bot.store import Store
-from connectors.backoff import Backoff
+from bot.core.backoff import Backoff
+from bot.core.models import Tick
+from bot.store.redis_store import Store
 from connectors.config import BackoffConfig
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ import orjson
 from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from bot.models import Tick
-from bot.store import Store
+from bot.core.models import Tick
+from bot.store.redis_store import Store
 from connectors.config import FeedsConfig
 from connectors.supervisor import FeedSupervisor
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.config import Config
-from bot.models import Alert, AlertKind
-from bot.store import Store
+from bot.core.models import Alert, AlertKind
+from bot.runtime.config import Config
+from bot.store.redis_store import Store
 from tests.conftest import shared_path
 from tests.fake_discord import Canned as DCanned
 from tests.fake_discord import FakeDiscord

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.store import Store
-from connectors.backfill import SOURCE, Backfill
+from bot.store.redis_store import Store
 from connectors.config import BackfillConfig
+from connectors.history.backfill import SOURCE, Backfill
 from tests.fake_history_servers import FakeFred
 
 NOW = datetime(2024, 6, 20, 18, 0, tzinfo=UTC).timestamp()

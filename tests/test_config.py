@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Config, load_config
-from bot.durations import format_duration, parse_duration
-from bot.errors import ConfigError, DurationError
+from bot.core.durations import format_duration, parse_duration
+from bot.core.errors import ConfigError, DurationError
+from bot.runtime.config import Config, load_config
 
 
 def _write(tmp_path: Path, text: str) -> Path:

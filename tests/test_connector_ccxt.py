@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bot.store import Store
+from bot.store.redis_store import Store
 from connectors.supervisor import FeedSupervisor
 from tests.conftest import shared_path
 from tests.fake_feeds import (

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bot.store import Store
+from bot.store.redis_store import Store
 from connectors.combine import Combiner
 from connectors.config import CombineConfig
 from connectors.supervisor import FeedSupervisor

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bot.store import Store
-from connectors.cli_feeds import _feeds
+from bot.cli.feeds import _feeds
+from bot.store.redis_store import Store
 
 
 def write_config(tmp_path: Path, prefix: str) -> Path:

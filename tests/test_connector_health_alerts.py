@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config
-from bot.live import EngineService
-from bot.models import AlertKind
-from bot.rulefile import default_rules_dir, load_rules
-from bot.store import Store
+from bot.core.models import AlertKind
+from bot.engine.rulefile import default_rules_dir, load_rules
+from bot.runtime.config import Config
+from bot.runtime.live import EngineService
+from bot.store.redis_store import Store
 from connectors.supervisor import FeedSupervisor
 from tests.conftest import shared_path
 from tests.fake_feeds import (
@@ -32,9 +32,9 @@ from tests.fake_feeds import (
 async def test_stall_raises_a_feed_alert_and_recovery_resolves_it(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.live
+    import bot.runtime.live
 
-    monkeypatch.setattr(bot.live, "FEED_POLL", 0.05)
+    monkeypatch.setattr(bot.runtime.live, "FEED_POLL", 0.05)
     rec = read_recording(shared_path("fixtures", "cryptofeed", "KRAKEN.ws.49.0"))
     template = kraken_ticker_template(rec)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from bot.models import AlertKind
-from bot.store import Store
+from bot.core.models import AlertKind
+from bot.store.redis_store import Store
 from tests.conftest import REDIS_URL, ROOT, shared_path
 from tests.fake_feeds import (
     Behaviour,

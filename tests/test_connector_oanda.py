@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from bot.store import Store
-from connectors.oanda import parse_oanda_time
+from bot.store.redis_store import Store
+from connectors.feeds.oanda import parse_oanda_time
 from connectors.supervisor import FeedSupervisor
 from tests.conftest import shared_path
 from tests.fake_feeds import (

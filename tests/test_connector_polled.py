@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from bot.store import Store
+from bot.store.redis_store import Store
 from connectors.http_poll import known_at, next_business_day
 from connectors.supervisor import FeedSupervisor
 from tests.conftest import shared_path
@@ -386,7 +386,7 @@ async def test_treasury_malformed_xml_is_dropped_and_feed_recovers(store: Store)
 def nyfed_feed(now: float, interval: float = 900.0) -> Any:
     from connectors.base import FeedContext
     from connectors.config import FeedsConfig, NyFedFeedConfig
-    from connectors.nyfed import NyFedFeed
+    from connectors.feeds.nyfed import NyFedFeed
 
     cfg = NyFedFeedConfig(kind="nyfed", interval=interval)
     return NyFedFeed(

@@ -6,9 +6,9 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from bot.models import Tick
-from bot.store import Store
-from connectors.backoff import Backoff
+from bot.core.backoff import Backoff
+from bot.core.models import Tick
+from bot.store.redis_store import Store
 from connectors.config import BackoffConfig
 from connectors.writer import TickWriter
 from tests.fake_feeds import free_port, redis_ticks, wait_until

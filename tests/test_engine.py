@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.engine import USDX_CONSTANT, Engine, usdx
-from bot.models import AlertKind
-from bot.rulefile import RuleSet, load_rules
+from bot.core.models import AlertKind
+from bot.engine.engine import USDX_CONSTANT, Engine, usdx
+from bot.engine.rulefile import RuleSet, load_rules
 
 H = 3600.0
 D = 86400.0

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from bot.models import iso_utc, parse_iso_utc
-from connectors.history_download import (
+from bot.core.models import iso_utc, parse_iso_utc
+from connectors.history.download import (
     DownloadOptions,
     HistoryDownloadError,
     RetryPolicy,
@@ -28,7 +28,7 @@ from connectors.history_download import (
     parse_retry_after,
     register,
 )
-from connectors.ohlc_history import MarketSpec
+from connectors.history.ohlc import MarketSpec
 from tests.conftest import shared_path
 from tests.fake_history_servers import FakeFred, FakeKraken
 
@@ -501,7 +501,7 @@ async def test_output_reads_back_with_the_replay_reader(
     expected = sorted((iso_utc(r.ts), r.symbol, r.value) for r in result.rows)
 
     try:
-        from connectors.history_file import Rejects, read_history
+        from connectors.history.file import Rejects, read_history
     except ImportError:  # the reader is not there yet: check the format by hand
         with gzip.open(out, "rt") as fh:
             rows = [ln.rstrip("\n").split(",") for ln in fh][1:]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.history_file import HistoryFileError, Rejects, read_history
+from connectors.history.file import HistoryFileError, Rejects, read_history
 
 GOOD = "2020-03-12T10:00:00Z,BTC/USD,7300.5\n2020-03-12T10:00:00Z,US10Y,0.88\n"
 

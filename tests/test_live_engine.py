@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Config
-from bot.live import EngineService
-from bot.models import AlertKind, Tick
-from bot.rulefile import load_rules
-from bot.store import Store
+from bot.core.models import AlertKind, Tick
+from bot.engine.rulefile import load_rules
+from bot.runtime.config import Config
+from bot.runtime.live import EngineService
+from bot.store.redis_store import Store
 
 H = 3600.0
 T0 = 1_700_000_000.0
@@ -130,7 +130,7 @@ async def test_feed_going_stale_and_recovering_is_alerted_and_resolved(
     running: Callable[[EngineService], asyncio.Event],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("bot.live.FEED_POLL", 0.05)
+    monkeypatch.setattr("bot.runtime.live.FEED_POLL", 0.05)
     running(service(store, rules_dir))
     await store.set_feed_status("kraken", {"state": "ok", "since": T0})
     await asyncio.sleep(0.2)
@@ -156,7 +156,7 @@ async def test_feed_going_stale_and_recovering_is_alerted_and_resolved(
 async def test_a_broken_rules_edit_keeps_the_last_good_rules(
     store: Store, rules_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr("bot.live.RULES_POLL", 0.0)
+    monkeypatch.setattr("bot.runtime.live.RULES_POLL", 0.0)
     svc = service(store, rules_dir)
     (rules_dir / "r.toml").write_text(RULE.replace('"BTC/USD", "1h")', '"BTCUSD", "1h")'))
     os.utime(rules_dir / "r.toml", (T0, T0))
@@ -172,7 +172,7 @@ async def test_a_broken_rules_edit_keeps_the_last_good_rules(
 async def test_a_good_rules_edit_is_picked_up_without_losing_history(
     store: Store, rules_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bot.live.RULES_POLL", 0.0)
+    monkeypatch.setattr("bot.runtime.live.RULES_POLL", 0.0)
     await store.add_ticks([Tick(T0 - 2 * H, "BTC/USD", 100.0)])
     svc = service(store, rules_dir)
     stop = asyncio.Event()

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.models import AlertKind
-from bot.notifiers import deliver_pending
-from bot.notifiers.config import DiscordWebhook
-from bot.notifiers.ledger import Ledger
-from bot.store import Store
+from bot.core.models import AlertKind
+from bot.notify import deliver_pending
+from bot.notify.config import DiscordWebhook
+from bot.notify.ledger import Ledger
+from bot.store.redis_store import Store
 from tests.fake_discord import Canned as DCanned
 from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import Canned as TCanned
@@ -381,7 +381,7 @@ async def test_the_service_delivers_alerts_published_while_it_runs_and_stops_cle
 ) -> None:
     import asyncio
 
-    from bot.notifiers import NotifierService
+    from bot.notify import NotifierService
 
     stop = asyncio.Event()
     svc = NotifierService(notify_config(store, tg, dc), store)

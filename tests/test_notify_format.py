@@ -7,11 +7,10 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from bot.config import Config
-from bot.models import AlertKind
-from bot.notifiers.config import NotifyConfig
-from bot.notifiers.discord import discord_retry_after
-from bot.notifiers.format import (
+from bot.core.models import AlertKind
+from bot.notify.config import NotifyConfig
+from bot.notify.discord import discord_retry_after
+from bot.notify.format import (
     DC_EMBED_TOTAL,
     RESOLVED_COLOUR,
     SEVERITY_COLOUR,
@@ -22,7 +21,8 @@ from bot.notifiers.format import (
     split_lines,
     tg_len,
 )
-from bot.notifiers.telegram import parse_retry_after
+from bot.notify.telegram import parse_retry_after
+from bot.runtime.config import Config
 from tests.conftest import shared_path
 from tests.fake_discord import validate
 from tests.fake_telegram import parse_html

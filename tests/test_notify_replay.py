@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from bot.notifiers import deliver_pending
-from bot.notifiers.service import accepts
-from bot.replay import ReplayOptions, run_replay
-from bot.replay_commands import rules_for
-from bot.store import Store
+from bot.cli.replay import rules_for
+from bot.notify import deliver_pending
+from bot.notify.service import accepts
+from bot.runtime.replay import ReplayOptions, run_replay
+from bot.store.redis_store import Store
 from tests.conftest import REDIS_URL, ROOT, shared_path
 from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram

@@ -1,6 +1,6 @@
 """Exactly-once delivery across `kill -9` and restart of a real notifier process.
 
-The notifier runs as a subprocess (``python -m bot.notifiers serve``) against the fake servers
+The notifier runs as a subprocess (``python -m bot.notify serve``) against the fake servers
 in this process. The fake kills it with SIGKILL at chosen requests, before accepting them (the
 crash lands while a request is in flight), and the test restarts it until everything is
 delivered. Then each alert id must have arrived exactly once, in outbox order.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.notifiers.service import REPEAT_NOTE
-from bot.store import Store
+from bot.notify.service import REPEAT_NOTE
+from bot.store.redis_store import Store
 from tests.conftest import REDIS_URL, ROOT
 from tests.fake_discord import FakeDiscord, Posted
 from tests.fake_telegram import FakeTelegram, Sent
@@ -64,7 +64,7 @@ class Runner:
                 self.proc = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "bot.notifiers",
+                    "bot.notify",
                     "serve",
                     "--config",
                     str(self.config),
@@ -181,7 +181,7 @@ async def test_a_crash_after_acceptance_resends_once_flagged_as_a_possible_repea
 async def test_a_multi_part_alert_resumes_after_the_parts_already_accepted(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.notifiers import deliver_pending
+    from bot.notify import deliver_pending
     from tests.notify_fixtures import notify_config
 
     summary = "\n".join(f"line {i:03d} " + "y" * 90 for i in range(120))  # 3 messages

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from bot.config import Config
-from bot.models import Alert, AlertKind, parse_iso_utc
-from bot.replay import ReplayOptions, run_replay
-from bot.rulefile import default_rules_dir, load_rules
-from bot.store import Store
+from bot.core.models import Alert, AlertKind, parse_iso_utc
+from bot.engine.rulefile import default_rules_dir, load_rules
+from bot.runtime.config import Config
+from bot.runtime.replay import ReplayOptions, run_replay
+from bot.store.redis_store import Store
 from tests.conftest import REDIS_URL, ROOT, shared_path
 
 #: Real stress episodes in 2019-2021, where alerts are expected.

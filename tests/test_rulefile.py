@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import RuleError
-from bot.rulefile import default_rules_dir, load_rules
+from bot.core.errors import RuleError
+from bot.engine.rulefile import default_rules_dir, load_rules
 
 SESSIONS = ["asia", "europe", "us"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.models import SYMBOLS
-from bot.rulelang import EvalContext, ExprError, T, compile_expr
-from bot.series import Series
-from bot.sessions import SessionReturns
+from bot.core.models import SYMBOLS
+from bot.engine.rulelang import EvalContext, ExprError, T, compile_expr
+from bot.engine.series import Series
+from bot.engine.sessions import SessionReturns
 
 H = 3600.0
 D = 86400.0

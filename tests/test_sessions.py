@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.models import Kind
-from bot.series import Series
-from bot.sessions import Session, SessionReturns
+from bot.core.models import Kind
+from bot.engine.series import Series
+from bot.engine.sessions import Session, SessionReturns
 
 LONDON = Session("europe", ZoneInfo("Europe/London"), time(8), time(13))
 TOKYO = Session("asia", ZoneInfo("Asia/Tokyo"), time(9), time(16))

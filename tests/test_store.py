@@ -6,8 +6,8 @@ import uuid
 
 from redis.asyncio import Redis
 
-from bot.models import Alert, Tick
-from bot.store import Checkpoint, Store
+from bot.core.models import Alert, Tick
+from bot.store.redis_store import Checkpoint, Store
 
 
 def _alert(i: int) -> Alert:

@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from bot.notifiers import deliver_pending
-from bot.notifiers.ledger import ALL, Ledger
-from bot.store import Checkpoint, Store
-from bot.telegram_commands import CommandError, Commands, TelegramCommandBot
+from bot.notify import deliver_pending
+from bot.notify.ledger import ALL, Ledger
+from bot.store.redis_store import Checkpoint, Store
+from bot.telegram.command_bot import CommandError, Commands, TelegramCommandBot
 from tests.fake_telegram import FakeTelegram, Sent
 from tests.notify_fixtures import TOKEN_ENV, alert, notify_config
 

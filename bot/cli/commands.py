@@ -1,0 +1,23 @@
+"""Every subcommand. Each `register` adds one subparser (in the module that owns the work) and
+sets `handler` on it; heavy imports wait inside the handlers, so start-up stays quick."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from bot.cli.feeds import register as register_feeds
+from bot.cli.replay import register_demo, register_replay, register_rules
+from bot.runtime.live import register_run
+from connectors.history.download import register as register_history
+
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+REGISTRY: list[Register] = [
+    register_run,
+    register_replay,
+    register_demo,
+    register_rules,
+    register_history,
+    register_feeds,
+]

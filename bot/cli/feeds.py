@@ -1,0 +1,150 @@
+"""`stressbot feeds`: every configured feed with its state, last tick age and counters.
+
+Reads the health records the running bot writes to Redis (``{prefix}:feeds``) on every state
+change and every `feeds.status_interval`; it does not connect to any market itself. Counts
+and the last tick's age are as of the report, whose age is shown (REPORTED).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "feeds",
+        help="list the configured feeds with their health",
+        description="List every configured feed with its state (starting, ok, stale, down, "
+        "closed), how long it has been so, the age of its last tick, and its message, tick, "
+        "error and dropped counts, as last reported by the running bot.",
+    )
+    p.add_argument("--config", type=Path, metavar="FILE", help="config file (TOML)")
+    p.add_argument("--json", action="store_true", help="print the records as JSON")
+    p.set_defaults(handler=_feeds)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    from bot.core.durations import format_duration
+
+    if seconds < 10:
+        return f"{max(seconds, 0.0):.1f}s"
+    return format_duration(seconds)
+
+
+def _symbols(syms: list[str], show: int = 3) -> str:
+    more = len(syms) - show
+    return ",".join(syms[:show]) + (f" +{more}" if more > 0 else "")
+
+
+def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """One row per configured feed (then any reported feed no longer in the config)."""
+    rows: list[dict[str, Any]] = []
+    stale_report = max(3 * config.feeds.status_interval, 30.0)
+    names = list(config.feeds.sources) + [n for n in statuses if n not in config.feeds.sources]
+    for name in names:
+        fc = config.feeds.sources.get(name)
+        st = statuses.get(name)
+        row: dict[str, Any] = {
+            "feed": name,
+            "kind": fc.kind if fc is not None else str((st or {}).get("kind", "?")),
+            "symbols": _symbols(list(dict.fromkeys(fc.symbols.values()))) if fc else "",
+        }
+        if fc is not None and not fc.enabled:
+            row.update(state="disabled", detail="enabled = false in the config")
+        elif st is None:
+            row.update(state="-", detail="no report yet (is `stressbot run` running?)")
+        else:
+            updated = float(st.get("updated") or now)
+            lag = now - updated
+            age = st.get("last_tick_age")
+            row.update(
+                state=str(st.get("state")),
+                since=float(st.get("since") or updated),
+                last_tick_age=None if age is None else float(age),  # when reported
+                last_tick_ts=st.get("last_tick_ts"),
+                msgs=int(st.get("msgs", 0)),
+                ticks=int(st.get("ticks", 0)),
+                errors=int(st.get("errors", 0)),
+                dropped=dict(st.get("dropped") or {}),
+                detail=str(st.get("detail") or ""),
+                report_age=lag,
+            )
+            if fc is None:
+                row["detail"] = "(not in the config) " + row["detail"]
+            if lag > stale_report:
+                row["detail"] = f"(last report {_age(lag)} ago) " + row["detail"]
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]], now: float) -> str:
+    head = [
+        "FEED",
+        "KIND",
+        "SYMBOLS",
+        "STATE",
+        "FOR",
+        "LAST TICK",
+        "REPORTED",
+        "MSGS",
+        "TICKS",
+        "ERRORS",
+        "DROPPED",
+        "DETAIL",
+    ]
+    table = [head]
+    for r in rows:
+        dropped = r.get("dropped") or {}
+        table.append(
+            [
+                r["feed"],
+                r["kind"],
+                r["symbols"],
+                r["state"],
+                _age(now - r["since"]) if "since" in r else "-",
+                _age(r.get("last_tick_age")) if r.get("last_tick_age") is not None else "-",
+                f"{_age(r['report_age'])} ago" if "report_age" in r else "-",
+                str(r.get("msgs", "-")),
+                str(r.get("ticks", "-")),
+                str(r.get("errors", "-")),
+                ",".join(f"{k}={v}" for k, v in sorted(dropped.items())) or "-",
+                str(r.get("detail", ""))[:80],
+            ]
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(head) - 1)]
+    lines = []
+    for row in table:
+        cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+async def _feeds(args: argparse.Namespace) -> int:
+    import orjson
+
+    from bot.runtime.config import load_config
+    from bot.store.connection import connect
+    from bot.store.redis_store import Store
+
+    config = load_config(args.config)
+    redis, _ = await connect(config.redis_url, allow_embedded=False)
+    try:
+        store = Store(redis, prefix=config.redis.prefix)
+        statuses = await store.feed_statuses()
+    finally:
+        await redis.aclose()
+    now = time.time()
+    rows = feed_rows(config, statuses, now)
+    if args.json:
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+    elif not rows:
+        print("no feeds configured (add [feeds.sources.<name>] tables, see config.example.toml)")
+    else:
+        print(format_table(rows, now))
+    unhealthy = [r for r in rows if r["state"] in ("stale", "down")]
+    return 1 if unhealthy else 0

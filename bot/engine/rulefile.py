@@ -1,0 +1,319 @@
+"""Rule files: `rules/*.toml`, each holding `[[rule]]` tables a trader can read and edit.
+
+    [[rule]]
+    id = "funding_stress"
+    pattern = "funding_stress"
+    severity = "warning"
+    when = 'last("SOFR-IORB") > 5'
+    for = "1d"
+    cooldown = "7d"
+    summary = "SOFR is {spread:+.0f} bp over IORB"
+    [rule.values]
+    spread = 'last("SOFR-IORB")'
+
+Every problem is reported as ``FILE:LINE: rule 'ID': what is wrong: `offending text```.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.core.config_types import Duration
+from bot.core.errors import RuleError
+from bot.core.models import Pattern, Severity
+from bot.engine.rulelang import Compiled, EvalContext, ExprError, T, compile_expr
+
+
+class RuleSpec(BaseModel):
+    """One `[[rule]]` table as written in the file."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    pattern: Pattern
+    severity: Severity
+    when: str
+    for_: Duration = Field(alias="for")
+    cooldown: Duration
+    summary: str
+    values: dict[str, str] = Field(default_factory=dict)
+    symbols: list[str] | None = None  # what a chart of the alert shows (default: the inputs)
+    resolve: bool = True  # also send a message when the condition clears
+    enabled: bool = True
+    description: str = ""
+
+    @field_validator("values")
+    @classmethod
+    def _value_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not name.isidentifier():
+                raise ValueError(f"value name {name!r} must be a plain word such as 'btc_5d'")
+        return v
+
+
+@dataclass
+class Rule:
+    """A loaded, compiled rule."""
+
+    id: str
+    pattern: str
+    severity: str
+    for_: float
+    cooldown: float
+    summary: str
+    resolve: bool
+    description: str
+    condition: Compiled
+    values: dict[str, Compiled]
+    chart_symbols: list[str]
+    source: str  # "FILE:LINE", for messages
+
+    @property
+    def inputs(self) -> set[str]:
+        out = set(self.condition.symbols)
+        for v in self.values.values():
+            out.update(v.symbols)
+        return out
+
+    @property
+    def window(self) -> float:
+        """The longest window the rule looks at: how much history its chart should show."""
+        return max(self.condition.lookback.values(), default=86400.0)
+
+    def evaluate_values(self, ctx: EvalContext) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for name, c in self.values.items():
+            v = c.fn(ctx)
+            out[name] = None if v is None else round(float(v), 6)
+        return out
+
+    def render_summary(self, values: dict[str, float | None]) -> str:
+        # Safe: load_rules admits only plain value names (no attribute or index access).
+        return self.summary.format(**{k: _NA if v is None else v for k, v in values.items()})
+
+
+class _NotAvailable:
+    def __format__(self, spec: str) -> str:
+        return "n/a"
+
+
+_NA = _NotAvailable()
+
+
+@dataclass
+class RuleSet:
+    rules: list[Rule]
+    fingerprint: str  # changes whenever any rule file's content changes
+    files: list[Path]
+
+    @property
+    def lookback(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for r in self.rules:
+            for c in (r.condition, *r.values.values()):
+                for s, w in c.lookback.items():
+                    out[s] = max(out.get(s, 0.0), w)
+        return out
+
+
+def default_rules_dir() -> Path:
+    """The shipped rules: ./rules when present, else the one beside the installed package."""
+    here = Path("rules")
+    if here.is_dir() and any(here.glob("*.toml")):
+        return here
+    return Path(__file__).resolve().parent.parent / "rules"
+
+
+def load_rules(directory: Path | str, sessions: Iterable[str]) -> RuleSet:
+    """Load and compile every `*.toml` in `directory`. Raises RuleError listing all problems."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise RuleError([f"{d}: no such rules folder"])
+    files = sorted(d.glob("*.toml"))
+    if not files:
+        raise RuleError([f"{d}: no rule files (*.toml) in this folder"])
+    sessions = list(sessions)
+    problems: list[str] = []
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    digest = hashlib.sha256()
+    for f in files:
+        text = f.read_text(encoding="utf-8")
+        digest.update(f.name.encode() + b"\0" + text.encode() + b"\0")
+        for rule in _load_file(f, text, sessions, problems):
+            if rule.id in seen:
+                problems.append(
+                    f"{rule.source}: rule '{rule.id}': the id is already used at {seen[rule.id]}"
+                )
+                continue
+            seen[rule.id] = rule.source
+            rules.append(rule)
+    if problems:
+        raise RuleError(problems)
+    return RuleSet(rules, digest.hexdigest()[:16], files)
+
+
+def _load_file(path: Path, text: str, sessions: list[str], problems: list[str]) -> list[Rule]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        problems.append(f"{path}: not valid TOML: {e}")
+        return []
+    unknown = set(data) - {"rule"}
+    for key in sorted(unknown):
+        problems.append(
+            f"{path}:{_line_of(text, key, 0)}: unknown top-level key '{key}' "
+            "(rules go in [[rule]] tables)"
+        )
+    raw_rules = data.get("rule", [])
+    if not isinstance(raw_rules, list):
+        problems.append(f"{path}: 'rule' must be written as [[rule]] tables")
+        return []
+    out = []
+    for raw in raw_rules:
+        rid = str(raw.get("id", "?"))
+        start = _rule_offset(text, rid)
+        line = text.count("\n", 0, start) + 1
+        where = f"{path}:{line}"
+        try:
+            spec = RuleSpec.model_validate(raw)
+        except ValidationError as e:
+            for err in e.errors():
+                key = ".".join(str(x) for x in err["loc"])
+                kline = _line_of(text, str(err["loc"][0]), start) if err["loc"] else line
+                msg = (
+                    "unknown key"
+                    if err["type"] == "extra_forbid" or err["type"] == "extra_forbidden"
+                    else err["msg"].removeprefix("Value error, ")
+                )
+                problems.append(f"{path}:{kline}: rule '{rid}': {key}: {msg}")
+            continue
+        rule = _compile_rule(spec, path, text, start, where, sessions, problems)
+        if rule is not None and spec.enabled:
+            out.append(rule)
+    return out
+
+
+def _compile_rule(
+    spec: RuleSpec,
+    path: Path,
+    text: str,
+    start: int,
+    where: str,
+    sessions: list[str],
+    problems: list[str],
+) -> Rule | None:
+    n_before = len(problems)
+
+    def compile_at(expr: str, key: str, expect: T) -> Compiled | None:
+        try:
+            return compile_expr(expr, sessions, expect)
+        except ExprError as e:
+            problems.append(_expr_problem(path, text, start, spec.id, key, expr, e))
+            return None
+
+    cond = compile_at(spec.when, "when", T.BOOL)
+    values = {}
+    for name, expr in spec.values.items():
+        c = compile_at(expr, f"values.{name}", T.NUM)
+        if c is not None:
+            values[name] = c
+    for field_name in _template_fields(spec, path, text, start, problems):
+        if field_name not in spec.values:
+            problems.append(
+                f"{path}:{_line_of(text, 'summary', start)}: rule '{spec.id}': "
+                f"summary uses {{{field_name}}}, which is not in [rule.values]"
+            )
+    chart = spec.symbols
+    if chart is not None:
+        from bot.core.models import SYMBOLS
+
+        for s in chart:
+            if s not in SYMBOLS:
+                problems.append(
+                    f"{path}:{_line_of(text, 'symbols', start)}: rule '{spec.id}': "
+                    f"symbols: unknown symbol '{s}'"
+                )
+    if cond is None or len(problems) > n_before:
+        return None
+    return Rule(
+        id=spec.id,
+        pattern=spec.pattern.value,
+        severity=spec.severity.value,
+        for_=spec.for_,
+        cooldown=spec.cooldown,
+        summary=spec.summary,
+        resolve=spec.resolve,
+        description=spec.description,
+        condition=cond,
+        values=values,
+        chart_symbols=chart or cond.symbols,
+        source=where,
+    )
+
+
+def _template_fields(
+    spec: RuleSpec, path: Path, text: str, start: int, problems: list[str]
+) -> list[str]:
+    line = _line_of(text, "summary", start)
+    try:
+        parsed = list(string.Formatter().parse(spec.summary))
+    except ValueError as e:
+        problems.append(f"{path}:{line}: rule '{spec.id}': summary: {e}")
+        return []
+    names = []
+    for _lit, name, fmt, conv in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or conv:
+            problems.append(
+                f"{path}:{line}: rule '{spec.id}': summary: '{{{name}}}' must be a "
+                "plain value name, optionally with a format such as {btc:+.1f}"
+            )
+            continue
+        try:
+            format(1.0, fmt or "")
+        except ValueError:
+            problems.append(
+                f"{path}:{line}: rule '{spec.id}': summary: bad number format "
+                f"'{fmt}' in {{{name}:{fmt}}}"
+            )
+            continue
+        names.append(name)
+    return names
+
+
+def _rule_offset(text: str, rid: str) -> int:
+    m = re.search(r'^\s*id\s*=\s*["\']' + re.escape(rid) + r'["\']', text, re.M)
+    if not m:
+        return 0
+    # back up to the [[rule]] header that owns this id
+    head = text.rfind("[[rule]]", 0, m.start())
+    return head if head >= 0 else m.start()
+
+
+def _line_of(text: str, key: str, start: int) -> int:
+    m = re.compile(r"^\s*" + re.escape(key) + r"\s*=", re.M).search(text, start)
+    pos = m.start() if m else start
+    return text.count("\n", 0, pos) + 1 + (1 if m and text[pos] == "\n" else 0)
+
+
+def _expr_problem(
+    path: Path, text: str, start: int, rid: str, key: str, expr: str, e: ExprError
+) -> str:
+    """Place an expression error on its file line and quote the offending text."""
+    base_line = _line_of(text, key.split(".")[-1], start)
+    first = expr.strip()
+    pos = text.find(first, start) if first else -1
+    if pos >= 0:
+        base_line = text.count("\n", 0, pos) + 1
+    quote = f": `{e.segment}`" if e.segment else ""
+    return f"{path}:{base_line + e.line - 1}: rule '{rid}': {key}: {e.message}{quote}"

@@ -1,0 +1,575 @@
+"""The condition language of rule files: small, typed, and safe.
+
+An expression is parsed with Python's `ast` module and only a whitelist of node types is
+accepted; it is then compiled into closures. Nothing is passed to `eval`, no attribute or
+subscript access exists, and every function is one of the window functions below.
+
+Types are checked when the file is loaded: unknown symbols or functions, wrong arguments and
+mixing numbers with truth values are reported with the offending text.
+
+Missing data makes a value unknown (None). Comparisons with an unknown value are unknown, and
+`and`, `or`, `not` follow three-valued (Kleene) logic, so a rule neither fires nor resolves
+because a feed has not delivered yet.
+
+Functions (windows are duration strings such as "24h", "5d"):
+
+=====================================  ==================================================
+``last(SYM)``                          latest value
+``ret(SYM, W)``                        percent return over W
+``change(SYM, W)``                     change over W in the series' own units
+``bp(SYM, W)``                         change over W in basis points (yields, rates, spreads)
+``drawdown(SYM, W)``                   percent below the highest value in W
+``rally(SYM, W)``                      percent above the lowest value in W
+``high(SYM, W)`` ``low(SYM, W)``       highest / lowest value in W
+``mean(SYM, W)``                       mean of the values in W
+``session_ret(SYM, SESSION, W)``       sum of the symbol's percent returns within the named
+                                       trading session, over the sessions begun in W
+``count_falling([SYM, ...], W, PCT)``  how many of the symbols fell by more than PCT % in W
+``count_rising([SYM, ...], W, PCT)``   how many rose by more than PCT % in W
+``low_last(SYM, N)``                   lowest of the last N observations (persistence in
+``high_last(SYM, N)``                  publications, e.g. daily rates over weekends)
+``zscore(SYM, W, LOOKBACK)``           the latest change over W in standard deviations of
+                                       the W-changes before it across LOOKBACK (how
+                                       unusual a move is for the regime it broke from)
+``stale(SYM, W)``                      true when the symbol has no value newer than W
+``abs(X)``                             absolute value
+``min(X, ...)`` ``max(X, ...)``        smallest / largest of the known values
+``coalesce(X, Y, ...)``                the first known value (a default for missing data)
+=====================================  ==================================================
+
+``count_falling`` and ``count_rising`` count among the symbols that have data; ``min`` and
+``max`` ignore unknown values. Each is unknown only when none of its inputs is known.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from bot.core.durations import parse_duration
+from bot.core.errors import DurationError
+from bot.core.models import SYMBOLS, Kind
+from bot.engine.series import Series
+from bot.engine.sessions import SessionReturns
+
+
+class EvalContext:
+    """What an expression can see: the series, the event clock, the session calculator."""
+
+    __slots__ = ("now", "series", "sessions")
+
+    def __init__(self, series: dict[str, Series], sessions: SessionReturns) -> None:
+        self.series = series
+        self.sessions = sessions
+        self.now = 0.0
+
+
+Value = float | bool | None
+Fn = Callable[[EvalContext], Any]
+
+
+class T(Enum):
+    NUM = "number"
+    BOOL = "true/false"
+    STR = "text"
+    LIST = "list"
+
+
+class ExprError(Exception):
+    """A problem in an expression. `line` (1-based, within the expression) and `segment` (the
+    offending text) are filled in by `compile_expr`."""
+
+    def __init__(self, message: str, node: ast.AST | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.node = node
+        self.line = 1
+        self.segment = ""
+
+
+@dataclass
+class Compiled:
+    fn: Fn
+    type: T
+    symbols: list[str] = field(default_factory=list)  # in order of first appearance
+    lookback: dict[str, float] = field(default_factory=dict)  # symbol -> longest window
+    uses_clock: bool = False  # its value can change with time alone (stale())
+    const: Any = None  # for literal strings and lists
+
+
+# ---- argument kinds for the function table ------------------------------------------------
+
+SYM, DUR, SESSION, PCT, NUMS, SYMLIST, NUM, COUNT = (
+    "SYM",
+    "DUR",
+    "SESSION",
+    "PCT",
+    "NUMS",
+    "SYMLIST",
+    "NUM",
+    "COUNT",
+)
+
+#: name -> (argument kinds, result type, kinds of symbol it accepts or None for any)
+SIGNATURES: dict[str, tuple[tuple[str, ...], T, frozenset[Kind] | None]] = {
+    "last": ((SYM,), T.NUM, None),
+    "ret": ((SYM, DUR), T.NUM, frozenset({Kind.PRICE})),
+    "change": ((SYM, DUR), T.NUM, None),
+    "bp": ((SYM, DUR), T.NUM, frozenset({Kind.RATE, Kind.SPREAD_BP})),
+    "drawdown": ((SYM, DUR), T.NUM, frozenset({Kind.PRICE})),
+    "rally": ((SYM, DUR), T.NUM, frozenset({Kind.PRICE})),
+    "high": ((SYM, DUR), T.NUM, None),
+    "low": ((SYM, DUR), T.NUM, None),
+    "mean": ((SYM, DUR), T.NUM, None),
+    "session_ret": ((SYM, SESSION, DUR), T.NUM, frozenset({Kind.PRICE})),
+    "count_falling": ((SYMLIST, DUR, PCT), T.NUM, frozenset({Kind.PRICE})),
+    "count_rising": ((SYMLIST, DUR, PCT), T.NUM, frozenset({Kind.PRICE})),
+    "low_last": ((SYM, COUNT), T.NUM, None),
+    "high_last": ((SYM, COUNT), T.NUM, None),
+    "stale": ((SYM, DUR), T.BOOL, None),
+    "zscore": ((SYM, DUR, DUR), T.NUM, None),
+    "abs": ((NUM,), T.NUM, None),
+    "min": ((NUMS,), T.NUM, None),
+    "max": ((NUMS,), T.NUM, None),
+    "coalesce": ((NUMS,), T.NUM, None),
+}
+
+_KIND_HINT = {
+    Kind.PRICE: "a price (use ret(), drawdown() or rally() for it)",
+    Kind.RATE: "a yield or rate in percent (use bp() or change() for it)",
+    Kind.SPREAD_BP: "a spread in basis points (use bp(), change() or last() for it)",
+}
+
+
+def compile_expr(text: str, sessions: Iterable[str], expect: T = T.BOOL) -> Compiled:
+    """Parse, type-check and compile `text`. Raises ExprError."""
+    # Parenthesised on lines of their own, so a condition may span lines without backslashes.
+    source = "(\n" + text.strip() + "\n)"
+    try:
+        tree = ast.parse(source, mode="eval")
+        out = _Compiler(set(sessions)).visit(tree.body)
+        if out.type is not expect:
+            raise ExprError(
+                f"the expression must give {expect.value}, it gives {out.type.value}", tree.body
+            )
+        return out
+    except SyntaxError as e:
+        err = ExprError(f"syntax error: {e.msg}")
+        err.line = max((e.lineno or 2) - 1, 1)
+        lines = source.splitlines()
+        if e.lineno and 0 < e.lineno <= len(lines):
+            err.segment = lines[e.lineno - 1].strip()
+        raise err from None
+    except ExprError as err:
+        if err.node is not None and hasattr(err.node, "lineno"):
+            err.line = max(err.node.lineno - 1, 1)
+            err.segment = ast.get_source_segment(source, err.node) or ""
+        raise
+
+
+class _Compiler:
+    def __init__(self, sessions: set[str]) -> None:
+        self.sessions = sessions
+
+    def visit(self, node: ast.AST) -> Compiled:
+        method = getattr(self, "v_" + type(node).__name__, None)
+        if method is None:
+            raise ExprError(f"{_describe(node)} is not allowed in a rule expression", node)
+        out: Compiled = method(node)
+        return out
+
+    # literals ---------------------------------------------------------------------------
+
+    def v_Constant(self, node: ast.Constant) -> Compiled:
+        v = node.value
+        if isinstance(v, bool):
+            return Compiled(_const(v), T.BOOL, const=v)
+        if isinstance(v, int | float):
+            return Compiled(_const(float(v)), T.NUM, const=float(v))
+        if isinstance(v, str):
+            return Compiled(_const(v), T.STR, const=v)
+        raise ExprError(f"the literal {v!r} is not allowed", node)
+
+    def v_Name(self, node: ast.Name) -> Compiled:
+        if node.id in ("true", "false"):
+            b = node.id == "true"
+            return Compiled(_const(b), T.BOOL, const=b)
+        hint = ""
+        if node.id in SYMBOLS or node.id.upper() in SYMBOLS:
+            hint = f' (write symbols in quotes: "{node.id}")'
+        raise ExprError(f"unknown name '{node.id}'{hint}", node)
+
+    def v_List(self, node: ast.List) -> Compiled:
+        items = []
+        for el in node.elts:
+            if not (isinstance(el, ast.Constant) and isinstance(el.value, str)):
+                raise ExprError("a list may only hold quoted symbols", el)
+            items.append(el)
+        return Compiled(lambda c: None, T.LIST, const=items)
+
+    # operators --------------------------------------------------------------------------
+
+    def v_UnaryOp(self, node: ast.UnaryOp) -> Compiled:
+        x = self.visit(node.operand)
+        if isinstance(node.op, ast.Not):
+            self._want(x, T.BOOL, node.operand, "'not'")
+            f = x.fn
+            return self._derive(lambda c: None if (v := f(c)) is None else not v, T.BOOL, x)
+        if isinstance(node.op, ast.USub | ast.UAdd):
+            self._want(x, T.NUM, node.operand, "a sign")
+            if isinstance(node.op, ast.UAdd):
+                return x
+            if x.const is not None:
+                return Compiled(_const(-x.const), T.NUM, const=-x.const)
+            f = x.fn
+            return self._derive(lambda c: None if (v := f(c)) is None else -v, T.NUM, x)
+        raise ExprError(f"the operator {type(node.op).__name__} is not allowed", node)
+
+    def v_BinOp(self, node: ast.BinOp) -> Compiled:
+        a, b = self.visit(node.left), self.visit(node.right)
+        self._want(a, T.NUM, node.left, "arithmetic")
+        self._want(b, T.NUM, node.right, "arithmetic")
+        fa, fb = a.fn, b.fn
+        op = node.op
+        if isinstance(op, ast.Add):
+
+            def fn(c: EvalContext) -> Value:
+                x, y = fa(c), fb(c)
+                return None if x is None or y is None else x + y
+        elif isinstance(op, ast.Sub):
+
+            def fn(c: EvalContext) -> Value:
+                x, y = fa(c), fb(c)
+                return None if x is None or y is None else x - y
+        elif isinstance(op, ast.Mult):
+
+            def fn(c: EvalContext) -> Value:
+                x, y = fa(c), fb(c)
+                return None if x is None or y is None else x * y
+        elif isinstance(op, ast.Div):
+
+            def fn(c: EvalContext) -> Value:
+                x, y = fa(c), fb(c)
+                return None if x is None or y is None or y == 0 else x / y
+        else:
+            raise ExprError(f"the operator {type(op).__name__} is not allowed (use + - * /)", node)
+        return self._derive(fn, T.NUM, a, b)
+
+    def v_BoolOp(self, node: ast.BoolOp) -> Compiled:
+        parts = [self.visit(v) for v in node.values]
+        for p, v in zip(parts, node.values, strict=True):
+            self._want(p, T.BOOL, v, "'and'/'or'")
+        fns = [p.fn for p in parts]
+        # Kleene logic: `and` stops at the first False, `or` at the first True; otherwise the
+        # result is unknown if any part was, else the opposite of the stopping value.
+        stop = not isinstance(node.op, ast.And)
+
+        def fn(c: EvalContext) -> Value:
+            unknown = False
+            for f in fns:
+                v: Value = f(c)
+                if v is stop:
+                    return stop
+                if v is None:
+                    unknown = True
+            return None if unknown else not stop
+
+        return self._derive(fn, T.BOOL, *parts)
+
+    def v_Compare(self, node: ast.Compare) -> Compiled:
+        operands = [self.visit(node.left)] + [self.visit(x) for x in node.comparators]
+        for o, n in zip(operands, [node.left, *node.comparators], strict=True):
+            self._want(o, T.NUM, n, "a comparison")
+        ops = []
+        for op in node.ops:
+            f = _CMP.get(type(op))
+            if f is None:
+                raise ExprError(f"the comparison {type(op).__name__} is not allowed", node)
+            ops.append(f)
+        fns = [o.fn for o in operands]
+        if len(ops) == 1:
+            fa, fb, op1 = fns[0], fns[1], ops[0]
+
+            def fn(c: EvalContext) -> Value:
+                x = fa(c)
+                if x is None:
+                    return None
+                y = fb(c)
+                return None if y is None else op1(x, y)
+        else:
+
+            def fn(c: EvalContext) -> Value:
+                vals = [f(c) for f in fns]
+                if any(v is None for v in vals):
+                    return None
+                return all(op(vals[i], vals[i + 1]) for i, op in enumerate(ops))
+
+        return self._derive(fn, T.BOOL, *operands)
+
+    # function calls ---------------------------------------------------------------------
+
+    def v_Call(self, node: ast.Call) -> Compiled:
+        if not isinstance(node.func, ast.Name):
+            raise ExprError("only the listed window functions can be called", node)
+        name = node.func.id
+        sig = SIGNATURES.get(name)
+        if sig is None:
+            close = difflib.get_close_matches(name, SIGNATURES, n=1)
+            hint = f" (did you mean {close[0]}()?)" if close else ""
+            raise ExprError(f"unknown function '{name}'{hint}", node)
+        if node.keywords:
+            raise ExprError(f"{name}() takes its arguments by position only", node)
+        kinds, result, accepts = sig
+        args = node.args
+        if kinds == (NUMS,):
+            if not args:
+                raise ExprError(f"{name}() needs at least one number", node)
+            parts = [self.visit(a) for a in args]
+            for p, a in zip(parts, args, strict=True):
+                self._want(p, T.NUM, a, f"{name}()")
+            fns = [p.fn for p in parts]
+            if name == "coalesce":
+
+                def fn_first(c: EvalContext) -> Value:
+                    for f in fns:
+                        v: Value = f(c)
+                        if v is not None:
+                            return v
+                    return None
+
+                return self._derive(fn_first, T.NUM, *parts)
+            agg = min if name == "min" else max
+
+            def fn_nums(c: EvalContext) -> Value:
+                vals = [v for f in fns if (v := f(c)) is not None]
+                return agg(vals) if vals else None
+
+            return self._derive(fn_nums, T.NUM, *parts)
+        if len(args) != len(kinds):
+            raise ExprError(
+                f"{name}() takes {len(kinds)} argument{'s' if len(kinds) != 1 else ''} "
+                f"({', '.join(_ARG_NAMES[k] for k in kinds)}), got {len(args)}",
+                node,
+            )
+        if name == "abs":
+            x = self.visit(args[0])
+            self._want(x, T.NUM, args[0], "abs()")
+            f = x.fn
+            return self._derive(lambda c: None if (v := f(c)) is None else abs(v), T.NUM, x)
+        return self._window_call(node, name, kinds, result, accepts)
+
+    def _window_call(
+        self,
+        node: ast.Call,
+        name: str,
+        kinds: tuple[str, ...],
+        result: T,
+        accepts: frozenset[Kind] | None,
+    ) -> Compiled:
+        syms: list[str] = []
+        window = 0.0
+        windows: list[float] = []
+        session = ""
+        pct = 0.0
+        count = 0
+        for kind, arg in zip(kinds, node.args, strict=True):
+            if kind == SYM:
+                syms.append(self._symbol(arg, name, accepts))
+            elif kind == SYMLIST:
+                if not isinstance(arg, ast.List) or not arg.elts:
+                    raise ExprError(
+                        f'{name}() needs a list of symbols such as ["BTC/USD", "SPX"]', arg
+                    )
+                syms.extend(self._symbol(el, name, accepts) for el in arg.elts)
+            elif kind == DUR:
+                window = self._duration(arg, name)
+                windows.append(window)
+            elif kind == SESSION:
+                session = self._string(arg, name, "a session name")
+                if session not in self.sessions:
+                    known = ", ".join(sorted(self.sessions)) or "none configured"
+                    raise ExprError(f"unknown session '{session}' (known: {known})", arg)
+            elif kind == PCT:
+                v = self.visit(arg)
+                if v.type is not T.NUM or v.const is None:
+                    raise ExprError(f"{name}() needs a plain number of percent here", arg)
+                pct = float(v.const)
+            elif kind == COUNT:
+                v = self.visit(arg)
+                if (
+                    v.type is not T.NUM
+                    or v.const is None
+                    or v.const != int(v.const)
+                    or not (1 <= v.const <= 1000)
+                ):
+                    raise ExprError(
+                        f"{name}() needs a whole number of observations from 1 to 1000 here", arg
+                    )
+                count = int(v.const)
+        lookback = {s: window for s in syms}
+        if name == "session_ret":
+            lookback = {s: window + 86400.0 for s in syms}  # the oldest session may start earlier
+        elif count:
+            lookback = {s: count * 4 * 86400.0 for s in syms}  # N daily prints, with holidays
+        elif name == "zscore":
+            window, span = windows
+            if span < 11 * window:
+                raise ExprError(
+                    f"zscore() needs a lookback of at least 11 windows "
+                    f"(here {int(span // window)})",
+                    node.args[2],
+                )
+            lookback = {s: span + window for s in syms}
+            fn = _zscore_fn(syms[0], window, span)
+            return Compiled(fn, result, symbols=syms, lookback=lookback)
+        fn = _window_fn(name, syms, window, session, pct, count)
+        return Compiled(fn, result, symbols=syms, lookback=lookback, uses_clock=(name == "stale"))
+
+    # helpers ----------------------------------------------------------------------------
+
+    def _string(self, node: ast.AST, fname: str, what: str) -> str:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        raise ExprError(f"{fname}() needs {what} in quotes here", node)
+
+    def _symbol(self, node: ast.AST, fname: str, accepts: frozenset[Kind] | None) -> str:
+        if isinstance(node, ast.Name):
+            raise ExprError(f'write the symbol in quotes: "{node.id}"', node)
+        sym = self._string(node, fname, 'a symbol such as "BTC/USD"')
+        kind = SYMBOLS.get(sym)
+        if kind is None:
+            close = difflib.get_close_matches(sym, SYMBOLS, n=1, cutoff=0.5)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ExprError(f"unknown symbol '{sym}'{hint}", node)
+        if accepts is not None and kind not in accepts:
+            raise ExprError(
+                f"{fname}() does not apply to '{sym}', which is {_KIND_HINT[kind]}", node
+            )
+        return sym
+
+    def _duration(self, node: ast.AST, fname: str) -> float:
+        text = self._string(node, fname, 'a window such as "24h" or "5d"')
+        try:
+            w = parse_duration(text)
+        except DurationError as e:
+            raise ExprError(f"{fname}(): {e}", node) from None
+        if w <= 0:
+            raise ExprError(f"{fname}(): the window must be longer than zero", node)
+        return w
+
+    def _want(self, x: Compiled, t: T, node: ast.AST, where: str) -> None:
+        if x.type is not t:
+            raise ExprError(f"{where} needs {t.value}, but this is {x.type.value}", node)
+
+    @staticmethod
+    def _derive(fn: Fn, t: T, *parts: Compiled) -> Compiled:
+        syms: list[str] = []
+        lookback: dict[str, float] = {}
+        for p in parts:
+            for s in p.symbols:
+                if s not in syms:
+                    syms.append(s)
+            for s, w in p.lookback.items():
+                lookback[s] = max(lookback.get(s, 0.0), w)
+        return Compiled(fn, t, syms, lookback, any(p.uses_clock for p in parts))
+
+
+_ARG_NAMES = {
+    SYM: "symbol",
+    DUR: "window",
+    SESSION: "session",
+    PCT: "percent",
+    SYMLIST: "list of symbols",
+    NUM: "number",
+    NUMS: "numbers",
+    COUNT: "count",
+}
+
+_CMP: dict[type, Callable[[float, float], bool]] = {
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+}
+
+
+def _zscore_fn(sym: str, w: float, span: float) -> Fn:
+    return lambda c: c.series[sym].zscore(c.now, w, span)
+
+
+def _const(v: Any) -> Fn:
+    return lambda c: v
+
+
+def _window_fn(name: str, syms: list[str], w: float, session: str, pct: float, count: int) -> Fn:
+    s0 = syms[0]
+    if name == "last":
+        return lambda c: c.series[s0].last()
+    if name == "ret":
+        return lambda c: c.series[s0].ret(c.now, w)
+    if name == "change":
+        return lambda c: c.series[s0].change(c.now, w)
+    if name == "bp":
+        scale = 1.0 if SYMBOLS[s0] is Kind.SPREAD_BP else 100.0
+
+        def bp(c: EvalContext) -> Value:
+            v = c.series[s0].change(c.now, w)
+            return None if v is None else v * scale
+
+        return bp
+    if name in ("drawdown", "rally", "high", "low", "mean"):
+        method = getattr(Series, name)
+        return lambda c: method(c.series[s0], c.now, w)
+    if name == "session_ret":
+        return lambda c: c.sessions.sum(c.series[s0], session, c.now, w)
+    if name in ("count_falling", "count_rising"):
+        falling = name == "count_falling"
+
+        def counter(c: EvalContext) -> Value:
+            n = 0
+            known = False
+            for s in syms:
+                r = c.series[s].ret(c.now, w)
+                if r is None:
+                    continue
+                known = True
+                if (r < -pct) if falling else (r > pct):
+                    n += 1
+            return float(n) if known else None
+
+        return counter
+    if name in ("low_last", "high_last"):
+        agg = min if name == "low_last" else max
+
+        def last_n(c: EvalContext) -> Value:
+            v = c.series[s0].values
+            return agg(v[-count:]) if len(v) >= count else None
+
+        return last_n
+    if name == "stale":
+
+        def stale(c: EvalContext) -> Value:
+            t = c.series[s0].last_ts()
+            return t is None or c.now - t > w
+
+        return stale
+    raise AssertionError(name)  # pragma: no cover - SIGNATURES and this stay in step
+
+
+def _describe(node: ast.AST) -> str:
+    return {
+        "Attribute": "attribute access (a.b)",
+        "Subscript": "indexing (a[b])",
+        "Lambda": "lambda",
+        "Dict": "a table literal",
+        "IfExp": "'x if y else z'",
+        "JoinedStr": "an f-string",
+        "Tuple": "a tuple",
+        "NamedExpr": "':='",
+    }.get(type(node).__name__, f"'{type(node).__name__}'")

@@ -1,0 +1,1 @@
+"""The Telegram command bot (/status, /mute, ...), answering only the chats that get alerts."""

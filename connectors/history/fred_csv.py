@@ -1,0 +1,230 @@
+"""FRED's keyless CSV download (``fredgraph.csv``): fetch, parse, stamp each value when known.
+
+``GET {base}?id=SERIES&cosd=YYYY-MM-DD&coed=YYYY-MM-DD`` answers a CSV with the header
+``observation_date,SERIES`` (older files: ``DATE,SERIES``), one row per date, and ``.`` or an
+empty field where there is no value (holidays). No API key is needed.
+
+Each series is fetched in calendar-year chunks (one cache file per series and year), so
+overlapping ranges share the cache. The stamping rules (when a value became known) are in
+:data:`FRED_SYMBOLS`; the table in :mod:`connectors.history.download` explains each one.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from connectors.history.download import (
+    ChunkCache,
+    HttpClient,
+    Progress,
+    Row,
+    SourceFormatError,
+    SymbolResult,
+    parse_value,
+)
+from connectors.http_poll import next_business_day
+
+NEW_YORK = "America/New_York"
+TOKYO = "Asia/Tokyo"
+#: Days fetched beyond the window on both sides for SOFR: a value dated before the window can
+#: be published inside it, and the newest value's stamp needs the next publication date.
+MARGIN_DAYS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class AtLocalTime:
+    """Known at a fixed local time on the observation date D (the time may change on a date)."""
+
+    zone: str
+    at: time
+    changes: tuple[tuple[date, time], ...] = ()  # (from this date, the new time), ascending
+
+    def on(self, d: date) -> float:
+        t = self.at
+        for since, later in self.changes:
+            if d >= since:
+                t = later
+        return datetime.combine(d, t, ZoneInfo(self.zone)).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class NextPublication:
+    """Known at a local time on the next date the series itself has a value (SOFR)."""
+
+    zone: str
+    at: time
+
+
+Stamp = AtLocalTime | NextPublication
+
+
+@dataclass(frozen=True, slots=True)
+class FredSeries:
+    """A FRED series feeding a symbol, for the dates `first`..`last` (inclusive) when given."""
+
+    series_id: str
+    stamp: Stamp
+    weekdays_only: bool = True
+    first: date | None = None
+    last: date | None = None
+
+
+_CLOSE_NY = AtLocalTime(NEW_YORK, time(16, 0))
+_NOON_NY = AtLocalTime(NEW_YORK, time(12, 0))
+_MIDNIGHT_NY = AtLocalTime(NEW_YORK, time(0, 0))
+IORB_START = date(2021, 7, 29)
+
+#: symbol -> the FRED series that make it up (several when a series replaced another).
+FRED_SYMBOLS: dict[str, tuple[FredSeries, ...]] = {
+    "US2Y": (FredSeries("DGS2", _CLOSE_NY),),
+    "US10Y": (FredSeries("DGS10", _CLOSE_NY),),
+    "US30Y": (FredSeries("DGS30", _CLOSE_NY),),
+    "SOFR": (FredSeries("SOFR", NextPublication(NEW_YORK, time(8, 0))),),
+    "IORB": (
+        FredSeries("IOER", _MIDNIGHT_NY, weekdays_only=False, last=IORB_START - timedelta(days=1)),
+        FredSeries("IORB", _MIDNIGHT_NY, weekdays_only=False, first=IORB_START),
+    ),
+    "EUR/USD": (FredSeries("DEXUSEU", _NOON_NY),),
+    "USD/JPY": (FredSeries("DEXJPUS", _NOON_NY),),
+    "GBP/USD": (FredSeries("DEXUSUK", _NOON_NY),),
+    "USD/CAD": (FredSeries("DEXCAUS", _NOON_NY),),
+    "USD/CHF": (FredSeries("DEXSZUS", _NOON_NY),),
+    "USD/SEK": (FredSeries("DEXSDUS", _NOON_NY),),
+    "SPX": (FredSeries("SP500", _CLOSE_NY),),
+    "NDX": (FredSeries("NASDAQ100", _CLOSE_NY),),
+    "N225": (
+        FredSeries(
+            "NIKKEI225",
+            AtLocalTime(TOKYO, time(15, 0), changes=((date(2024, 11, 5), time(15, 30)),)),
+        ),
+    ),
+    "VIX": (FredSeries("VIXCLS", AtLocalTime(NEW_YORK, time(16, 15))),),
+}
+
+
+def parse_fredgraph_csv(text: str, series_id: str) -> list[tuple[date, str]]:
+    """(date, value text) rows of a fredgraph.csv body; raises on anything else."""
+    lines = [ln.strip() for ln in text.lstrip("\ufeff").splitlines() if ln.strip()]
+    expected = f"observation_date,{series_id}"
+    if not lines:
+        raise SourceFormatError(f"FRED {series_id}: empty answer (expected header {expected!r})")
+    head = [c.strip().strip('"') for c in lines[0].split(",")]
+    if len(head) != 2 or head[0] not in ("observation_date", "DATE") or head[1] != series_id:
+        raise SourceFormatError(
+            f"FRED {series_id}: expected the header {expected!r} (or 'DATE,{series_id}'), got "
+            f"{lines[0][:120]!r}; is the series id right and does the FRED URL point at "
+            "fredgraph.csv?"
+        )
+    out: list[tuple[date, str]] = []
+    for n, line in enumerate(lines[1:], start=2):
+        cols = line.split(",")
+        try:
+            d = date.fromisoformat(cols[0].strip().strip('"'))
+        except ValueError as e:
+            raise SourceFormatError(
+                f"FRED {series_id}: line {n}: expected YYYY-MM-DD, got {line[:80]!r}"
+            ) from e
+        out.append((d, cols[1].strip().strip('"') if len(cols) > 1 else ""))
+    return out
+
+
+def stamp_observations(
+    series: FredSeries, observations: Sequence[tuple[date, str]]
+) -> list[tuple[float, date, float | None]]:
+    """(ts known, date, value or None when unusable) for each observation, in date order."""
+    obs = sorted(observations)
+    parsed = [(d, parse_value(v)) for d, v in obs]
+    stamp = series.stamp
+    if isinstance(stamp, AtLocalTime):
+        return [(stamp.on(d), d, v) for d, v in parsed]
+    at = AtLocalTime(stamp.zone, stamp.at)
+    published = [d for d, v in parsed if v is not None]
+    out: list[tuple[float, date, float | None]] = []
+    for d, v in parsed:
+        i = bisect.bisect_right(published, d)
+        nxt = published[i] if i < len(published) else next_business_day(d)
+        out.append((at.on(nxt), d, v))
+    return out
+
+
+def _years(series: FredSeries, start: date, end: date, today: date) -> list[int]:
+    # a fixed local time on D is within a day of D in UTC
+    margin = timedelta(days=MARGIN_DAYS if isinstance(series.stamp, NextPublication) else 1)
+    lo = start - margin
+    hi = min(end + margin, today)
+    if series.first is not None:
+        lo = max(lo, series.first)
+    if series.last is not None:
+        hi = min(hi, series.last)
+    return list(range(lo.year, hi.year + 1)) if lo <= hi else []
+
+
+async def fetch_year(
+    http: HttpClient,
+    cache: ChunkCache,
+    series_id: str,
+    year: int,
+    *,
+    base_url: str,
+    progress: Progress,
+) -> list[tuple[date, str]]:
+    """One calendar year of a series, from the cache when it has it."""
+    path = cache.path("fred", series_id, f"{year}.csv")
+    period_end = datetime(year + 1, 1, 1, tzinfo=UTC).timestamp()
+    body = await cache.load(path, period_end)
+    if body is not None:
+        rows = parse_fredgraph_csv(body.decode(), series_id)
+        progress(f"FRED {series_id} {year}: {len(rows)} rows (cache)")
+        return rows
+    text = await http.get_text(
+        base_url,
+        {"id": series_id, "cosd": f"{year}-01-01", "coed": f"{year}-12-31"},
+        what=f"FRED {series_id} {year}",
+    )
+    rows = parse_fredgraph_csv(text, series_id)  # never cache a body that does not parse
+    await cache.store(path, text.encode())
+    progress(f"FRED {series_id} {year}: {len(rows)} rows")
+    return rows
+
+
+async def fetch_symbol(
+    http: HttpClient,
+    cache: ChunkCache,
+    symbol: str,
+    start: date,
+    end: date,
+    window: tuple[float, float],
+    *,
+    base_url: str,
+    progress: Progress,
+) -> SymbolResult:
+    """Rows of `symbol` with ts inside `window` (inclusive), from its FRED series."""
+    pieces = FRED_SYMBOLS[symbol]
+    result = SymbolResult(symbol, "FRED " + "+".join(p.series_id for p in pieces))
+    today = datetime.now(UTC).date()
+    lo, hi = window
+    for piece in pieces:
+        obs: list[tuple[date, str]] = []
+        for year in _years(piece, start, end, today):
+            obs += await fetch_year(
+                http, cache, piece.series_id, year, base_url=base_url, progress=progress
+            )
+        obs = [
+            (d, v)
+            for d, v in obs
+            if (piece.first is None or d >= piece.first) and (piece.last is None or d <= piece.last)
+        ]
+        for ts, d, v in stamp_observations(piece, obs):
+            if not lo <= ts <= hi:
+                continue
+            if v is None or (piece.weekdays_only and d.weekday() >= 5):
+                result.skipped += 1
+                continue
+            result.rows.append(Row(ts, symbol, v))
+    if not result.rows:
+        result.notes.append(f"{result.source} has no values with ts in the window")
+    return result
