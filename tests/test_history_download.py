@@ -14,20 +14,17 @@ from typing import Any
 
 import pytest
 
+from bot.cli.history import register
 from bot.core.models import iso_utc, parse_iso_utc
-from connectors.history.download import (
-    DownloadOptions,
+from connectors.fred_format import SourceFormatError
+from connectors.history.common import (
     HistoryDownloadError,
     RetryPolicy,
     Row,
-    SourceFormatError,
     SourceUnavailable,
-    download,
-    download_to_file,
-    ensure_episode,
     parse_retry_after,
-    register,
 )
+from connectors.history.download import DownloadOptions, download, download_to_file, ensure_episode
 from connectors.history.ohlc import MarketSpec
 from tests.conftest import shared_path
 from tests.fake_history_servers import FakeFred, FakeKraken

@@ -7,9 +7,9 @@ import argparse
 from collections.abc import Callable
 
 from bot.cli.feeds import register as register_feeds
+from bot.cli.history import register as register_history
 from bot.cli.replay import register_demo, register_replay, register_rules
 from bot.runtime.live import register_run
-from connectors.history.download import register as register_history
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 

@@ -21,8 +21,7 @@ import orjson
 
 from connectors.base import FeedContext, FeedSetupError, PollError
 from connectors.config import FredCsvFeedConfig, FredFeedConfig, Stamp
-from connectors.history.download import SourceFormatError
-from connectors.history.fred_csv import parse_fredgraph_csv
+from connectors.fred_format import SourceFormatError, parse_fredgraph_csv
 from connectors.http_poll import HttpPolledFeed, default_stamp
 
 log = logging.getLogger(__name__)

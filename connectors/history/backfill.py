@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 from bot.core.models import Tick
 from bot.store.redis_store import Store
 from connectors.config import BackfillConfig
-from connectors.history.download import DownloadOptions, HistoryDownloadError, download
+from connectors.history.common import DOWNLOAD_ERRORS
+from connectors.history.download import DownloadOptions, download
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class Backfill:
         log.info("backfill: first start, fetching %d days of public history", self.config.days)
         try:
             result = await download(opts)
-        except HistoryDownloadError as e:
+        except DOWNLOAD_ERRORS as e:
             log.warning("backfill: %s; rules fill their windows from live data instead", e)
             return
         now = self._clock()

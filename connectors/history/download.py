@@ -1,4 +1,5 @@
-"""`stressbot history download`: build replay files from public, keyless sources.
+"""Build replay files from public, keyless sources (the `stressbot history download` command,
+whose argparse part is :mod:`bot.cli.history`).
 
 The output is exactly the replay format of the history README (``../shared/data/history``):
 header ``ts,symbol,value``, ``ts`` ISO-8601 UTC with ``Z`` at second precision, rows sorted by
@@ -61,373 +62,47 @@ Caching, resuming, pacing
 Every fetched chunk (FRED: one file per series and calendar year; exchanges: one file per
 exchange, market, timeframe and UTC month) is written atomically into the cache directory
 (``--cache``, else ``$STRESSBOT_CACHE``, else ``~/.cache/stressbot``) as soon as it arrives. A
-chunk whose period ended more than :data:`SETTLE_SECONDS` before it was fetched is final and
-never fetched again; a younger chunk is reused for :data:`OPEN_CHUNK_MAX_AGE` seconds. So a
-re-run with the same arguments fetches nothing, and an interrupted run continues where it
-stopped. Requests are paced per host (a minimum interval between request starts), retried on
-429, 5xx and network errors with capped exponential backoff with jitter (a ``Retry-After``
-header is honoured), and every call has a timeout.
+chunk whose period ended more than ``SETTLE_SECONDS`` before it was fetched is final and
+never fetched again; a younger chunk is reused for ``OPEN_CHUNK_MAX_AGE`` seconds (both in
+:mod:`connectors.history.common`). So a re-run with the same arguments fetches nothing, and
+an interrupted run continues where it stopped. Requests are paced per host (a minimum interval
+between request starts), retried on 429, 5xx and network errors with capped exponential
+backoff with jitter (a ``Retry-After`` header is honoured), and every call has a timeout.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import gzip
 import io
 import logging
-import os
-import random
-import sys
-import time as _time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import urlsplit
 
-from bot.core.errors import StressbotError
 from bot.core.models import iso_utc
-
-if TYPE_CHECKING:
-    import aiohttp
-
-    from connectors.history.ohlc import MarketSpec
-
-DEFAULT_FRED_URL = "https://fred.stlouisfed.org/graph/fredgraph.csv"
-#: A chunk fetched this long after its period ended is final (late revisions have landed).
-SETTLE_SECONDS = 7 * 86400.0
-#: A chunk that is not final yet is reused for this long before it is fetched again.
-OPEN_CHUNK_MAX_AGE = 6 * 3600.0
-#: Default minimum interval between two request starts to the same host, seconds.
-DEFAULT_MIN_INTERVAL = 1.0
-DEFAULT_TIMEOUT = 30.0
-USER_AGENT = "stressbot-history/0.1 (replay file builder)"
-
-Progress = Callable[[str], None]
-T = TypeVar("T")
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class HistoryDownloadError(StressbotError):
-    """A replay file could not be built; the message says which source and what to do."""
-
-
-class SourceUnavailable(HistoryDownloadError):
-    """A source kept failing (HTTP errors, timeouts) or refused the request outright."""
-
-
-class SourceFormatError(HistoryDownloadError):
-    """A source answered with something that is not the format it is documented to send."""
-
-
-# --------------------------------------------------------------------------- rows and reports
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One replay row: `value` of `symbol`, known at `ts` (epoch seconds, UTC)."""
-
-    ts: float
-    symbol: str
-    value: float
-
-
-@dataclass(slots=True)
-class SymbolResult:
-    """What one source produced for one symbol inside the window."""
-
-    symbol: str
-    source: str
-    rows: list[Row] = field(default_factory=list)
-    skipped: int = 0
-    notes: list[str] = field(default_factory=list)
-
-
-def format_value(v: float) -> str:
-    """The shortest text that reads back as `v` (``9600`` rather than ``9600.0``)."""
-    s = repr(float(v))
-    return s[:-2] if s.endswith(".0") else s
-
-
-def parse_value(text: str) -> float | None:
-    """A published value, or None when missing (``.``/empty), non-numeric, not > 0."""
-    t = text.strip()
-    if t in ("", "."):
-        return None
-    try:
-        v = float(t)
-    except ValueError:
-        return None
-    if v != v or v in (float("inf"), float("-inf")) or v <= 0:
-        return None
-    return v
-
-
-# --------------------------------------------------------------------------- pacing and retries
-
-
-class HostPacer:
-    """Keeps a minimum interval between the starts of two requests to the same host.
-
-    A host can also be put on hold (``defer``), e.g. for a ``Retry-After``: every request to it
-    waits until then, not only the one that was refused.
-    """
-
-    def __init__(self, min_interval: float, per_host: Mapping[str, float] | None = None) -> None:
-        self.min_interval = min_interval
-        self.per_host = dict(per_host or {})
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._next: dict[str, float] = {}
-
-    def interval(self, host: str) -> float:
-        return self.per_host.get(host, self.min_interval)
-
-    async def wait(self, host: str) -> None:
-        lock = self._locks.setdefault(host, asyncio.Lock())
-        async with lock:
-            loop = asyncio.get_running_loop()
-            delay = self._next.get(host, 0.0) - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._next[host] = loop.time() + self.interval(host)
-
-    def defer(self, host: str, seconds: float) -> None:
-        """No request to `host` starts within the next `seconds`."""
-        until = asyncio.get_running_loop().time() + seconds
-        self._next[host] = max(self._next.get(host, 0.0), until)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Capped exponential backoff with jitter; `attempts` counts the first try."""
-
-    attempts: int = 6
-    base: float = 1.0
-    cap: float = 60.0
-    #: a Retry-After longer than this is not waited for: the source is reported unavailable
-    max_retry_after: float = 300.0
-
-    def delay(self, failure: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after the `failure`-th failure (0-based)."""
-        ceiling = min(self.cap, self.base * 2.0**failure)
-        jittered = ceiling / 2 + random.uniform(0, ceiling / 2)
-        if retry_after is not None:
-            return max(retry_after, 0.0) + random.uniform(0, min(1.0, self.base))
-        return jittered
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), None if absent/bad."""
-    if not value:
-        return None
-    v = value.strip()
-    try:
-        return max(0.0, float(v))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(v)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (_time.time() if now is None else now))
-
-
-def host_of(url: str) -> str:
-    return urlsplit(url).netloc or url
-
-
-async def with_retries(
-    what: str,
-    attempt: Callable[[], Awaitable[T]],
-    *,
-    host: str,
-    pacer: HostPacer,
-    policy: RetryPolicy,
-    classify: Callable[[BaseException], tuple[bool, float | None]],
-    progress: Progress,
-    pace: bool = True,
-) -> T:
-    """Run `attempt` (paced on `host`) until it succeeds or `policy` gives up.
-
-    `classify(exc)` says whether an exception is worth retrying and the Retry-After it carried.
-    With ``pace=False`` the attempt paces its own requests (ccxt calls the pacer itself, once
-    per HTTP request); a retry delay still holds every request to `host`.
-    """
-    failure = 0
-    while True:
-        if pace:
-            await pacer.wait(host)
-        try:
-            return await attempt()
-        except Exception as e:
-            retryable, retry_after = classify(e)
-            if not retryable:
-                raise
-            if retry_after is not None and retry_after > policy.max_retry_after:
-                raise SourceUnavailable(
-                    f"{what}: {host} asks to retry after {retry_after:.0f} s "
-                    f"(more than {policy.max_retry_after:.0f} s); run again later: "
-                    "everything fetched so far is cached"
-                ) from e
-            if failure + 1 >= policy.attempts:
-                raise SourceUnavailable(
-                    f"{what}: still failing after {policy.attempts} attempts ({e}); "
-                    "run again later (fetched chunks are cached) or raise --retries"
-                ) from e
-            delay = policy.delay(failure, retry_after)
-            failure += 1
-            progress(f"  {what}: {e}; retry {failure} in {delay:.1f} s")
-            pacer.defer(host, delay)
-
-
-class HttpStatusError(Exception):
-    """A non-200 answer (internal: classified for retrying)."""
-
-    def __init__(self, status: int, url: str, body: str, retry_after: float | None) -> None:
-        self.status = status
-        self.url = url
-        self.retry_after = retry_after
-        super().__init__(f"HTTP {status} from {url}: {body[:200].strip()!r}")
-
-
-class HttpClient:
-    """GET with pacing per host, retries and a timeout on every call (aiohttp)."""
-
-    def __init__(
-        self,
-        pacer: HostPacer,
-        policy: RetryPolicy,
-        timeout: float = DEFAULT_TIMEOUT,
-        progress: Progress | None = None,
-    ) -> None:
-        self.pacer = pacer
-        self.policy = policy
-        self.timeout = timeout
-        self.progress: Progress = progress or (lambda _m: None)
-        self.requests = 0
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> HttpClient:
-        import aiohttp
-
-        t = aiohttp.ClientTimeout(
-            total=self.timeout, sock_connect=self.timeout, sock_read=self.timeout
-        )
-        self._session = aiohttp.ClientSession(timeout=t, headers={"User-Agent": USER_AGENT})
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def get_text(self, url: str, params: Mapping[str, str], what: str) -> str:
-        import aiohttp
-
-        session = self._session
-        if session is None:
-            raise RuntimeError("HttpClient used outside 'async with'")
-
-        async def attempt() -> str:
-            self.requests += 1
-            async with session.get(url, params=dict(params)) as resp:
-                body = await resp.text(errors="replace")
-                if resp.status == 200:
-                    return body
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                raise HttpStatusError(resp.status, str(resp.url), body, retry_after)
-
-        def classify(e: BaseException) -> tuple[bool, float | None]:
-            if isinstance(e, HttpStatusError):
-                if e.status == 429 or 500 <= e.status < 600:
-                    return True, e.retry_after
-                return False, None
-            if isinstance(e, aiohttp.ClientError | TimeoutError):
-                return True, None
-            return False, None
-
-        try:
-            return await with_retries(
-                what,
-                attempt,
-                host=host_of(url),
-                pacer=self.pacer,
-                policy=self.policy,
-                classify=classify,
-                progress=self.progress,
-            )
-        except HttpStatusError as e:
-            raise SourceUnavailable(
-                f"{what}: {e}; check the series/market name and the source URL"
-            ) from e
-
-
-# --------------------------------------------------------------------------- cache
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("STRESSBOT_CACHE")
-    return Path(env).expanduser() if env else Path("~/.cache/stressbot").expanduser()
-
-
-class ChunkCache:
-    """One file per fetched chunk; written atomically, judged fresh by when it was fetched."""
-
-    def __init__(self, root: Path, now: Callable[[], float] = _time.time) -> None:
-        self.root = root
-        self.now = now
-
-    def path(self, *parts: str) -> Path:
-        safe = [p.replace("/", "-").replace("\\", "-").replace(":", "-") for p in parts]
-        return self.root.joinpath(*safe)
-
-    def _fresh(self, p: Path, period_end: float) -> bool:
-        try:
-            fetched = p.stat().st_mtime
-        except FileNotFoundError:
-            return False
-        if fetched >= period_end + SETTLE_SECONDS:
-            return True  # final
-        return self.now() - fetched < OPEN_CHUNK_MAX_AGE
-
-    async def load(self, p: Path, period_end: float) -> bytes | None:
-        """The cached body, or None when absent or stale. `period_end`: epoch s the chunk ends."""
-
-        def read() -> bytes | None:
-            return p.read_bytes() if self._fresh(p, period_end) else None
-
-        return await asyncio.to_thread(read)
-
-    async def store(self, p: Path, body: bytes) -> None:
-        await asyncio.to_thread(atomic_write_bytes, p, body)
-
-
-def atomic_write_bytes(p: Path, body: bytes) -> None:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.{random.randrange(1 << 30)}.tmp")
-    try:
-        tmp.write_bytes(body)
-        os.replace(tmp, p)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
+from connectors.history import fred_csv, ohlc
+from connectors.history.common import (
+    DEFAULT_FRED_URL,
+    DEFAULT_MIN_INTERVAL,
+    DEFAULT_TIMEOUT,
+    DOWNLOAD_ERRORS,
+    ChunkCache,
+    HistoryDownloadError,
+    HostPacer,
+    HttpClient,
+    Progress,
+    RetryPolicy,
+    Row,
+    SymbolResult,
+    atomic_write_bytes,
+    default_cache_dir,
+    format_value,
+)
+from connectors.history.ohlc import DEFAULT_MARKETS, MarketSpec
 
 # --------------------------------------------------------------------------- options
-
-
-def _default_markets() -> dict[str, MarketSpec]:
-    from connectors.history.ohlc import DEFAULT_MARKETS
-
-    return dict(DEFAULT_MARKETS)
 
 
 @dataclass(slots=True)
@@ -458,9 +133,7 @@ class DownloadOptions:
 
 
 def supported_symbols(markets: Mapping[str, MarketSpec] | None = None) -> list[str]:
-    from connectors.history.fred_csv import FRED_SYMBOLS
-
-    return sorted({*FRED_SYMBOLS, *(markets if markets is not None else _default_markets())})
+    return sorted({*fred_csv.FRED_SYMBOLS, *(markets if markets is not None else DEFAULT_MARKETS)})
 
 
 @dataclass(slots=True)
@@ -475,11 +148,9 @@ class DownloadResult:
 
 async def download(options: DownloadOptions) -> DownloadResult:
     """Fetch (or read from the cache) every requested symbol for the window."""
-    from connectors.history import fred_csv, ohlc
-
     if options.end < options.start:
         raise HistoryDownloadError(f"--to {options.end} is before --from {options.start}")
-    markets = dict(options.markets) if options.markets is not None else _default_markets()
+    markets = dict(options.markets) if options.markets is not None else dict(DEFAULT_MARKETS)
     supported = supported_symbols(markets)
     wanted = list(dict.fromkeys(options.symbols)) if options.symbols else supported
     unknown = [s for s in wanted if s not in supported]
@@ -545,7 +216,7 @@ async def download(options: DownloadOptions) -> DownloadResult:
                     tg.create_task(fred_job(s))
         except ExceptionGroup as eg:
             # report the first actionable error; whatever was fetched is cached for the re-run
-            matched, _rest = eg.split(HistoryDownloadError)
+            matched, _rest = eg.split(DOWNLOAD_ERRORS)
             if matched is None:
                 raise
             first: BaseException = matched
@@ -683,202 +354,16 @@ async def ensure_episode(
     return out
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from e
-
-
-def _pairs(items: Sequence[str] | None, what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise HistoryDownloadError(f"{what}: expected KEY=VALUE, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _history_subparsers(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    """The `history` command's sub-commands, shared with other `history ...` registrations."""
-    parser = sub.choices.get("history")
-    if parser is None:
-        parser = sub.add_parser("history", help="build replay files from public history")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return parser.add_subparsers(dest="history_command", required=True, metavar="ACTION")
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `history download` (argparse only; the sources load when the command runs)."""
-    p = _history_subparsers(sub).add_parser(
-        "download",
-        help="build a replay file from public keyless sources (FRED, exchanges via ccxt)",
-        description=(
-            "Build a replay file (ts,symbol,value; ts = when each value became known) from "
-            "FRED's keyless CSV download and exchange hourly bars through ccxt. FRED has no "
-            "ICE dollar index (DXY) and no gold price: DXY is not produced (the engine derives "
-            "its own dollar index USDX from the FX legs) and XAU/USD is tokenised gold "
-            "(PAXG). Fetched chunks are cached, so a re-run fetches nothing new and an "
-            "interrupted run resumes."
-        ),
-    )
-    p.add_argument(
-        "--from",
-        dest="start",
-        type=_date,
-        required=True,
-        metavar="DATE",
-        help="first UTC day of ts (YYYY-MM-DD)",
-    )
-    p.add_argument(
-        "--to",
-        dest="end",
-        type=_date,
-        required=True,
-        metavar="DATE",
-        help="last UTC day of ts, inclusive",
-    )
-    p.add_argument(
-        "--symbols",
-        nargs="+",
-        metavar="SYM",
-        help="symbols to include (default: all: BTC/USD XAU/USD US2Y US10Y US30Y "
-        "SOFR IORB EUR/USD USD/JPY GBP/USD USD/CAD USD/CHF USD/SEK SPX NDX "
-        "N225 VIX)",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        metavar="FILE",
-        help="output file; gzip when it ends in .gz",
-    )
-    p.add_argument(
-        "--cache",
-        type=Path,
-        metavar="DIR",
-        help="cache directory (default $STRESSBOT_CACHE or ~/.cache/stressbot)",
-    )
-    p.add_argument(
-        "--fred-url",
-        default=DEFAULT_FRED_URL,
-        metavar="URL",
-        help=f"FRED CSV endpoint (default {DEFAULT_FRED_URL})",
-    )
-    p.add_argument(
-        "--market",
-        action="append",
-        metavar="SYMBOL=EXCHANGE:MARKET",
-        help="exchange market for a symbol, e.g. XAU/USD=kraken:PAXG/USD "
-        "(defaults: BTC/USD=bitstamp:BTC/USD, XAU/USD=kraken:PAXG/USD). "
-        "Append @ohlcv or @trades to force how bars are made; by default "
-        "Kraken months older than its latest 720 bars are built from trades",
-    )
-    p.add_argument(
-        "--exchange-url",
-        action="append",
-        metavar="EXCHANGE=URL",
-        help="base URL of an exchange's REST API, e.g. kraken=http://127.0.0.1:8080",
-    )
-    p.add_argument(
-        "--min-interval",
-        type=float,
-        default=DEFAULT_MIN_INTERVAL,
-        metavar="SECONDS",
-        help=f"minimum time between requests to one host (default {DEFAULT_MIN_INTERVAL})",
-    )
-    p.add_argument(
-        "--host-interval",
-        action="append",
-        metavar="HOST=SECONDS",
-        help="minimum interval for one host (host[:port])",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help=f"timeout of each request (default {DEFAULT_TIMEOUT:.0f})",
-    )
-    p.add_argument(
-        "--retries",
-        type=int,
-        default=5,
-        metavar="N",
-        help="retries per request on 429/5xx/network errors (default 5)",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(handler=run_download_command)
-
-
-def options_from_args(args: argparse.Namespace, progress: Progress | None) -> DownloadOptions:
-    from connectors.history.ohlc import DEFAULT_MARKETS, MarketSpec
-
-    markets = dict(DEFAULT_MARKETS)
-    for symbol, spec in _pairs(args.market, "--market").items():
-        markets[symbol] = MarketSpec.parse(spec)
-    try:
-        pairs = _pairs(args.host_interval, "--host-interval")
-        host_intervals = {h: float(v) for h, v in pairs.items()}
-    except ValueError as e:
-        raise HistoryDownloadError(f"--host-interval: seconds must be a number ({e})") from e
-    if args.retries < 0:
-        raise HistoryDownloadError("--retries must be 0 or more")
-    return DownloadOptions(
-        start=args.start,
-        end=args.end,
-        symbols=args.symbols,
-        cache_dir=args.cache,
-        fred_url=args.fred_url,
-        markets=markets,
-        exchange_urls=_pairs(args.exchange_url, "--exchange-url"),
-        min_interval=args.min_interval,
-        host_intervals=host_intervals,
-        timeout=args.timeout,
-        retry=RetryPolicy(attempts=args.retries + 1),
-        progress=progress,
-    )
-
-
-async def run_download_command(args: argparse.Namespace) -> int:
-    def say(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
-    opts = options_from_args(args, None if args.quiet else say)
-    result = await download_to_file(opts, args.out)
-    print(summary_table(result.results))
-    print(
-        f"wrote {len(replay_lines(result.rows)) - 1} rows to {args.out} "
-        f"({result.requests} requests)"
-    )
-    return 0
-
-
 __all__ = [
     "EPISODES",
-    "ChunkCache",
     "DownloadOptions",
     "DownloadResult",
     "Episode",
-    "HistoryDownloadError",
-    "HostPacer",
-    "HttpClient",
-    "RetryPolicy",
-    "Row",
-    "SourceFormatError",
-    "SourceUnavailable",
-    "SymbolResult",
     "download",
     "download_to_file",
     "ensure_episode",
-    "register",
+    "replay_lines",
+    "summary_table",
+    "supported_symbols",
     "write_replay",
 ]

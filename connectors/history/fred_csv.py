@@ -17,15 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from connectors.history.download import (
-    ChunkCache,
-    HttpClient,
-    Progress,
-    Row,
-    SourceFormatError,
-    SymbolResult,
-    parse_value,
-)
+from connectors.fred_format import parse_fredgraph_csv, parse_value
+from connectors.history.common import ChunkCache, HttpClient, Progress, Row, SymbolResult
 from connectors.http_poll import next_business_day
 
 NEW_YORK = "America/New_York"
@@ -104,32 +97,6 @@ FRED_SYMBOLS: dict[str, tuple[FredSeries, ...]] = {
     ),
     "VIX": (FredSeries("VIXCLS", AtLocalTime(NEW_YORK, time(16, 15))),),
 }
-
-
-def parse_fredgraph_csv(text: str, series_id: str) -> list[tuple[date, str]]:
-    """(date, value text) rows of a fredgraph.csv body; raises on anything else."""
-    lines = [ln.strip() for ln in text.lstrip("\ufeff").splitlines() if ln.strip()]
-    expected = f"observation_date,{series_id}"
-    if not lines:
-        raise SourceFormatError(f"FRED {series_id}: empty answer (expected header {expected!r})")
-    head = [c.strip().strip('"') for c in lines[0].split(",")]
-    if len(head) != 2 or head[0] not in ("observation_date", "DATE") or head[1] != series_id:
-        raise SourceFormatError(
-            f"FRED {series_id}: expected the header {expected!r} (or 'DATE,{series_id}'), got "
-            f"{lines[0][:120]!r}; is the series id right and does the FRED URL point at "
-            "fredgraph.csv?"
-        )
-    out: list[tuple[date, str]] = []
-    for n, line in enumerate(lines[1:], start=2):
-        cols = line.split(",")
-        try:
-            d = date.fromisoformat(cols[0].strip().strip('"'))
-        except ValueError as e:
-            raise SourceFormatError(
-                f"FRED {series_id}: line {n}: expected YYYY-MM-DD, got {line[:80]!r}"
-            ) from e
-        out.append((d, cols[1].strip().strip('"') if len(cols) > 1 else ""))
-    return out
 
 
 def stamp_observations(

@@ -3,8 +3,8 @@
 Bars are fetched per UTC month (one cache file per exchange, market, timeframe and month) and
 paged with ``since``/``limit`` inside the month. The bar that is still open (its end is after
 now) is never kept. Pacing, retries and timeouts are ours, not ccxt's: ccxt's throttle hook calls
-the shared :class:`~connectors.history.download.HostPacer` once per HTTP request, and failures
-are retried with :func:`~connectors.history.download.with_retries`.
+the shared :class:`~connectors.history.common.HostPacer` once per HTTP request, and failures
+are retried with :func:`~connectors.history.common.with_retries`.
 
 Depth of history differs by exchange: Bitstamp serves years of hourly bars by date; **Kraken's
 OHLC endpoint serves only its latest 720 bars** whatever ``since`` says (about 30 days of 1 h
@@ -23,14 +23,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from connectors.history.download import (
+from connectors.fred_format import SourceFormatError
+from connectors.history.common import (
     ChunkCache,
     HistoryDownloadError,
     HostPacer,
     Progress,
     RetryPolicy,
     Row,
-    SourceFormatError,
     SymbolResult,
     host_of,
     parse_retry_after,
