@@ -21,7 +21,6 @@ from pathlib import Path
 
 from bot.engine.engine import Engine
 from bot.engine.rulefile import default_rules_dir, load_rules
-from bot.engine.sessions import sessions_from_config
 from bot.runtime.config import Config
 from bot.runtime.replay import ReplayOptions, run_replay
 from bot.store.connection import connect, redis_url
@@ -48,7 +47,6 @@ async def main() -> None:
     logging.disable(logging.WARNING)
     config = Config()
     rules = load_rules(default_rules_dir(), config.sessions)
-    sessions = sessions_from_config(config.sessions)
     rows = [(ts, s, v) for _, _, ts, s, v in read_history([args.file])]
     n = len(rows)
     print(
@@ -57,14 +55,14 @@ async def main() -> None:
     )
 
     def engine_only() -> None:
-        e = Engine(rules, sessions, wild_print_pct=config.engine.wild_print_pct)
+        e = Engine.from_config(rules, config.engine, config.sessions)
         add = e.add
         for ts, s, v in rows:
             add(ts, s, v)
         e.finish()
 
     def file_and_engine() -> None:
-        e = Engine(rules, sessions, wild_print_pct=config.engine.wild_print_pct)
+        e = Engine.from_config(rules, config.engine, config.sessions)
         add = e.add
         for _, _, ts, s, v in read_history([args.file]):
             add(ts, s, v)

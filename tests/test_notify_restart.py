@@ -64,7 +64,8 @@ class Runner:
                 self.proc = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "bot.notify",
+                    "bot.cli",
+                    "notify",
                     "serve",
                     "--config",
                     str(self.config),

@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 from bot.cli.feeds import register as register_feeds
 from bot.cli.history import register as register_history
+from bot.cli.notify import register as register_notify
 from bot.cli.replay import register_demo, register_replay, register_rules
-from bot.runtime.live import register_run
+from bot.cli.run import register as register_run
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -20,4 +21,5 @@ REGISTRY: list[Register] = [
     register_rules,
     register_history,
     register_feeds,
+    register_notify,
 ]

@@ -128,16 +128,11 @@ async def _feeds(args: argparse.Namespace) -> int:
     import orjson
 
     from bot.runtime.config import load_config
-    from bot.store.connection import connect
-    from bot.store.redis_store import Store
+    from bot.store.connection import open_store
 
     config = load_config(args.config)
-    redis, _ = await connect(config.redis_url, allow_embedded=False)
-    try:
-        store = Store(redis, prefix=config.redis.prefix)
+    async with open_store(config.redis) as (store, _):
         statuses = await store.feed_statuses()
-    finally:
-        await redis.aclose()
     now = time.time()
     rows = feed_rows(config, statuses, now)
     if args.json:

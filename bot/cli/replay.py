@@ -11,8 +11,7 @@ from bot.core.errors import RuleError, StressbotError
 from bot.core.models import parse_iso_utc
 from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
 from bot.runtime.config import Config, load_config
-from bot.store.connection import connect
-from bot.store.redis_store import Store
+from bot.store.connection import open_store
 
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -233,28 +232,29 @@ async def run_replay_command(
     missing = [f for f in files if not Path(f).is_file()]  # noqa: ASYNC240 - a few stat calls
     if missing:
         raise StressbotError(f"{missing[0]}: no such replay file")
-    redis, embedded = await connect(config.redis_url, allow_embedded=True)
-    if embedded:
-        print(
-            "stressbot: no Redis server reachable: using the embedded in-process store "
-            "(nothing is kept after exit; --resume needs a Redis server)",
-            file=sys.stderr,
+    async with open_store(config.redis, namespace=namespace, allow_embedded=True) as (
+        store,
+        embedded,
+    ):
+        if embedded:
+            print(
+                "stressbot: no Redis server reachable: using the embedded in-process store "
+                "(nothing is kept after exit; --resume needs a Redis server)",
+                file=sys.stderr,
+            )
+        zone = config.display.timezone
+        opts = ReplayOptions(
+            files=files,
+            start=start,
+            end=end,
+            resume=resume,
+            rate=args.rate,
+            checkpoint_every=config.engine.checkpoint_every,
+            progress=None if args.quiet else sys.stderr,
+            on_alert=(lambda a: print(format_alert_line(a, zone), flush=True))
+            if show_alerts
+            else None,
         )
-    store = Store(
-        redis, prefix=f"{config.redis.prefix}:{namespace}", tick_maxlen=config.redis.tick_maxlen
-    )
-    zone = config.display.timezone
-    opts = ReplayOptions(
-        files=files,
-        start=start,
-        end=end,
-        resume=resume,
-        rate=args.rate,
-        checkpoint_every=config.engine.checkpoint_every,
-        progress=None if args.quiet else sys.stderr,
-        on_alert=(lambda a: print(format_alert_line(a, zone), flush=True)) if show_alerts else None,
-    )
-    try:
         result = await run_replay(opts, config, store, rules)
         if args.jsonl:
             write_jsonl(result.alerts, args.jsonl)
@@ -271,6 +271,4 @@ async def run_replay_command(
                     "  (undelivered alerts stay in the outbox; run the replay again with "
                     "--resume to retry them)"
                 )
-    finally:
-        await redis.aclose()
     return 0

@@ -1,11 +1,13 @@
-"""Field types shared by every config section: durations and IANA time zones."""
+"""What every config section shares: the strict base model, durations, IANA time zones, the
+display section, and error messages that name file, key and expectation."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from bot.core.durations import parse_duration
 
@@ -37,3 +39,25 @@ Duration = Annotated[float, BeforeValidator(_duration)]
 #: An IANA zone name, checked against the zone database.
 Zone = Annotated[str, BeforeValidator(_zone)]
 OptZone = Annotated[str | None, BeforeValidator(_zone)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DisplayConfig(Strict):
+    timezone: Zone = "UTC"  # the zone people see times in, besides UTC
+
+
+def format_validation_error(path: Path | str, e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against config.example.toml)"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if "input" in err and err["type"] not in ("missing",):
+                msg += f" (got {err['input']!r})"
+        lines.append(f"{path}: {loc}: {msg}")
+    return "\n".join(lines)

@@ -24,17 +24,18 @@ import logging
 import math
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
 
 from bot.core.models import INPUT_SYMBOLS, SYMBOLS, Alert, AlertKind, Kind, iso_utc
+from bot.engine.config import EngineConfig, SessionConfig
 from bot.engine.rulefile import Rule, RuleSet
 from bot.engine.rulelang import EvalContext
 from bot.engine.series import TICK_RESOLUTION, Series
-from bot.engine.sessions import Session, SessionReturns
+from bot.engine.sessions import Session, SessionReturns, sessions_from_config
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,18 @@ class Engine:
         self._holdable = prices if wild_print_pct else frozenset()
 
     # ---- input ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls, rules: RuleSet, engine: EngineConfig, sessions: Mapping[str, SessionConfig]
+    ) -> Engine:
+        """The engine as live, replay and rule tests all build it: one place, one behaviour."""
+        return cls(
+            rules,
+            sessions_from_config(sessions),
+            wild_print_pct=engine.wild_print_pct,
+            evaluate_every=engine.evaluate_every,
+        )
 
     def add(self, ts: float, symbol: str, value: float, source: str = "") -> None:
         """Take one tick. Evaluates the rules first if it moves the clock forward."""

@@ -12,8 +12,8 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.core.models import Kind
+from bot.engine.config import SessionConfig
 from bot.engine.series import Series
-from bot.runtime.config import SessionConfig
 
 DAY = 86400.0
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.core.config_types import Duration, OptZone
+from bot.core.config_types import DisplayConfig, Duration, OptZone
 from bot.core.errors import ConfigError
 
 SeverityName = Literal["info", "warning", "critical"]
@@ -138,3 +138,13 @@ class NotifyConfig(_Strict):
         if dup:
             raise ValueError(f"destination names must be unique, repeated: {', '.join(dup)}")
         return self
+
+
+class NotifySettings(Protocol):
+    """What the notifiers read of the whole configuration (the root `Config` provides it)."""
+
+    @property
+    def notify(self) -> NotifyConfig: ...
+
+    @property
+    def display(self) -> DisplayConfig: ...

@@ -50,13 +50,12 @@ from bot.notify.base import (
     install_redaction,
 )
 from bot.notify.chart import ChartRenderer, render_chart
-from bot.notify.config import NotifyConfig, Route
+from bot.notify.config import NotifyConfig, NotifySettings, Route
 from bot.notify.discord import DiscordDestination
 from bot.notify.ledger import ALL, Ledger
 from bot.notify.telegram import TelegramClient, TelegramDestination
 
 if TYPE_CHECKING:
-    from bot.runtime.config import Config
     from bot.store.redis_store import Store
 
 log = logging.getLogger(__name__)
@@ -270,7 +269,7 @@ class Delivery:
     """The destinations of a config, their HTTP session, gates, chart cache and workers."""
 
     def __init__(
-        self, config: Config, store: Store, *, renderer: ChartRenderer | None = None
+        self, config: NotifySettings, store: Store, *, renderer: ChartRenderer | None = None
     ) -> None:
         self.config = config
         self.cfg: NotifyConfig = config.notify
@@ -390,7 +389,7 @@ class Delivery:
 
 
 async def deliver_pending(
-    config: Config,
+    config: NotifySettings,
     store: Store,
     *,
     max_wait: float | None = None,
@@ -428,7 +427,7 @@ class NotifierService:
     """Long-running delivery: one task per destination until `stop` is set."""
 
     def __init__(
-        self, config: Config, store: Store, *, renderer: ChartRenderer | None = None
+        self, config: NotifySettings, store: Store, *, renderer: ChartRenderer | None = None
     ) -> None:
         self.config = config
         self.store = store

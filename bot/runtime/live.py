@@ -12,7 +12,6 @@ with file and line and the last good rules stay in force.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -27,9 +26,13 @@ from bot.core.errors import RuleError
 from bot.core.models import Alert, AlertKind, Pattern, Severity, iso_utc
 from bot.engine.engine import Engine
 from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
-from bot.engine.sessions import sessions_from_config
+from bot.notify.service import NotifierService
 from bot.runtime.config import Config
+from bot.store.connection import open_store
 from bot.store.redis_store import Checkpoint, Store
+from bot.telegram.command_bot import TelegramCommandBot
+from connectors.history.backfill import Backfill
+from connectors.supervisor import FeedSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +74,7 @@ class EngineService:
         self.ticks_applied = 0
 
     def _new_engine(self, rules: RuleSet) -> Engine:
-        cfg = self.config.engine
-        return Engine(
-            rules,
-            sessions_from_config(self.config.sessions),
-            wild_print_pct=cfg.wild_print_pct,
-            evaluate_every=cfg.evaluate_every,
-        )
+        return Engine.from_config(rules, self.config.engine, self.config.sessions)
 
     async def restore(self) -> None:
         cp = await self.store.load_checkpoint()
@@ -223,36 +220,15 @@ class EngineService:
         log.info("rules: reloaded %d rule(s) from %s", len(rules.rules), self.rules_dir)
 
 
-def register_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "run",
-        help="run the live bot: feeds, engine, notifiers",
-        description="Stream and poll market data into Redis, evaluate the rules "
-        "and deliver alerts, until interrupted.",
-    )
-    p.add_argument("--config", type=Path, metavar="FILE", help="config file (TOML)")
-    p.add_argument("--rules", type=Path, metavar="DIR", help="rules folder (default: rules/)")
-    p.set_defaults(handler=_run)
-
-
-async def _run(args: argparse.Namespace) -> int:
-    from bot.runtime.config import load_config
-
-    return await run_live(load_config(args.config), args.rules)
-
-
 async def run_live(config: Config, rules_dir: Path | None = None) -> int:
     """`stressbot run`: feeds, engine and notifiers until SIGINT or SIGTERM."""
-    from bot.notify.service import NotifierService
-    from bot.store.connection import connect
-    from bot.telegram.command_bot import TelegramCommandBot
-    from connectors.history.backfill import Backfill
-    from connectors.supervisor import FeedSupervisor
-
     rdir = rules_dir or config.engine.rules_dir or default_rules_dir()
     rules = load_rules(rdir, config.sessions)
-    redis, _ = await connect(config.redis_url, allow_embedded=False)
-    store = Store(redis, prefix=config.redis.prefix, tick_maxlen=config.redis.tick_maxlen)
+    async with open_store(config.redis) as (store, _):
+        return await _run_services(config, store, rules, Path(rdir))
+
+
+async def _run_services(config: Config, store: Store, rules: RuleSet, rules_dir: Path) -> int:
     first_start = await store.load_checkpoint() is None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -261,7 +237,7 @@ async def run_live(config: Config, rules_dir: Path | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
     services: list[tuple[str, Any]] = [
         ("feeds", FeedSupervisor(config.feeds, store)),
-        ("engine", EngineService(config, store, rules, rules_dir=Path(rdir))),
+        ("engine", EngineService(config, store, rules, rules_dir=rules_dir)),
         ("notifier", NotifierService(config, store)),
     ]
     if first_start and config.feeds.enabled and config.feeds.backfill.days:
@@ -274,12 +250,9 @@ async def run_live(config: Config, rules_dir: Path | None = None) -> int:
         ", ".join(n for n, _ in services),
         len(rules.rules),
     )
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for name, svc in services:
-                tg.create_task(_guard(name, svc.run(stop), stop), name=name)
-    finally:
-        await redis.aclose()
+    async with asyncio.TaskGroup() as tg:
+        for name, svc in services:
+            tg.create_task(_guard(name, svc.run(stop), stop), name=name)
     return 0
 
 

@@ -26,7 +26,6 @@ from bot.core.errors import ResumeError
 from bot.core.models import Alert, AlertKind, iso_utc
 from bot.engine.engine import Engine, EngineStats
 from bot.engine.rulefile import RuleSet
-from bot.engine.sessions import sessions_from_config
 from bot.runtime.config import Config
 from bot.store.redis_store import Checkpoint, Store
 from connectors.history.file import Rejects, read_history
@@ -78,12 +77,7 @@ async def run_replay(
 ) -> ReplayResult:
     files = [Path(f) for f in opts.files]
     fp = fingerprint(files, rules, opts.start, opts.end)
-    engine = Engine(
-        rules,
-        sessions_from_config(config.sessions),
-        wild_print_pct=config.engine.wild_print_pct,
-        evaluate_every=config.engine.evaluate_every,
-    )
+    engine = Engine.from_config(rules, config.engine, config.sessions)
     rejects = Rejects()
     pos = (0, 0)
     ticks_read = 0

@@ -29,12 +29,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.core.config_types import format_validation_error
 from bot.core.errors import StressbotError
 from bot.core.models import AlertKind, iso_utc, parse_iso_utc
 from bot.engine.engine import Engine
 from bot.engine.rulefile import RuleSet
-from bot.engine.sessions import sessions_from_config
-from bot.runtime.config import Config, format_validation_error
+from bot.runtime.config import Config
 from connectors.history.file import Rejects, read_history
 
 
@@ -118,12 +118,7 @@ def run_test(spec: RuleTestSpec, path: Path, rules: RuleSet, config: Config) -> 
                 "\n".join(ln.strip() for ln in spec.input.strip().splitlines()) + "\n"
             )
             files.append(inline)
-        engine = Engine(
-            rules,
-            sessions_from_config(config.sessions),
-            wild_print_pct=config.engine.wild_print_pct,
-            evaluate_every=config.engine.evaluate_every,
-        )
+        engine = Engine.from_config(rules, config.engine, config.sessions)
         rejects = Rejects()
         alerts = []
         for _, _, ts, sym, value in read_history(files, rejects):

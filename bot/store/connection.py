@@ -1,19 +1,31 @@
-"""Connecting to Redis, or to the embedded in-process store when none is reachable."""
+"""Connecting to Redis (the `[redis]` config section), or to the embedded in-process store
+when none is reachable."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+from pydantic import Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot.core.config_types import Strict
 from bot.core.errors import StoreUnavailable
+from bot.store.redis_store import Store
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class RedisConfig(Strict):
+    url: str | None = Field(default=None, description="overridden by REDIS_URL when set")
+    prefix: str = "stressbot"
+    tick_maxlen: int = Field(default=200_000, ge=1000)
 
 
 def redis_url(configured: str | None = None) -> str:
@@ -54,3 +66,17 @@ def _redact(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
     return url
+
+
+@asynccontextmanager
+async def open_store(
+    cfg: RedisConfig, *, namespace: str | None = None, allow_embedded: bool = False
+) -> AsyncIterator[tuple[Store, bool]]:
+    """(store, embedded) for the `[redis]` section, closed on exit; `namespace` keeps a
+    replay's keys apart from the live bot's (``{prefix}:{namespace}:...``)."""
+    redis, embedded = await connect(redis_url(cfg.url), allow_embedded=allow_embedded)
+    prefix = cfg.prefix if namespace is None else f"{cfg.prefix}:{namespace}"
+    try:
+        yield Store(redis, prefix=prefix, tick_maxlen=cfg.tick_maxlen), embedded
+    finally:
+        await redis.aclose()

@@ -17,15 +17,18 @@ import html
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core.durations import format_duration, parse_duration
 from bot.core.errors import ConfigError, DurationError, StressbotError
 from bot.core.models import SYMBOLS, Alert, AlertKind, Kind
+from bot.engine.config import SessionConfig
 from bot.notify.base import install_redaction
 from bot.notify.chart import ChartRenderer, render_chart
+from bot.notify.config import NotifySettings
 from bot.notify.format import TG_CAPTION_LIMIT, TG_TEXT_LIMIT, Line, fmt_number, split_lines
 from bot.notify.ledger import ALL, Ledger
 from bot.notify.service import accepts
@@ -34,10 +37,18 @@ if TYPE_CHECKING:
     from telegram import Update
     from telegram.ext import ContextTypes
 
-    from bot.runtime.config import Config
     from bot.store.redis_store import Store
 
 log = logging.getLogger(__name__)
+
+
+class CommandBotSettings(NotifySettings, Protocol):
+    """What the command bot reads of the whole configuration (the root `Config` provides it)."""
+
+    @property
+    def sessions(self) -> Mapping[str, SessionConfig]: ...
+
+
 e = html.escape
 
 MIN_MUTE = 60.0
@@ -101,7 +112,7 @@ class Commands:
     """What each command answers, given the store. Arguments arrive as split words."""
 
     def __init__(
-        self, config: Config, store: Store, *, renderer: ChartRenderer | None = None
+        self, config: CommandBotSettings, store: Store, *, renderer: ChartRenderer | None = None
     ) -> None:
         self.config = config
         self.store = store
@@ -407,7 +418,7 @@ class TelegramCommandBot:
     COMMANDS = ("status", "rules", "mute", "unmute", "history", "chart", "test", "help", "start")
 
     def __init__(
-        self, config: Config, store: Store, *, renderer: ChartRenderer | None = None
+        self, config: CommandBotSettings, store: Store, *, renderer: ChartRenderer | None = None
     ) -> None:
         self.config = config
         self.store = store
@@ -416,7 +427,7 @@ class TelegramCommandBot:
         self.refused = 0
 
     @classmethod
-    def from_config(cls, config: Config, store: Store) -> TelegramCommandBot | None:
+    def from_config(cls, config: CommandBotSettings, store: Store) -> TelegramCommandBot | None:
         """The command bot, or None when commands are off or no bot token is set (logged)."""
         tg = config.notify.telegram
         if not tg.commands:
@@ -428,7 +439,7 @@ class TelegramCommandBot:
         return cls(config, store)
 
     @staticmethod
-    def enabled(config: Config) -> bool:
+    def enabled(config: CommandBotSettings) -> bool:
         """Whether the live service should run the command bot (commands on, token set)."""
         tg = config.notify.telegram
         return tg.commands and tg.token() is not None
