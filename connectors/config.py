@@ -23,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from bot.core.config_types import Zone
 from bot.core.durations import parse_duration
 from bot.core.models import INPUT_SYMBOLS
+from connectors.publication import StampName
 
 
 def _seconds(v: Any) -> float:
@@ -65,12 +66,6 @@ Canonical = Annotated[str, BeforeValidator(_canonical)]
 #: When a market trades. "always": 24x7 (crypto venues, tokenised gold); "fx": Sunday 17:00 to
 #: Friday 17:00 New York; "metals": the FX week with the daily 17:00-18:00 New York halt.
 Schedule = Literal["always", "fx", "metals"]
-
-#: When a published value became known (polled sources), in New York time:
-#: "close" 16:00 on the observation date (Treasury/FRED yields),
-#: "next_morning" 08:00 on the next business day (SOFR),
-#: "effective" 00:00 on the effective date (IORB and other administered rates).
-Stamp = Literal["close", "next_morning", "effective"]
 
 
 class Strict(BaseModel):
@@ -172,7 +167,7 @@ class NyFedFeedConfig(_PolledBase):
     # {n} is replaced by `lookback`.
     url: str = "https://markets.newyorkfed.org/api/rates/secured/sofr/last/{n}.json"
     symbols: dict[str, Canonical] = Field(default_factory=lambda: {"SOFR": "SOFR"})
-    stamp: Stamp = "next_morning"
+    stamp: StampName = "next_morning"
 
 
 class FredFeedConfig(_PolledBase):
@@ -184,7 +179,7 @@ class FredFeedConfig(_PolledBase):
     interval: Seconds = 3600.0
     # series id -> stamp; default by canonical symbol (yields "close", SOFR "next_morning",
     # IORB "effective").
-    stamps: dict[str, Stamp] = Field(default_factory=dict)
+    stamps: dict[str, StampName] = Field(default_factory=dict)
 
 
 class FredCsvFeedConfig(_PolledBase):
@@ -194,7 +189,7 @@ class FredCsvFeedConfig(_PolledBase):
     url: str = "https://fred.stlouisfed.org/graph/fredgraph.csv"
     interval: Seconds = 3600.0
     # series id -> stamp; default by canonical symbol (as for `fred`).
-    stamps: dict[str, Stamp] = Field(default_factory=dict)
+    stamps: dict[str, StampName] = Field(default_factory=dict)
 
 
 class TreasuryFeedConfig(_PolledBase):

@@ -5,7 +5,8 @@
   If-Modified-Since; a 304 means nothing new and costs the source almost nothing.
 - 429 and 5xx raise `PollError` (retried with backoff; Retry-After is honoured).
 - Values are stamped with when they became known (publication time), not when fetched:
-  see `known_at`. A value fetched before its nominal publication time is stamped at the fetch.
+  see :mod:`connectors.publication`. A value fetched before its nominal publication time is
+  stamped at the fetch.
 - Secrets (API keys in query strings) never appear in errors or logs: `redact`.
 """
 
@@ -13,61 +14,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 import aiohttp
 
 from connectors.base import FeedContext, PolledFeed, PollError
-from connectors.config import Stamp
+from connectors.publication import StampName, known_at, latest_due, next_business_day
 
 log = logging.getLogger(__name__)
 
-NEW_YORK = ZoneInfo("America/New_York")
 USER_AGENT = "stressbot/0.1 (+market-stress alerts)"
 
 
-def next_business_day(d: date) -> date:
-    """The next weekday after `d` (US holidays are not modelled: a value is then stamped a
-    business day early, which only matters for a day)."""
-    d += timedelta(days=1)
-    while d.weekday() >= 5:
-        d += timedelta(days=1)
-    return d
-
-
-def known_at(d: date, stamp: Stamp) -> float:
-    """When the value for observation date `d` was published (epoch seconds)."""
-    if stamp == "close":
-        local = datetime.combine(d, time(16, 0), NEW_YORK)
-    elif stamp == "next_morning":
-        local = datetime.combine(next_business_day(d), time(8, 0), NEW_YORK)
-    else:
-        local = datetime.combine(d, time(0, 0), NEW_YORK)
-    return local.timestamp()
-
-
-def latest_due(stamp: Stamp, now: float) -> date | None:
-    """The newest business-day observation date whose publication time has passed."""
-    today = datetime.fromtimestamp(now, NEW_YORK).date()
-    for back in range(10):
-        d = today - timedelta(days=back)
-        if d.weekday() < 5 and known_at(d, stamp) <= now:
-            return d
-    return None
-
-
-PUBLICATION_MARGIN = 60.0  # seconds after the nominal publication time before polling
-
-
-def default_stamp(canonical: str) -> Stamp:
-    if canonical == "SOFR":
-        return "next_morning"
-    if canonical == "IORB":
-        return "effective"
-    return "close"
+#: Seconds after the nominal publication time before polling for a value.
+PUBLICATION_MARGIN = 60.0
 
 
 def redact(text: str, secrets: list[str]) -> str:
@@ -108,10 +70,10 @@ class HttpPolledFeed(PolledFeed):
         self.secrets: list[str] = []
         self._validators: dict[str, tuple[str | None, str | None]] = {}
         self._first_seen: dict[tuple[str, date], float] = {}
-        self._newest: dict[str, tuple[date, Stamp]] = {}  # canonical -> newest date seen
+        self._newest: dict[str, tuple[date, StampName]] = {}  # canonical -> newest date seen
         self.max_idle = 0.0  # set by subclasses from their config
 
-    def stamp(self, canonical: str, d: date, stamp: Stamp) -> float:
+    def stamp(self, canonical: str, d: date, stamp: StampName) -> float:
         """Publication time of `canonical` for date `d`; never later than when we first saw
         it (so an early publication is stamped when it was fetched, and stays so)."""
         newest = self._newest.get(canonical)

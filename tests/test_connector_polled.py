@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from bot.store.redis_store import Store
-from connectors.http_poll import known_at, next_business_day
+from connectors.publication import known_at, next_business_day
 from connectors.supervisor import FeedSupervisor
 from tests.conftest import shared_path
 from tests.fake_feeds import (

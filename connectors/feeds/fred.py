@@ -20,15 +20,16 @@ from typing import Any
 import orjson
 
 from connectors.base import FeedContext, FeedSetupError, PollError
-from connectors.config import FredCsvFeedConfig, FredFeedConfig, Stamp
+from connectors.config import FredCsvFeedConfig, FredFeedConfig
 from connectors.fred_format import SourceFormatError, parse_fredgraph_csv
-from connectors.http_poll import HttpPolledFeed, default_stamp
+from connectors.http_poll import HttpPolledFeed
+from connectors.publication import StampName, default_stamp
 
 log = logging.getLogger(__name__)
 
 
 class _FredBase(HttpPolledFeed):
-    stamps: dict[str, Stamp]
+    stamps: dict[str, StampName]
 
     async def poll(self) -> int:
         new = 0

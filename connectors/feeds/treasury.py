@@ -12,7 +12,8 @@ from datetime import date, datetime
 
 from connectors.base import FeedContext, PollError
 from connectors.config import TreasuryFeedConfig
-from connectors.http_poll import NEW_YORK, HttpPolledFeed, default_stamp
+from connectors.http_poll import HttpPolledFeed
+from connectors.publication import NEW_YORK, default_stamp
 
 
 def _local(tag: str) -> str:

@@ -5,54 +5,36 @@
 empty field where there is no value (holidays). No API key is needed.
 
 Each series is fetched in calendar-year chunks (one cache file per series and year), so
-overlapping ranges share the cache. The stamping rules (when a value became known) are in
-:data:`FRED_SYMBOLS`; the table in :mod:`connectors.history.download` explains each one.
+overlapping ranges share the cache. The publication rule of each series (when a value became
+known, see :mod:`connectors.publication`) is in :data:`FRED_SYMBOLS`; the table in
+:mod:`connectors.history.download` explains each one. The body parser is
+:mod:`connectors.fred_format`, shared with the live FRED feed.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from connectors.fred_format import parse_fredgraph_csv, parse_value
 from connectors.history.common import ChunkCache, HttpClient, Progress, Row, SymbolResult
-from connectors.http_poll import next_business_day
+from connectors.publication import (
+    CLOSE_NEW_YORK,
+    EFFECTIVE_NEW_YORK,
+    NEW_YORK,
+    NEXT_MORNING_NEW_YORK,
+    NOON_NEW_YORK,
+    TOKYO,
+    OnNextPublication,
+    OnObservationDate,
+    PublicationRule,
+    known_at_each,
+)
 
-NEW_YORK = "America/New_York"
-TOKYO = "Asia/Tokyo"
 #: Days fetched beyond the window on both sides for SOFR: a value dated before the window can
 #: be published inside it, and the newest value's stamp needs the next publication date.
 MARGIN_DAYS = 10
-
-
-@dataclass(frozen=True, slots=True)
-class AtLocalTime:
-    """Known at a fixed local time on the observation date D (the time may change on a date)."""
-
-    zone: str
-    at: time
-    changes: tuple[tuple[date, time], ...] = ()  # (from this date, the new time), ascending
-
-    def on(self, d: date) -> float:
-        t = self.at
-        for since, later in self.changes:
-            if d >= since:
-                t = later
-        return datetime.combine(d, t, ZoneInfo(self.zone)).timestamp()
-
-
-@dataclass(frozen=True, slots=True)
-class NextPublication:
-    """Known at a local time on the next date the series itself has a value (SOFR)."""
-
-    zone: str
-    at: time
-
-
-Stamp = AtLocalTime | NextPublication
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,67 +42,61 @@ class FredSeries:
     """A FRED series feeding a symbol, for the dates `first`..`last` (inclusive) when given."""
 
     series_id: str
-    stamp: Stamp
+    published: PublicationRule
     weekdays_only: bool = True
     first: date | None = None
     last: date | None = None
 
 
-_CLOSE_NY = AtLocalTime(NEW_YORK, time(16, 0))
-_NOON_NY = AtLocalTime(NEW_YORK, time(12, 0))
-_MIDNIGHT_NY = AtLocalTime(NEW_YORK, time(0, 0))
 IORB_START = date(2021, 7, 29)
 
 #: symbol -> the FRED series that make it up (several when a series replaced another).
 FRED_SYMBOLS: dict[str, tuple[FredSeries, ...]] = {
-    "US2Y": (FredSeries("DGS2", _CLOSE_NY),),
-    "US10Y": (FredSeries("DGS10", _CLOSE_NY),),
-    "US30Y": (FredSeries("DGS30", _CLOSE_NY),),
-    "SOFR": (FredSeries("SOFR", NextPublication(NEW_YORK, time(8, 0))),),
+    "US2Y": (FredSeries("DGS2", CLOSE_NEW_YORK),),
+    "US10Y": (FredSeries("DGS10", CLOSE_NEW_YORK),),
+    "US30Y": (FredSeries("DGS30", CLOSE_NEW_YORK),),
+    "SOFR": (FredSeries("SOFR", NEXT_MORNING_NEW_YORK),),
     "IORB": (
-        FredSeries("IOER", _MIDNIGHT_NY, weekdays_only=False, last=IORB_START - timedelta(days=1)),
-        FredSeries("IORB", _MIDNIGHT_NY, weekdays_only=False, first=IORB_START),
+        FredSeries(
+            "IOER", EFFECTIVE_NEW_YORK, weekdays_only=False, last=IORB_START - timedelta(days=1)
+        ),
+        FredSeries("IORB", EFFECTIVE_NEW_YORK, weekdays_only=False, first=IORB_START),
     ),
-    "EUR/USD": (FredSeries("DEXUSEU", _NOON_NY),),
-    "USD/JPY": (FredSeries("DEXJPUS", _NOON_NY),),
-    "GBP/USD": (FredSeries("DEXUSUK", _NOON_NY),),
-    "USD/CAD": (FredSeries("DEXCAUS", _NOON_NY),),
-    "USD/CHF": (FredSeries("DEXSZUS", _NOON_NY),),
-    "USD/SEK": (FredSeries("DEXSDUS", _NOON_NY),),
-    "SPX": (FredSeries("SP500", _CLOSE_NY),),
-    "NDX": (FredSeries("NASDAQ100", _CLOSE_NY),),
+    "EUR/USD": (FredSeries("DEXUSEU", NOON_NEW_YORK),),
+    "USD/JPY": (FredSeries("DEXJPUS", NOON_NEW_YORK),),
+    "GBP/USD": (FredSeries("DEXUSUK", NOON_NEW_YORK),),
+    "USD/CAD": (FredSeries("DEXCAUS", NOON_NEW_YORK),),
+    "USD/CHF": (FredSeries("DEXSZUS", NOON_NEW_YORK),),
+    "USD/SEK": (FredSeries("DEXSDUS", NOON_NEW_YORK),),
+    "SPX": (FredSeries("SP500", CLOSE_NEW_YORK),),
+    "NDX": (FredSeries("NASDAQ100", CLOSE_NEW_YORK),),
     "N225": (
         FredSeries(
             "NIKKEI225",
-            AtLocalTime(TOKYO, time(15, 0), changes=((date(2024, 11, 5), time(15, 30)),)),
+            OnObservationDate(TOKYO, time(15, 0), changes=((date(2024, 11, 5), time(15, 30)),)),
         ),
     ),
-    "VIX": (FredSeries("VIXCLS", AtLocalTime(NEW_YORK, time(16, 15))),),
+    "VIX": (FredSeries("VIXCLS", OnObservationDate(NEW_YORK, time(16, 15))),),
 }
 
 
 def stamp_observations(
     series: FredSeries, observations: Sequence[tuple[date, str]]
 ) -> list[tuple[float, date, float | None]]:
-    """(ts known, date, value or None when unusable) for each observation, in date order."""
-    obs = sorted(observations)
-    parsed = [(d, parse_value(v)) for d, v in obs]
-    stamp = series.stamp
-    if isinstance(stamp, AtLocalTime):
-        return [(stamp.on(d), d, v) for d, v in parsed]
-    at = AtLocalTime(stamp.zone, stamp.at)
+    """(ts known, date, value or None when unusable) for each observation, in date order.
+
+    A value published on the next publication date is known when the series next has a
+    value (the history sees it; for the newest row, the next business day).
+    """
+    parsed = [(d, parse_value(v)) for d, v in sorted(observations)]
     published = [d for d, v in parsed if v is not None]
-    out: list[tuple[float, date, float | None]] = []
-    for d, v in parsed:
-        i = bisect.bisect_right(published, d)
-        nxt = published[i] if i < len(published) else next_business_day(d)
-        out.append((at.on(nxt), d, v))
-    return out
+    stamps = known_at_each(series.published, [d for d, _ in parsed], published)
+    return [(ts, d, v) for ts, (d, v) in zip(stamps, parsed, strict=True)]
 
 
 def _years(series: FredSeries, start: date, end: date, today: date) -> list[int]:
     # a fixed local time on D is within a day of D in UTC
-    margin = timedelta(days=MARGIN_DAYS if isinstance(series.stamp, NextPublication) else 1)
+    margin = timedelta(days=MARGIN_DAYS if isinstance(series.published, OnNextPublication) else 1)
     lo = start - margin
     hi = min(end + margin, today)
     if series.first is not None:
