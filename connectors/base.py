@@ -15,11 +15,18 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from bot.core.backoff import Backoff
 from bot.core.errors import StressbotError
 from bot.core.models import INPUT_SYMBOLS
-from connectors.config import FeedsConfig, Schedule
+from connectors.config import (
+    BaseFeedConfig,
+    FeedsConfig,
+    PolledFeedConfig,
+    Schedule,
+    StreamFeedConfig,
+)
 from connectors.health import FeedHealth
 from connectors.market_hours import MarketHours
 from connectors.validate import TickValidator
@@ -28,6 +35,11 @@ log = logging.getLogger(__name__)
 
 #: (feed name, canonical symbol, event time, value): where accepted ticks go.
 TickSink = Callable[[str, str, float, float], None]
+
+#: The config model of a feed class (its `[feeds.sources.<name>]` table).
+ConfigT = TypeVar("ConfigT", bound=BaseFeedConfig)
+StreamConfigT = TypeVar("StreamConfigT", bound=StreamFeedConfig)
+PolledConfigT = TypeVar("PolledConfigT", bound=PolledFeedConfig)
 
 
 class FeedError(StressbotError):
@@ -67,23 +79,19 @@ async def sleep_or_stop(stop: asyncio.Event, delay: float) -> None:
         await asyncio.wait_for(stop.wait(), delay)
 
 
-class Feed(ABC):
+class Feed(ABC, Generic[ConfigT]):
+    """A connector, built from its name, its config table `cfg` and the shared context."""
+
     kind = "feed"
 
-    def __init__(
-        self,
-        name: str,
-        symbols: dict[str, str],
-        max_future: float,
-        max_past: float,
-        ctx: FeedContext,
-    ) -> None:
+    def __init__(self, name: str, cfg: ConfigT, ctx: FeedContext) -> None:
         self.name = name
-        self.symbols = dict(symbols)  # venue symbol -> canonical
+        self.cfg = cfg
+        self.symbols = dict(cfg.symbols)  # venue symbol -> canonical
         self.ctx = ctx
         self.clock = ctx.clock
         self.health = FeedHealth(name, self.kind, ctx.clock, ctx.on_health_change)
-        self.validator = TickValidator(self.health, max_future, max_past, ctx.clock)
+        self.validator = TickValidator(self.health, cfg.max_future, cfg.max_past, ctx.clock)
         self._sink = ctx.sink
         self.backoff = Backoff(ctx.feeds.backoff)
         unknown = [c for c in self.symbols.values() if c not in INPUT_SYMBOLS]
@@ -112,28 +120,18 @@ class Feed(ABC):
         """Run until `stop` is set. Never raises for a source's fault."""
 
 
-class StreamFeed(Feed):
+class StreamFeed(Feed[StreamConfigT]):
     """A long-lived connection, restarted on failure and when it stalls."""
 
-    schedule: Schedule = "always"
-    stale_after: float = 60.0
-
-    def __init__(
-        self,
-        name: str,
-        symbols: dict[str, str],
-        max_future: float,
-        max_past: float,
-        ctx: FeedContext,
-        schedule: Schedule,
-        stale_after: float | None,
-    ) -> None:
-        super().__init__(name, symbols, max_future, max_past, ctx)
-        self.schedule = schedule
-        self.stale_after = stale_after if stale_after is not None else ctx.feeds.stale_after
+    def __init__(self, name: str, cfg: StreamConfigT, ctx: FeedContext) -> None:
+        super().__init__(name, cfg, ctx)
+        self.schedule: Schedule = cfg.schedule
+        self.stale_after: float = (
+            cfg.stale_after if cfg.stale_after is not None else ctx.feeds.stale_after
+        )
         self.session_start = 0.0
         self._stalled = False
-        self._schedules = sorted({symbol_schedule(schedule, c) for c in self.symbols.values()})
+        self._schedules = sorted({symbol_schedule(cfg.schedule, c) for c in self.symbols.values()})
 
     @abstractmethod
     async def session(self) -> None:
@@ -233,22 +231,13 @@ def _exc(task: asyncio.Task[None]) -> BaseException | None:
     return task.exception()
 
 
-class PolledFeed(Feed):
+class PolledFeed(Feed[PolledConfigT]):
     """Fetch on an interval; errors are retried with backoff, Retry-After respected."""
 
-    def __init__(
-        self,
-        name: str,
-        symbols: dict[str, str],
-        max_future: float,
-        max_past: float,
-        ctx: FeedContext,
-        interval: float,
-        timeout: float,
-    ) -> None:
-        super().__init__(name, symbols, max_future, max_past, ctx)
-        self.interval = interval
-        self.timeout = timeout
+    def __init__(self, name: str, cfg: PolledConfigT, ctx: FeedContext) -> None:
+        super().__init__(name, cfg, ctx)
+        self.interval = cfg.interval
+        self.timeout = cfg.timeout
 
     @abstractmethod
     async def poll(self) -> int:

@@ -90,7 +90,9 @@ class MarketHoursConfig(Strict):
     open_grace: Seconds = 300.0
 
 
-class _FeedBase(Strict):
+class BaseFeedConfig(Strict):
+    """What every feed has: its symbols, tick validation limits and a request timeout."""
+
     enabled: bool = True
     symbols: dict[str, Canonical] = Field(
         default_factory=dict, description="venue symbol -> canonical symbol"
@@ -101,43 +103,45 @@ class _FeedBase(Strict):
     timeout: Seconds = 10.0  # connect / request timeout
 
     @model_validator(mode="after")
-    def _has_symbols(self) -> _FeedBase:
+    def _has_symbols(self) -> BaseFeedConfig:
         if self.enabled and not self.symbols:
             raise ValueError("symbols: a feed needs at least one 'venue symbol = canonical' pair")
         return self
 
 
-class _StreamBase(_FeedBase):
+class StreamFeedConfig(BaseFeedConfig):
+    """What every streamed feed has (read by `connectors.base.StreamFeed`)."""
+
+    # When the venue's market is open (the watchdog only counts silence while it is).
+    schedule: Schedule = "always"
     # Seconds without a tick while the market is open before the feed is stale (and is
     # reconnected). Default: feeds.stale_after.
     stale_after: Seconds | None = None
 
 
-class CcxtFeedConfig(_StreamBase):
+class CcxtFeedConfig(StreamFeedConfig):
     """A keyless public stream through ccxt.pro (watchTicker / watchTrades)."""
 
     kind: Literal["ccxt"]
     exchange: str  # ccxt id: okx, binance, coinbaseexchange, kraken, bitstamp, ...
     method: Literal["ticker", "trades"] = "ticker"
     price: Literal["last", "mid"] = "last"
-    schedule: Schedule = "always"
     # Deep-merged into the exchange's `urls` (e.g. {api = {ws = "wss://...", rest = "..."}}).
     urls: dict[str, Any] = Field(default_factory=dict)
     # Merged into the exchange's `options` (e.g. {fetchMarkets = {types = ["spot"]}}).
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class KrakenFeedConfig(_StreamBase):
+class KrakenFeedConfig(StreamFeedConfig):
     """Kraken's native public websocket (v1), read with websockets + orjson."""
 
     kind: Literal["kraken"]
     url: str = "wss://ws.kraken.com"
     channel: Literal["ticker", "trade"] = "ticker"
     price: Literal["last", "mid"] = "last"  # ticker only: last trade or bid/ask mid
-    schedule: Schedule = "always"
 
 
-class OandaFeedConfig(_StreamBase):
+class OandaFeedConfig(StreamFeedConfig):
     """OANDA v20 pricing stream (HTTP chunked, one JSON object per line), needs a token."""
 
     kind: Literal["oanda"]
@@ -149,7 +153,9 @@ class OandaFeedConfig(_StreamBase):
     heartbeat_timeout: Seconds = 20.0
 
 
-class _PolledBase(_FeedBase):
+class PolledFeedConfig(BaseFeedConfig):
+    """What every polled feed has (read by `connectors.base.PolledFeed` and `http_poll`)."""
+
     interval: Seconds = 900.0  # between polls; retries after errors use the backoff
     # Publication schedule: once the newest value that can have been published is in, the
     # next poll waits for the next publication time (plus a minute), up to max_idle. While a
@@ -160,7 +166,7 @@ class _PolledBase(_FeedBase):
     lookback: int = Field(default=5, ge=1, le=100)
 
 
-class NyFedFeedConfig(_PolledBase):
+class NyFedFeedConfig(PolledFeedConfig):
     """New York Fed Markets API, keyless JSON (SOFR and other reference rates)."""
 
     kind: Literal["nyfed"]
@@ -170,7 +176,7 @@ class NyFedFeedConfig(_PolledBase):
     stamp: StampName = "next_morning"
 
 
-class FredFeedConfig(_PolledBase):
+class FredFeedConfig(PolledFeedConfig):
     """FRED `series/observations` (JSON), needs an API key from the environment."""
 
     kind: Literal["fred"]
@@ -182,7 +188,7 @@ class FredFeedConfig(_PolledBase):
     stamps: dict[str, StampName] = Field(default_factory=dict)
 
 
-class FredCsvFeedConfig(_PolledBase):
+class FredCsvFeedConfig(PolledFeedConfig):
     """FRED's keyless CSV download (`fredgraph.csv`): daily series without an API key."""
 
     kind: Literal["fred_csv"]
@@ -192,7 +198,7 @@ class FredCsvFeedConfig(_PolledBase):
     stamps: dict[str, StampName] = Field(default_factory=dict)
 
 
-class TreasuryFeedConfig(_PolledBase):
+class TreasuryFeedConfig(PolledFeedConfig):
     """US Treasury daily par yield curve, keyless Atom/XML feed (one month per request)."""
 
     kind: Literal["treasury"]

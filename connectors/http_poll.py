@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from connectors.base import FeedContext, PolledFeed, PollError
+from connectors.base import FeedContext, PolledConfigT, PolledFeed, PollError
 from connectors.publication import StampName, known_at, latest_due, next_business_day
 
 log = logging.getLogger(__name__)
@@ -52,26 +52,17 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
         return None
 
 
-class HttpPolledFeed(PolledFeed):
+class HttpPolledFeed(PolledFeed[PolledConfigT]):
     """A polled feed over HTTP with conditional GETs and safe error messages."""
 
-    def __init__(
-        self,
-        name: str,
-        symbols: dict[str, str],
-        max_future: float,
-        max_past: float,
-        ctx: FeedContext,
-        interval: float,
-        timeout: float,
-    ) -> None:
-        super().__init__(name, symbols, max_future, max_past, ctx, interval, timeout)
+    def __init__(self, name: str, cfg: PolledConfigT, ctx: FeedContext) -> None:
+        super().__init__(name, cfg, ctx)
         self.http: aiohttp.ClientSession | None = None
         self.secrets: list[str] = []
         self._validators: dict[str, tuple[str | None, str | None]] = {}
         self._first_seen: dict[tuple[str, date], float] = {}
         self._newest: dict[str, tuple[date, StampName]] = {}  # canonical -> newest date seen
-        self.max_idle = 0.0  # set by subclasses from their config
+        self.max_idle = cfg.max_idle
 
     def stamp(self, canonical: str, d: date, stamp: StampName) -> float:
         """Publication time of `canonical` for date `d`; never later than when we first saw

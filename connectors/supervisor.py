@@ -8,15 +8,20 @@ through the combiner (for symbols with several sources) to the batching writer, 
 them with `Store.add_ticks` (optionally conflated to one tick per symbol per `conflate`
 interval, so a busy market does not flood the engine). Health records go to
 `Store.set_feed_status` on every state change and every `status_interval`.
+
+Which class serves a config `kind` is the registry :data:`FEED_CLASSES` (``kind ->
+"module:Class"``, resolved by :func:`feed_class` when a feed of that kind is built).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from bot.core.models import Tick
 from bot.store.redis_store import Store
@@ -30,37 +35,40 @@ from connectors.writer import TickWriter
 log = logging.getLogger(__name__)
 
 
-def build_feed(name: str, cfg: FeedConfig, ctx: FeedContext) -> Feed:
-    """The connector for one `[feeds.sources.<name>]` table (imports lazily: ccxt is heavy)."""
-    if cfg.kind == "kraken":
-        from connectors.feeds.kraken import KrakenFeed
+#: config `kind` -> ``"module:Class"`` of the feed that serves it. A module is imported only
+#: when a feed of its kind is built (ccxt, in particular, is heavy to import).
+FEED_CLASSES: Final[Mapping[str, str]] = {
+    "kraken": "connectors.feeds.kraken:KrakenFeed",
+    "ccxt": "connectors.feeds.ccxt_pro:CcxtFeed",
+    "oanda": "connectors.feeds.oanda:OandaFeed",
+    "nyfed": "connectors.feeds.nyfed:NyFedFeed",
+    "fred": "connectors.feeds.fred:FredFeed",
+    "fred_csv": "connectors.feeds.fred:FredCsvFeed",
+    "treasury": "connectors.feeds.treasury:TreasuryFeed",
+}
 
-        return KrakenFeed(name, cfg, ctx)
-    if cfg.kind == "ccxt":
-        from connectors.feeds.ccxt_pro import CcxtFeed
 
-        return CcxtFeed(name, cfg, ctx)
-    if cfg.kind == "oanda":
-        from connectors.feeds.oanda import OandaFeed
+def feed_class(kind: str) -> type[Feed[Any]]:
+    """The feed class registered for config `kind` (its module is imported now)."""
+    target = FEED_CLASSES.get(kind)
+    if target is None:
+        raise FeedSetupError(
+            f"unknown feed kind {kind!r}; choices: {', '.join(sorted(FEED_CLASSES))}"
+        )
+    module, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module), attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, Feed)):
+        raise FeedSetupError(f"feed kind {kind!r}: {target} is not a Feed class")
+    return cls
 
-        return OandaFeed(name, cfg, ctx)
-    if cfg.kind == "nyfed":
-        from connectors.feeds.nyfed import NyFedFeed
 
-        return NyFedFeed(name, cfg, ctx)
-    if cfg.kind == "fred":
-        from connectors.feeds.fred import FredFeed
-
-        return FredFeed(name, cfg, ctx)
-    if cfg.kind == "fred_csv":
-        from connectors.feeds.fred import FredCsvFeed
-
-        return FredCsvFeed(name, cfg, ctx)
-    if cfg.kind == "treasury":
-        from connectors.feeds.treasury import TreasuryFeed
-
-        return TreasuryFeed(name, cfg, ctx)
-    raise FeedSetupError(f"feed {name}: unknown kind {cfg.kind!r}")  # pragma: no cover
+def build_feed(name: str, cfg: FeedConfig, ctx: FeedContext) -> Feed[Any]:
+    """The connector for one `[feeds.sources.<name>]` table."""
+    try:
+        cls = feed_class(cfg.kind)
+    except FeedSetupError as e:
+        raise FeedSetupError(f"feed {name}: {e}") from None
+    return cls(name, cfg, ctx)
 
 
 class FeedSupervisor:
@@ -86,7 +94,7 @@ class FeedSupervisor:
             clock=clock,
             on_health_change=self._on_health_change,
         )
-        self.feeds: dict[str, Feed] = {}
+        self.feeds: dict[str, Feed[Any]] = {}
         for name, fc in config.enabled_sources().items():
             self.feeds[name] = build_feed(name, fc, self.ctx)
         self.combiners: dict[str, Combiner] = self._build_combiners()
@@ -194,7 +202,7 @@ class FeedSupervisor:
                 await asyncio.wait_for(self._write_statuses(), 5.0)
             log.info("feeds: stopped (%d ticks written)", self.writer.written)
 
-    async def _run_feed(self, feed: Feed, stop: asyncio.Event) -> None:
+    async def _run_feed(self, feed: Feed[Any], stop: asyncio.Event) -> None:
         try:
             await feed.run(stop)
         except asyncio.CancelledError:

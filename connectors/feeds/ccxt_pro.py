@@ -34,14 +34,11 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class CcxtFeed(StreamFeed):
+class CcxtFeed(StreamFeed[CcxtFeedConfig]):
     kind = "ccxt"
 
     def __init__(self, name: str, cfg: CcxtFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(
-            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.schedule, cfg.stale_after
-        )
-        self.cfg = cfg
+        super().__init__(name, cfg, ctx)
         self._markets: Any = None
         self._currencies: Any = None
 

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -23,14 +23,15 @@ from connectors.base import FeedContext, FeedSetupError, PollError
 from connectors.config import FredCsvFeedConfig, FredFeedConfig
 from connectors.fred_format import SourceFormatError, parse_fredgraph_csv
 from connectors.http_poll import HttpPolledFeed
-from connectors.publication import StampName, default_stamp
+from connectors.publication import default_stamp
 
 log = logging.getLogger(__name__)
 
 
-class _FredBase(HttpPolledFeed):
-    stamps: dict[str, StampName]
+FredConfigT = TypeVar("FredConfigT", FredFeedConfig, FredCsvFeedConfig)
 
+
+class _FredBase(HttpPolledFeed[FredConfigT]):
     async def poll(self) -> int:
         new = 0
         for series, canonical in self.symbols.items():
@@ -42,7 +43,7 @@ class _FredBase(HttpPolledFeed):
 
     def _emit(self, series: str, canonical: str, rows: Iterable[tuple[Any, Any]]) -> int:
         """Emit (date text, value text) rows of one series, stamped when they became known."""
-        stamp = self.stamps.get(series) or default_stamp(canonical)
+        stamp = self.cfg.stamps.get(series) or default_stamp(canonical)
         obs: list[tuple[str, float, float]] = []
         for day, raw in rows:
             if raw in (".", ""):
@@ -62,16 +63,11 @@ class _FredBase(HttpPolledFeed):
         return self.emit_new(obs)
 
 
-class FredFeed(_FredBase):
+class FredFeed(_FredBase[FredFeedConfig]):
     kind = "fred"
 
     def __init__(self, name: str, cfg: FredFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(
-            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval, cfg.timeout
-        )
-        self.cfg = cfg
-        self.stamps = cfg.stamps
-        self.max_idle = cfg.max_idle
+        super().__init__(name, cfg, ctx)
         self._key = ""
 
     async def setup(self) -> None:
@@ -106,18 +102,10 @@ class FredFeed(_FredBase):
         )
 
 
-class FredCsvFeed(_FredBase):
+class FredCsvFeed(_FredBase[FredCsvFeedConfig]):
     """The keyless CSV download: the newest `lookback` observations of each series."""
 
     kind = "fred_csv"
-
-    def __init__(self, name: str, cfg: FredCsvFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(
-            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval, cfg.timeout
-        )
-        self.cfg = cfg
-        self.stamps = cfg.stamps
-        self.max_idle = cfg.max_idle
 
     async def _poll_series(self, series: str, canonical: str) -> int:
         today = datetime.fromtimestamp(self.clock(), UTC).date()

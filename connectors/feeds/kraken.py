@@ -23,14 +23,11 @@ from connectors.config import KrakenFeedConfig
 log = logging.getLogger(__name__)
 
 
-class KrakenFeed(StreamFeed):
+class KrakenFeed(StreamFeed[KrakenFeedConfig]):
     kind = "kraken"
 
     def __init__(self, name: str, cfg: KrakenFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(
-            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.schedule, cfg.stale_after
-        )
-        self.cfg = cfg
+        super().__init__(name, cfg, ctx)
         self.mid = cfg.price == "mid"
 
     def subscribe_message(self) -> bytes:

@@ -13,20 +13,13 @@ from typing import Any
 
 import orjson
 
-from connectors.base import FeedContext, PollError
+from connectors.base import PollError
 from connectors.config import NyFedFeedConfig
 from connectors.http_poll import HttpPolledFeed
 
 
-class NyFedFeed(HttpPolledFeed):
+class NyFedFeed(HttpPolledFeed[NyFedFeedConfig]):
     kind = "nyfed"
-
-    def __init__(self, name: str, cfg: NyFedFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(
-            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval, cfg.timeout
-        )
-        self.cfg = cfg
-        self.max_idle = cfg.max_idle
 
     async def poll(self) -> int:
         body = await self.get(self.cfg.url.replace("{n}", str(self.cfg.lookback)))

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from connectors.base import FeedContext, FeedError, FeedSetupError, StreamFeed
+from connectors.base import FeedError, FeedSetupError, StreamFeed
 from connectors.config import OandaFeedConfig
 
 
@@ -36,14 +36,8 @@ def parse_oanda_time(text: str) -> float:
     return ts
 
 
-class OandaFeed(StreamFeed):
+class OandaFeed(StreamFeed[OandaFeedConfig]):
     kind = "oanda"
-
-    def __init__(self, name: str, cfg: OandaFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(
-            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.schedule, cfg.stale_after
-        )
-        self.cfg = cfg
 
     def _credentials(self) -> tuple[str, str]:
         token = os.environ.get(self.cfg.token_env, "")

@@ -41,15 +41,11 @@ def parse_par_yields(body: bytes) -> list[tuple[date, dict[str, float]]]:
     return out
 
 
-class TreasuryFeed(HttpPolledFeed):
+class TreasuryFeed(HttpPolledFeed[TreasuryFeedConfig]):
     kind = "treasury"
 
     def __init__(self, name: str, cfg: TreasuryFeedConfig, ctx: FeedContext) -> None:
-        super().__init__(
-            name, cfg.symbols, cfg.max_future, cfg.max_past, ctx, cfg.interval, cfg.timeout
-        )
-        self.cfg = cfg
-        self.max_idle = cfg.max_idle
+        super().__init__(name, cfg, ctx)
         self._polled_once = False
 
     def months(self) -> list[str]:
