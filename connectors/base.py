@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from bot.core.backoff import Backoff
 from bot.core.errors import StressbotError
 from bot.core.models import INPUT_SYMBOLS
+from bot.core.retry import Backoff, BackoffPolicy
 from connectors.config import (
     BaseFeedConfig,
     FeedsConfig,
@@ -93,7 +93,7 @@ class Feed(ABC, Generic[ConfigT]):
         self.health = FeedHealth(name, self.kind, ctx.clock, ctx.on_health_change)
         self.validator = TickValidator(self.health, cfg.max_future, cfg.max_past, ctx.clock)
         self._sink = ctx.sink
-        self.backoff = Backoff(ctx.feeds.backoff)
+        self.backoff = Backoff(BackoffPolicy.of(ctx.feeds.backoff))
         unknown = [c for c in self.symbols.values() if c not in INPUT_SYMBOLS]
         if unknown:
             raise FeedSetupError(f"feed {name}: unknown canonical symbols {unknown}")
@@ -272,9 +272,7 @@ class PolledFeed(Feed[PolledConfigT]):
                 except PollError as e:
                     self.health.errors += 1
                     self.health.set_state("down", str(e))
-                    delay = self.backoff.next_delay()
-                    if e.retry_after is not None:
-                        delay = max(delay, e.retry_after)
+                    delay = self.backoff.next_delay(e.retry_after)  # Retry-After: a floor
                     self.health.detail = f"{e}; retrying in {delay:.1f}s"
                     await sleep_or_stop(stop, delay)
                     continue

@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import date
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from bot.core.retry_after import parse_retry_after
 from connectors.base import FeedContext, PolledConfigT, PolledFeed, PollError
 from connectors.publication import StampName, known_at, latest_due, next_business_day
 
@@ -37,19 +37,6 @@ def redact(text: str, secrets: list[str]) -> str:
         if s:
             text = text.replace(s, "***")
     return text
-
-
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
 
 
 class HttpPolledFeed(PolledFeed[PolledConfigT]):
@@ -123,7 +110,7 @@ class HttpPolledFeed(PolledFeed[PolledConfigT]):
                 if resp.status == 304:
                     return None
                 if resp.status == 429 or resp.status >= 500:
-                    ra = retry_after_seconds(resp.headers.get("Retry-After"), self.clock())
+                    ra = parse_retry_after(resp.headers.get("Retry-After"), now=self.clock())
                     raise PollError(
                         f"HTTP {resp.status} {resp.reason or ''} from {host}".strip(),
                         retry_after=ra,

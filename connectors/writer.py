@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import logging
 
-from bot.core.backoff import Backoff
 from bot.core.models import Tick
+from bot.core.retry import Backoff, BackoffPolicy
 from bot.store.redis_store import Store
 from connectors.config import BackoffConfig
 
@@ -36,7 +36,7 @@ class TickWriter:
         self.flush_interval = flush_interval
         self.max_buffer = max_buffer
         self.write_timeout = write_timeout
-        self._backoff = Backoff(backoff or BackoffConfig(initial=0.1, max=5.0))
+        self._backoff = Backoff(BackoffPolicy.of(backoff or BackoffConfig(initial=0.1, max=5.0)))
         self._buf: list[Tick] = []
         self._wake = asyncio.Event()
         self.written = 0

@@ -6,8 +6,8 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from bot.core.backoff import Backoff
 from bot.core.models import Tick
+from bot.core.retry import Backoff, BackoffPolicy
 from bot.store.redis_store import Store
 from connectors.config import BackoffConfig
 from connectors.writer import TickWriter
@@ -15,13 +15,18 @@ from tests.fake_feeds import free_port, redis_ticks, wait_until
 
 
 def test_backoff_grows_is_capped_jittered_and_resets() -> None:
-    b = Backoff(BackoffConfig(initial=1, max=8, multiplier=2, jitter=0.0))
+    b = Backoff(BackoffPolicy.of(BackoffConfig(initial=1, max=8, multiplier=2, jitter=0.0)))
     assert [b.next_delay() for _ in range(6)] == [1, 2, 4, 8, 8, 8]
     b.reset()
     assert b.next_delay() == 1
-    jittered = Backoff(BackoffConfig(initial=4, max=8, jitter=0.5), rng=lambda: 1.0)
+    jittered = Backoff(
+        BackoffPolicy.of(BackoffConfig(initial=4, max=8, jitter=0.5)), rng=lambda: 1.0
+    )
     assert jittered.next_delay() == 2.0  # shortened by up to half, never lengthened
-    delays = [Backoff(BackoffConfig(initial=4, jitter=0.5)).next_delay() for _ in range(20)]
+    delays = [
+        Backoff(BackoffPolicy.of(BackoffConfig(initial=4, jitter=0.5))).next_delay()
+        for _ in range(20)
+    ]
     assert len(set(delays)) > 1 and all(2.0 <= d <= 4.0 for d in delays)  # spread out
 
 
