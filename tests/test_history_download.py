@@ -8,6 +8,7 @@ import itertools
 import json
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,13 @@ import pytest
 
 from bot.cli.history import register
 from bot.core.models import iso_utc, parse_iso_utc
+from bot.core.retry_after import parse_retry_after
 from connectors.fred_format import SourceFormatError
 from connectors.history.common import (
+    DOWNLOAD_RETRY,
     HistoryDownloadError,
-    RetryPolicy,
     Row,
     SourceUnavailable,
-    parse_retry_after,
 )
 from connectors.history.download import DownloadOptions, download, download_to_file, ensure_episode
 from connectors.history.ohlc import MarketSpec
@@ -30,7 +31,7 @@ from tests.conftest import shared_path
 from tests.fake_history_servers import FakeFred, FakeKraken
 
 KRAKEN_FIXTURE = ("fixtures", "ccxt", "kraken_response_excerpt.json")
-FAST_RETRY = RetryPolicy(attempts=4, base=0.02, cap=0.1)
+FAST_RETRY = replace(DOWNLOAD_RETRY, attempts=4, initial=0.02, max=0.1)
 ROW_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ,[A-Z0-9/]+,[0-9.e+-]+$")
 
 
@@ -353,7 +354,7 @@ async def test_interrupted_run_resumes_without_refetching(fred: FakeFred, tmp_pa
         date(2020, 3, 9),
         symbols,
         fred=fred,
-        retry=RetryPolicy(attempts=3, base=0.1, cap=0.1),
+        retry=replace(DOWNLOAD_RETRY, attempts=3, initial=0.1, max=0.1),
     )
     fred.broken.add("DGS30")
     with pytest.raises(SourceUnavailable, match="DGS30"):

@@ -9,15 +9,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.core.pacing import KeyedPacer
 from bot.core.retry import (
     Backoff,
     BackoffPolicy,
     RetriesExhausted,
     RetryAfterTooLong,
+    retry_after_of,
     retry_async,
 )
 from bot.core.retry_after import parse_retry_after
 from connectors.config import BackoffConfig
+from connectors.history.common import DOWNLOAD_RETRY, SourceUnavailable, with_retries
 
 # --------------------------------------------------------------------------- Backoff
 
@@ -198,3 +201,41 @@ def test_retry_after_date_in_the_past_means_now() -> None:
 @pytest.mark.parametrize("value", [None, "", "soon", "-5", "inf", "nan", "1e3", "7 seconds"])
 def test_retry_after_garbage_is_no_hint(value: str | None) -> None:
     assert parse_retry_after(value, now=NOW) is None
+
+
+# --------------------------------------------------------------------- the downloader adapter
+
+
+async def test_downloader_reports_a_long_retry_after_as_unavailable_without_waiting() -> None:
+    s = Script(Flaky(1, retry_after=3600.0))
+    with pytest.raises(SourceUnavailable, match=r"retry after 3600 s \(more than 300 s\)"):
+        await with_retries(
+            "FRED DGS10",
+            s,
+            host="fred.example",
+            pacer=KeyedPacer(0.0),
+            policy=DOWNLOAD_RETRY,
+            classify=lambda e: (True, retry_after_of(e)),
+            progress=lambda _m: None,
+        )
+    assert s.calls == 1
+
+
+async def test_downloader_retries_report_progress_then_give_up_with_its_advice() -> None:
+    s = Script(*(Flaky(i) for i in range(5)))
+    said: list[str] = []
+    with pytest.raises(SourceUnavailable, match=r"after 3 attempts .*raise --retries"):
+        await with_retries(
+            "FRED DGS10",
+            s,
+            host="fred.example",
+            pacer=KeyedPacer(0.0),
+            policy=BackoffPolicy(initial=0.01, max=0.01, attempts=3),
+            classify=lambda e: (True, None),
+            progress=said.append,
+        )
+    assert s.calls == 3
+    assert [m.split(" in ")[0] for m in said] == [
+        "  FRED DGS10: failure 0; retry 1",
+        "  FRED DGS10: failure 1; retry 2",
+    ]

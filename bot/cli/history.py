@@ -7,6 +7,7 @@ Only argparse and the defaults load at start-up; the download itself
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -17,9 +18,9 @@ from connectors.history.common import (
     DEFAULT_FRED_URL,
     DEFAULT_MIN_INTERVAL,
     DEFAULT_TIMEOUT,
+    DOWNLOAD_RETRY,
     HistoryDownloadError,
     Progress,
-    RetryPolicy,
 )
 
 if TYPE_CHECKING:
@@ -184,7 +185,7 @@ def options_from_args(args: argparse.Namespace, progress: Progress | None) -> Do
         min_interval=args.min_interval,
         host_intervals=host_intervals,
         timeout=args.timeout,
-        retry=RetryPolicy(attempts=args.retries + 1),
+        retry=dataclasses.replace(DOWNLOAD_RETRY, attempts=args.retries + 1),
         progress=progress,
     )
 

@@ -2,9 +2,11 @@
 
 :mod:`connectors.history.download` drives the sources (:mod:`connectors.history.fred_csv`,
 :mod:`connectors.history.ohlc`); they all build on this module and none of them imports the
-driver. Requests are paced per host (:class:`HostPacer`), retried on 429, 5xx and network errors
-with capped exponential backoff with jitter (:class:`RetryPolicy`, :func:`with_retries`; a
-``Retry-After`` header is honoured) and every call has a timeout (:class:`HttpClient`). Fetched
+driver. Requests are paced per host (:class:`bot.core.pacing.KeyedPacer`), retried on 429, 5xx
+and network errors with capped exponential backoff with jitter (:data:`DOWNLOAD_RETRY`,
+:func:`with_retries` over :func:`bot.core.retry.retry_async`; a ``Retry-After`` header is
+honoured, :func:`bot.core.retry_after.parse_retry_after`) and every call has a timeout
+(:class:`HttpClient`). Fetched
 chunks live in :class:`ChunkCache`, written atomically.
 """
 
@@ -17,13 +19,14 @@ import random
 import time as _time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from bot.core.errors import StressbotError
+from bot.core.pacing import KeyedPacer
+from bot.core.retry import BackoffPolicy, RetriesExhausted, RetryAfterTooLong, retry_async
+from bot.core.retry_after import parse_retry_after
 from connectors.fred_format import SourceFormatError
 
 if TYPE_CHECKING:
@@ -90,72 +93,11 @@ def format_value(v: float) -> str:
 # --------------------------------------------------------------------------- pacing and retries
 
 
-class HostPacer:
-    """Keeps a minimum interval between the starts of two requests to the same host.
-
-    A host can also be put on hold (``defer``), e.g. for a ``Retry-After``: every request to it
-    waits until then, not only the one that was refused.
-    """
-
-    def __init__(self, min_interval: float, per_host: Mapping[str, float] | None = None) -> None:
-        self.min_interval = min_interval
-        self.per_host = dict(per_host or {})
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._next: dict[str, float] = {}
-
-    def interval(self, host: str) -> float:
-        return self.per_host.get(host, self.min_interval)
-
-    async def wait(self, host: str) -> None:
-        lock = self._locks.setdefault(host, asyncio.Lock())
-        async with lock:
-            loop = asyncio.get_running_loop()
-            delay = self._next.get(host, 0.0) - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._next[host] = loop.time() + self.interval(host)
-
-    def defer(self, host: str, seconds: float) -> None:
-        """No request to `host` starts within the next `seconds`."""
-        until = asyncio.get_running_loop().time() + seconds
-        self._next[host] = max(self._next.get(host, 0.0), until)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Capped exponential backoff with jitter; `attempts` counts the first try."""
-
-    attempts: int = 6
-    base: float = 1.0
-    cap: float = 60.0
-    #: a Retry-After longer than this is not waited for: the source is reported unavailable
-    max_retry_after: float = 300.0
-
-    def delay(self, failure: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after the `failure`-th failure (0-based)."""
-        ceiling = min(self.cap, self.base * 2.0**failure)
-        jittered = ceiling / 2 + random.uniform(0, ceiling / 2)
-        if retry_after is not None:
-            return max(retry_after, 0.0) + random.uniform(0, min(1.0, self.base))
-        return jittered
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), None if absent/bad."""
-    if not value:
-        return None
-    v = value.strip()
-    try:
-        return max(0.0, float(v))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(v)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (_time.time() if now is None else now))
+#: The downloader's retries: 6 tries, 1 s doubling to 60 s (jittered down by up to half), and
+#: a Retry-After over 5 minutes is not waited for (the source is reported unavailable).
+DOWNLOAD_RETRY = BackoffPolicy(
+    initial=1.0, max=60.0, multiplier=2.0, jitter=0.5, attempts=6, max_retry_after=300.0
+)
 
 
 def host_of(url: str) -> str:
@@ -167,43 +109,50 @@ async def with_retries(
     attempt: Callable[[], Awaitable[T]],
     *,
     host: str,
-    pacer: HostPacer,
-    policy: RetryPolicy,
+    pacer: KeyedPacer,
+    policy: BackoffPolicy,
     classify: Callable[[BaseException], tuple[bool, float | None]],
     progress: Progress,
     pace: bool = True,
 ) -> T:
-    """Run `attempt` (paced on `host`) until it succeeds or `policy` gives up.
+    """Run `attempt` (paced on `host`) with :func:`bot.core.retry.retry_async` under `policy`.
 
     `classify(exc)` says whether an exception is worth retrying and the Retry-After it carried.
     With ``pace=False`` the attempt paces its own requests (ccxt calls the pacer itself, once
-    per HTTP request); a retry delay still holds every request to `host`.
+    per HTTP request). A retry delay holds every request to `host`, not only this one. When
+    the retries give up, the error is a :class:`SourceUnavailable` saying what to do.
     """
-    failure = 0
-    while True:
+
+    async def paced() -> T:
         if pace:
             await pacer.wait(host)
-        try:
-            return await attempt()
-        except Exception as e:
-            retryable, retry_after = classify(e)
-            if not retryable:
-                raise
-            if retry_after is not None and retry_after > policy.max_retry_after:
-                raise SourceUnavailable(
-                    f"{what}: {host} asks to retry after {retry_after:.0f} s "
-                    f"(more than {policy.max_retry_after:.0f} s); run again later: "
-                    "everything fetched so far is cached"
-                ) from e
-            if failure + 1 >= policy.attempts:
-                raise SourceUnavailable(
-                    f"{what}: still failing after {policy.attempts} attempts ({e}); "
-                    "run again later (fetched chunks are cached) or raise --retries"
-                ) from e
-            delay = policy.delay(failure, retry_after)
-            failure += 1
-            progress(f"  {what}: {e}; retry {failure} in {delay:.1f} s")
-            pacer.defer(host, delay)
+        return await attempt()
+
+    async def hold_host(delay: float) -> None:
+        pacer.defer(host, delay)
+        await asyncio.sleep(delay)
+
+    try:
+        return await retry_async(
+            paced,
+            policy=policy,
+            retryable=lambda e: classify(e)[0],
+            retry_after=lambda e: classify(e)[1],
+            on_retry=lambda e, n, delay: progress(f"  {what}: {e}; retry {n} in {delay:.1f} s"),
+            sleep=hold_host,
+            what=what,
+        )
+    except RetryAfterTooLong as e:
+        raise SourceUnavailable(
+            f"{what}: {host} asks to retry after {e.retry_after:.0f} s "
+            f"(more than {e.limit:.0f} s); run again later: "
+            "everything fetched so far is cached"
+        ) from e.last
+    except RetriesExhausted as e:
+        raise SourceUnavailable(
+            f"{what}: still failing after {e.attempts} attempts ({e.last}); "
+            "run again later (fetched chunks are cached) or raise --retries"
+        ) from e.last
 
 
 class HttpStatusError(Exception):
@@ -221,8 +170,8 @@ class HttpClient:
 
     def __init__(
         self,
-        pacer: HostPacer,
-        policy: RetryPolicy,
+        pacer: KeyedPacer,
+        policy: BackoffPolicy,
         timeout: float = DEFAULT_TIMEOUT,
         progress: Progress | None = None,
     ) -> None:

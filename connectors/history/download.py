@@ -82,18 +82,19 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from bot.core.models import iso_utc
+from bot.core.pacing import KeyedPacer
+from bot.core.retry import BackoffPolicy
 from connectors.history import fred_csv, ohlc
 from connectors.history.common import (
     DEFAULT_FRED_URL,
     DEFAULT_MIN_INTERVAL,
     DEFAULT_TIMEOUT,
     DOWNLOAD_ERRORS,
+    DOWNLOAD_RETRY,
     ChunkCache,
     HistoryDownloadError,
-    HostPacer,
     HttpClient,
     Progress,
-    RetryPolicy,
     Row,
     SymbolResult,
     atomic_write_bytes,
@@ -119,7 +120,7 @@ class DownloadOptions:
     min_interval: float = DEFAULT_MIN_INTERVAL
     host_intervals: Mapping[str, float] = field(default_factory=dict)
     timeout: float = DEFAULT_TIMEOUT
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: BackoffPolicy = DOWNLOAD_RETRY
     progress: Progress | None = None
 
     @property
@@ -161,7 +162,7 @@ async def download(options: DownloadOptions) -> DownloadResult:
             "and XAU/USD comes from tokenised gold on an exchange)"
         )
     progress = options.progress or (lambda _m: None)
-    pacer = HostPacer(options.min_interval, options.host_intervals)
+    pacer = KeyedPacer(options.min_interval, options.host_intervals)
     cache = ChunkCache(options.cache_dir or default_cache_dir())
     results: dict[str, SymbolResult] = {}
 

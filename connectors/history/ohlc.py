@@ -3,8 +3,8 @@
 Bars are fetched per UTC month (one cache file per exchange, market, timeframe and month) and
 paged with ``since``/``limit`` inside the month. The bar that is still open (its end is after
 now) is never kept. Pacing, retries and timeouts are ours, not ccxt's: ccxt's throttle hook calls
-the shared :class:`~connectors.history.common.HostPacer` once per HTTP request, and failures
-are retried with :func:`~connectors.history.common.with_retries`.
+the shared :class:`~bot.core.pacing.KeyedPacer` once per HTTP request, and failures are
+retried with :func:`~connectors.history.common.with_retries` (:mod:`bot.core.retry`).
 
 Depth of history differs by exchange: Bitstamp serves years of hourly bars by date; **Kraken's
 OHLC endpoint serves only its latest 720 bars** whatever ``since`` says (about 30 days of 1 h
@@ -23,17 +23,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.core.pacing import KeyedPacer
+from bot.core.retry import BackoffPolicy
+from bot.core.retry_after import parse_retry_after
 from connectors.fred_format import SourceFormatError
 from connectors.history.common import (
     ChunkCache,
     HistoryDownloadError,
-    HostPacer,
     Progress,
-    RetryPolicy,
     Row,
     SymbolResult,
     host_of,
-    parse_retry_after,
     with_retries,
 )
 
@@ -115,8 +115,8 @@ class ExchangeClient:
         exchange_id: str,
         *,
         base_url: str | None,
-        pacer: HostPacer,
-        policy: RetryPolicy,
+        pacer: KeyedPacer,
+        policy: BackoffPolicy,
         timeout: float,
         progress: Progress,
     ) -> None:
