@@ -1,11 +1,11 @@
-"""What every destination shares: outcomes of a send, pacing, backoff, secret redaction."""
+"""What every destination shares: outcomes of a send, reports, secret redaction.
+
+Pacing and backoff are :mod:`bot.core.pacing` and :mod:`bot.core.retry`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -101,40 +101,6 @@ class Sender(Protocol):
     async def send(self, part: Part, *, plain: bool) -> str:
         """Send one part; return the platform's message id. Raises a DeliveryError."""
         ...
-
-
-class Gate:
-    """Paces requests: at least `min_interval` apart, and none before a pause ends."""
-
-    def __init__(self, min_interval: float, parent: Gate | None = None) -> None:
-        self.min_interval = min_interval
-        self.parent = parent
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    def pause(self, seconds: float) -> None:
-        self._next = max(self._next, time.monotonic() + seconds)
-
-    def ready_in(self) -> float:
-        own = max(0.0, self._next - time.monotonic())
-        return max(own, self.parent.ready_in()) if self.parent is not None else own
-
-    async def wait(self) -> None:
-        async with self._lock:
-            for _ in range(1000):  # pauses may be extended while we sleep; re-check
-                d = self.ready_in()
-                if d <= 0:
-                    break
-                await asyncio.sleep(d)
-            if self.parent is not None:
-                await self.parent.wait()
-            self._next = time.monotonic() + self.min_interval
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Capped exponential backoff with jitter: between half and all of base*2^(attempt-1)."""
-    d = min(cap, base * 2.0 ** max(0, attempt - 1))
-    return d * random.uniform(0.5, 1.0)
 
 
 @dataclass(slots=True)

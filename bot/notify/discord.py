@@ -14,10 +14,11 @@ import aiohttp
 import orjson
 
 from bot.core.models import Alert
+from bot.core.pacing import Pacer
+from bot.core.retry_after import parse_retry_after
 from bot.notify.base import (
     AttachmentRejected,
     FormattingRejected,
-    Gate,
     Part,
     PermanentError,
     RateLimited,
@@ -39,11 +40,12 @@ def _float(v: str | None) -> float | None:
 
 
 def discord_retry_after(status_body: dict[str, Any], headers: Any) -> float:
-    """Seconds to wait after a Discord 429: body retry_after (fractional), else Retry-After."""
+    """Seconds to wait after a Discord 429: body retry_after (fractional), else Retry-After,
+    else 5."""
     ra = status_body.get("retry_after")
     if isinstance(ra, int | float):
         return float(ra)
-    h = _float(headers.get("Retry-After"))
+    h = parse_retry_after(headers.get("Retry-After"))
     return h if h is not None else 5.0
 
 
@@ -56,8 +58,8 @@ class DiscordDestination:
         session: aiohttp.ClientSession,
         zone: str,
         timeout: float,
-        gate: Gate,
-        global_gate: Gate,
+        gate: Pacer,
+        global_gate: Pacer,
     ) -> None:
         self.hook = hook
         self.name = hook.name

@@ -33,6 +33,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.core.errors import ConfigError
 from bot.core.models import Alert, AlertKind
+from bot.core.pacing import Pacer
+from bot.core.retry import BackoffPolicy
 from bot.notify.base import (
     AttachmentRejected,
     DeliveryError,
@@ -40,13 +42,11 @@ from bot.notify.base import (
     DestinationReport,
     DrainDeadline,
     FormattingRejected,
-    Gate,
     Part,
     PermanentError,
     RateLimited,
     Sender,
     TransientError,
-    backoff_delay,
     install_redaction,
 )
 from bot.notify.chart import ChartRenderer, render_chart
@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 CONSUMER = "notifier"  # one stable consumer per group: a restart finds its own pending entries
 REPEAT_NOTE = "Resent after a restart: this may repeat an earlier message."
 _READ_COUNT = 50
+#: The delivery loop restarts after a store outage / after a bug: 1 s doubling, capped.
+STORE_RETRY = BackoffPolicy(initial=1.0, max=30.0)
+LOOP_RETRY = BackoffPolicy(initial=1.0, max=60.0)
 
 
 class Stopped(DeliveryError):
@@ -113,7 +116,7 @@ class Worker:
     """Delivers the outbox to one destination."""
 
     def __init__(
-        self, delivery: Delivery, sender: Sender, route: Route, gate: Gate, global_gate: Gate
+        self, delivery: Delivery, sender: Sender, route: Route, gate: Pacer, global_gate: Pacer
     ) -> None:
         self.d = delivery
         self.sender = sender
@@ -260,7 +263,7 @@ class Worker:
                 if attempt >= cfg.max_attempts:
                     raise
                 self.report.retries += 1
-                delay = backoff_delay(attempt, cfg.backoff_base, cfg.backoff_max)
+                delay = BackoffPolicy(initial=cfg.backoff_base, max=cfg.backoff_max).delay(attempt)
                 log.warning("%s: %s; retry %d in %.1fs", self.name, e, attempt, delay)
                 await stop.sleep(delay)
 
@@ -303,17 +306,17 @@ class Delivery:
                 client = TelegramClient(
                     self.session, tg.api_base, token, self.cfg.delivery.request_timeout
                 )
-                tg_global = Gate(tg.global_min_interval)
+                tg_global = Pacer(tg.global_min_interval)
                 for chat in tg.chats:
-                    gate = Gate(
+                    gate = Pacer(
                         chat.min_interval if chat.min_interval is not None else tg.min_interval,
                         parent=tg_global,
                     )
                     dest = TelegramDestination(chat, client, self.zone)
                     self.workers.append(Worker(self, dest, chat, gate, tg_global))
-            dc_global = Gate(dc.global_min_interval)
+            dc_global = Pacer(dc.global_min_interval)
             for hook in dc.webhooks:
-                gate = Gate(
+                gate = Pacer(
                     hook.min_interval if hook.min_interval is not None else dc.min_interval,
                     parent=dc_global,
                 )
@@ -466,13 +469,13 @@ class NotifierService:
                 return
             except (RedisConnectionError, RedisTimeoutError, OSError) as e:
                 failures += 1
-                delay = backoff_delay(failures, 1.0, 30.0)
+                delay = STORE_RETRY.delay(failures)
                 log.warning("%s: store unavailable (%s); retrying in %.1fs", w.name, e, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
             except Exception:  # a bug must not silently end this destination's deliveries
                 failures += 1
-                delay = backoff_delay(failures, 1.0, 60.0)
+                delay = LOOP_RETRY.delay(failures)
                 log.exception(
                     "%s: delivery loop failed; restarting it in %.1fs (the alert in "
                     "hand stays pending)",

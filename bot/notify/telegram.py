@@ -13,6 +13,7 @@ import aiohttp
 import orjson
 
 from bot.core.models import Alert
+from bot.core.retry_after import parse_retry_after as parse_retry_after_header
 from bot.notify.base import (
     AttachmentRejected,
     FormattingRejected,
@@ -44,12 +45,8 @@ def parse_retry_after(body: dict[str, Any], headers: Any = None) -> float:
     m = _RETRY_IN_TEXT.search(str(body.get("description", "")))
     if m:
         return float(m.group(1))
-    if headers is not None and headers.get("Retry-After"):
-        try:
-            return float(headers["Retry-After"])
-        except ValueError:
-            pass
-    return 5.0
+    header = parse_retry_after_header(headers.get("Retry-After")) if headers is not None else None
+    return header if header is not None else 5.0
 
 
 class TelegramClient:
