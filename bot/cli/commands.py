@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from bot.cli.config import register as register_config
 from bot.cli.feeds import register as register_feeds
 from bot.cli.history import register as register_history
 from bot.cli.notify import register as register_notify
@@ -22,4 +23,5 @@ REGISTRY: list[Register] = [
     register_history,
     register_feeds,
     register_notify,
+    register_config,
 ]

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from bot import __version__
 from bot.core.errors import StressbotError
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time market-stress alerts (312-style dash for cash and friends).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"stressbot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in commands.REGISTRY:
         register(sub)
