@@ -138,10 +138,7 @@ async def run_replay(
     pending = engine.pending
     n = 0
     last_cp = last_progress = time.monotonic()
-    with HistoryInput(files, rejects, not_after=opts.not_after) as inp:
-        for note in inp.notices:
-            if opts.progress is not None:
-                opts.progress.write(f"  note: {note}\n")
+    with HistoryInput(files, rejects, not_after=opts.not_after) as inp:  # logs its notices
         chunks = () if done else inp.chunks(positions, size)
         for chunk in chunks:
             ts = chunk.ts
