@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bot.core.config_types import DisplayConfig, Duration, OptZone
 from bot.core.errors import ConfigError
@@ -25,6 +33,47 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: What a config error shows instead of a webhook URL (which holds the webhook's secret token).
+HIDDEN_URL = "<not shown: a webhook URL holds its secret>"
+
+
+def _hide_urls(value: Any) -> Any:
+    """`value` with every ``url`` entry replaced by :data:`HIDDEN_URL`."""
+    if isinstance(value, dict):
+        return {
+            k: HIDDEN_URL if k == "url" and v is not None else _hide_urls(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_hide_urls(v) for v in value]
+    return value
+
+
+def _without_urls(e: ValidationError, title: str) -> ValidationError:
+    """The same errors, each showing its input with the webhook URLs hidden.
+
+    A config error names the key and what it got (``format_validation_error`` appends each
+    error's input), and the input of a webhook's own check is the whole webhook table: its
+    literal ``url`` would be printed in full. pydantic reports the input a validator was given,
+    not a copy it may have redacted, so the errors are rebuilt here with the input hidden
+    (``ValidationError.from_exception_data`` with ``InitErrorDetails``; the message goes in as a
+    ``PydanticCustomError`` context value so braces in it are not read as placeholders, and the
+    error type is kept, so "unknown key" and "missing" still read as before).
+    """
+    details: list[InitErrorDetails] = []
+    for err in e.errors():
+        loc = tuple(err["loc"])
+        shown = HIDDEN_URL if loc and loc[-1] == "url" else _hide_urls(err.get("input"))
+        details.append(
+            InitErrorDetails(
+                type=PydanticCustomError(err["type"], "{msg}", {"msg": err["msg"]}),
+                loc=loc,
+                input=shown,
+            )
+        )
+    return ValidationError.from_exception_data(title, details)
 
 
 class Route(_Strict):
@@ -76,6 +125,15 @@ class DiscordWebhook(Route):
                 "environment variable and name it with url_env"
             )
         return self
+
+    # Defined last: the last validator of a model runs outermost, so this sees every error.
+    @model_validator(mode="wrap")
+    @classmethod
+    def _errors_hide_the_url(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        try:
+            return handler(data)
+        except ValidationError as e:
+            raise _without_urls(e, cls.__name__) from None
 
     def resolve_url(self) -> str:
         if self.url is not None:
@@ -138,6 +196,15 @@ class NotifyConfig(_Strict):
         if dup:
             raise ValueError(f"destination names must be unique, repeated: {', '.join(dup)}")
         return self
+
+    # Defined last: the last validator of a model runs outermost, so this sees every error.
+    @model_validator(mode="wrap")
+    @classmethod
+    def _errors_hide_urls(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        try:
+            return handler(data)
+        except ValidationError as e:
+            raise _without_urls(e, cls.__name__) from None
 
 
 class NotifySettings(Protocol):
