@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -48,6 +49,33 @@ class FeedError(StressbotError):
 
 class FeedSetupError(FeedError):
     """A feed cannot run as configured (e.g. its API key is not in the environment)."""
+
+
+class SourceUnavailable(FeedError):
+    """The source refuses us for good from here: HTTP 451 ("restricted location", e.g. Binance
+    from the US and some clouds) or 403. Retrying at the normal pace cannot help, so the feed
+    waits `feeds.unavailable_retry` (long) between tries and says what to do meanwhile."""
+
+    def __init__(self, source: str, status: int | str, detail: str = "") -> None:
+        self.source = source
+        self.status = status
+        text = f"unavailable from this location (HTTP {status} from {source})"
+        if detail:
+            text += f": {detail[:100]}"
+        text += (
+            "; its symbols go to the next source configured for them ([feeds.combine]); "
+            "set enabled = false to stop trying, or point its URL at a mirror you may use"
+        )
+        super().__init__(text)
+
+
+def location_status(text: str) -> int | None:
+    """451 or 403 when an error text (a ccxt error, an HTTP status line) carries one."""
+    m = _LOCATION_STATUS.search(text)
+    return int(m.group(1)) if m else None
+
+
+_LOCATION_STATUS = re.compile(r"(?<![\d.])(451|403)(?![\d.])")
 
 
 class PollError(FeedError):
@@ -88,6 +116,8 @@ class Feed(ABC, Generic[ConfigT]):
         self.name = name
         self.cfg = cfg
         self.symbols = dict(cfg.symbols)  # venue symbol -> canonical
+        # venue symbols the venue refuses for this account/location (why), not subscribed
+        self.skipped: dict[str, str] = {}
         self.ctx = ctx
         self.clock = ctx.clock
         self.health = FeedHealth(name, self.kind, ctx.clock, ctx.on_health_change)
@@ -114,6 +144,15 @@ class Feed(ABC, Generic[ConfigT]):
     def error(self, detail: str) -> None:
         self.health.errors += 1
         self.health.detail = detail
+
+    async def wait_unavailable(self, stop: asyncio.Event, detail: str) -> None:
+        """Down with the 'unavailable from this location' detail, then a long wait (at least
+        `feeds.unavailable_retry`, jittered) before the next try: never retried hot."""
+        self.health.unavailable = True
+        self.health.set_state("down", detail)
+        delay = self.backoff.next_delay(self.ctx.feeds.unavailable_retry)
+        self.health.detail = f"{detail}; trying again in {delay / 60:.0f} min"
+        await sleep_or_stop(stop, delay)
 
     @abstractmethod
     async def run(self, stop: asyncio.Event) -> None:
@@ -175,10 +214,14 @@ class StreamFeed(Feed[StreamConfigT]):
             reset_after = self.ctx.feeds.backoff.reset_after
             if self.health.ticks > ticks_before and healthy_for >= reset_after:
                 self.backoff.reset()
-            if isinstance(_exc(session), FeedSetupError):
+            exc = _exc(session)
+            if isinstance(exc, FeedSetupError):
                 self.health.set_state("down", detail)
                 await stop.wait()
                 break
+            if isinstance(exc, SourceUnavailable):
+                await self.wait_unavailable(stop, detail)
+                continue
             if self._stalled:
                 self.health.set_state("stale", detail)
             else:
@@ -200,7 +243,7 @@ class StreamFeed(Feed[StreamConfigT]):
         if not isinstance(exc, FeedError):
             text = f"{type(exc).__name__}: {text}"
             log.info("feed %s: session ended: %s", self.name, text)
-        return text[:300]
+        return text[: 500 if isinstance(exc, SourceUnavailable) else 300]
 
     async def _watchdog(self, session: asyncio.Task[None]) -> None:
         period = max(0.01, min(1.0, self.stale_after / 4))
@@ -269,6 +312,10 @@ class PolledFeed(Feed[PolledConfigT]):
                     self.health.set_state("down", str(e))
                     await stop.wait()
                     return
+                except SourceUnavailable as e:
+                    self.health.errors += 1
+                    await self.wait_unavailable(stop, str(e))
+                    continue
                 except PollError as e:
                     self.health.errors += 1
                     self.health.set_state("down", str(e))

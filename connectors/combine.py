@@ -6,6 +6,13 @@
   first live one (ticked within `max_age`). When the primary goes quiet, the next takes over;
   when it comes back, it takes over again.
 
+A source counts as live only while its feed is healthy too (`healthy(source)`, from the
+feed's health state: a feed that is down, stale or refused from this location is skipped at
+once instead of after `max_age`), so when a symbol's default source goes down the next one in
+the priority order takes over with its next tick. :meth:`Combiner.serving` says which
+source(s) serve the symbol now; the supervisor puts that into each feed's health record, and
+`stressbot feeds` shows it per symbol.
+
 Combined event times never go backwards: a tick from a source whose clock is a little behind
 is written at the previous combined time; one further behind (a slower daily source repeating
 an older observation) is not written. `source` names the origin: the feed for failover,
@@ -26,6 +33,7 @@ _CLAMP = 1.0  # seconds: a source this far behind the combined time is clamped, 
 class Combiner:
     __slots__ = (
         "_clock",
+        "_healthy",
         "_last_ts",
         "_last_value",
         "_latest",
@@ -37,13 +45,19 @@ class Combiner:
     )
 
     def __init__(
-        self, symbol: str, config: CombineConfig, sources: list[str], clock: Callable[[], float]
+        self,
+        symbol: str,
+        config: CombineConfig,
+        sources: list[str],
+        clock: Callable[[], float],
+        healthy: Callable[[str], bool] | None = None,
     ) -> None:
         self.symbol = symbol
         self.mode = config.mode
         self.max_age = config.max_age
         self.sources = list(config.sources) or list(sources)
         self._clock = clock
+        self._healthy = healthy or (lambda _source: True)
         self._latest: dict[str, tuple[float, float]] = {}  # source -> (wall time, value)
         self._last_ts = float("-inf")
         self._last_value = float("nan")
@@ -61,14 +75,17 @@ class Combiner:
             return None  # the same observation from a second source
         if self.mode == "failover":
             for s in self.sources:
-                seen = self._latest.get(s)
-                if seen is not None and now - seen[0] <= self.max_age:
-                    if s != source:
-                        return None  # a higher-priority source is live
+                if s == source:
                     break
+                if self._live(s, now):
+                    return None  # a higher-priority source is live
             self._last_ts, self._last_value = ts, value
             return Tick(ts, self.symbol, value, source)
-        live = [(s, v) for s, (w, v) in self._latest.items() if now - w <= self.max_age]
+        live = [
+            (s, v)
+            for s, (w, v) in self._latest.items()
+            if now - w <= self.max_age and (s == source or self._healthy(s))
+        ]
         if len(live) == 1:
             out = value
             name = source
@@ -80,3 +97,13 @@ class Combiner:
             )
         self._last_ts, self._last_value = ts, out
         return Tick(ts, self.symbol, out, name)
+
+    def _live(self, source: str, now: float) -> bool:
+        seen = self._latest.get(source)
+        return seen is not None and now - seen[0] <= self.max_age and self._healthy(source)
+
+    def serving(self, now: float) -> list[str]:
+        """The source(s) whose ticks are written now: the first live one in priority order
+        (failover) or every live one (median); empty when none is live."""
+        live = [s for s in self.sources if self._live(s, now)]
+        return live[:1] if self.mode == "failover" else live

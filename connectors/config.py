@@ -146,6 +146,12 @@ class OandaFeedConfig(StreamFeedConfig):
 
     kind: Literal["oanda"]
     url: str = "https://stream-fxpractice.oanda.com"  # live: https://stream-fxtrade.oanda.com
+    # REST host of the account instruments check (GET /v3/accounts/{id}/instruments). Default:
+    # `url` with "stream-" changed to "api-" (https://api-fxpractice.oanda.com), else `url`.
+    api_url: str | None = None
+    # Check each instrument at start; ones the account cannot trade are reported and skipped
+    # (one unavailable instrument makes the whole pricing stream request fail).
+    validate_instruments: bool = True
     token_env: str = "OANDA_API_TOKEN"
     account_env: str = "OANDA_ACCOUNT_ID"
     schedule: Schedule = "fx"  # XAU/XAG follow "metals" automatically
@@ -198,6 +204,20 @@ class FredCsvFeedConfig(PolledFeedConfig):
     stamps: dict[str, StampName] = Field(default_factory=dict)
 
 
+class BoardDdpFeedConfig(PolledFeedConfig):
+    """The Federal Reserve Board's Data Download Program: a keyless CSV package (IORB)."""
+
+    kind: Literal["board_ddp"]
+    url: str = "https://www.federalreserve.gov/datadownload/Output.aspx"
+    release: str = "PRATES"  # the DDP release (rel=)
+    # The package id (series=) of the release's preformatted package: PRATES policy rates.
+    package: str = "c27939ee810cb2e929a920a6bd77d9f6"
+    interval: Seconds = 3600.0
+    symbols: dict[str, Canonical] = Field(default_factory=lambda: {"RESBM_N.D": "IORB"})
+    # series code -> stamp; default by canonical symbol (IORB "effective").
+    stamps: dict[str, StampName] = Field(default_factory=dict)
+
+
 class TreasuryFeedConfig(PolledFeedConfig):
     """US Treasury daily par yield curve, keyless Atom/XML feed (one month per request)."""
 
@@ -220,6 +240,7 @@ FeedConfig = Annotated[
     | NyFedFeedConfig
     | FredFeedConfig
     | FredCsvFeedConfig
+    | BoardDdpFeedConfig
     | TreasuryFeedConfig,
     Field(discriminator="kind"),
 ]
@@ -260,6 +281,8 @@ class FeedsConfig(Strict):
     conflate: Seconds = 0.0
     status_interval: Seconds = 2.0  # health records are rewritten this often (and on changes)
     stale_after: Seconds = 60.0  # default watchdog for streams
+    # A source that refuses this location (HTTP 451/403) is tried again only this often.
+    unavailable_retry: Seconds = 3600.0
     backoff: BackoffConfig = BackoffConfig()
     market_hours: MarketHoursConfig = MarketHoursConfig()
     backfill: BackfillConfig = BackfillConfig()

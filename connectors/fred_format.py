@@ -1,13 +1,31 @@
-"""The FRED CSV format (``fredgraph.csv``) and FRED's value text, shared by the live feed
-(:mod:`connectors.feeds.fred`) and the history download (:mod:`connectors.history.fred_csv`).
+"""The Federal Reserve's CSV formats, shared by the live feeds (:mod:`connectors.feeds`) and
+the history download (:mod:`connectors.history`), so feeds never import history:
 
-A body has the header ``observation_date,SERIES`` (older files: ``DATE,SERIES``) and one
-``YYYY-MM-DD,value`` row a date; ``.`` or an empty field marks a date without a value
-(holidays).
+* FRED's ``fredgraph.csv`` (:func:`parse_fredgraph_csv`): the header
+  ``observation_date,SERIES`` (older files: ``DATE,SERIES``) and one ``YYYY-MM-DD,value`` row
+  a date; ``.`` or an empty field marks a date without a value (holidays). Since about
+  2026-05-30 this keyless endpoint answers 403 to programmatic clients (quantmod issues
+  #453-#455): it stays as a format, the FRED API (key) and the Board's DDP are the sources.
+* The Federal Reserve Board's Data Download Program (DDP) CSV (:func:`parse_ddp_csv`), keyless:
+  ``GET https://www.federalreserve.gov/datadownload/Output.aspx?rel=PRATES
+  &series=c27939ee810cb2e929a920a6bd77d9f6&lastobs=5&from=&to=&filetype=csv&label=include
+  &layout=seriescolumn&type=package`` (release PRATES, policy rates: IORB is series
+  ``RESBM_N.D``, the older IOER ``RESBME_N.D``; H.15 and H.10 are other releases of the same
+  program). With ``label=include`` and ``layout=seriescolumn`` the body is five label rows
+  (``"Series Description"``, ``"Unit:"``, ``"Multiplier:"``, ``"Currency:"``,
+  ``"Unique Identifier: "``), then the header ``"Time Period","RESBME_N.D",...,"RESBM_N.D"``
+  and one row a date: ``2026-08-11,,,3.65``; an empty field (or ``ND``, "no data", in H.15)
+  is a date without a value. This is the shape read by public clients (OpenBB's
+  federal_reserve provider, ``pd.read_csv(..., header=5)`` on ``"Time Period"``, columns
+  ``RESBM_N.D``/``RESBME_N.D``) and shown in their test fixtures. The Board publishes the IORB
+  rate each business day at 4:30 p.m. New York for the next business day
+  (federalreserve.gov/datadownload, PRATES announcements).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date
 
 from bot.core.errors import StressbotError
@@ -55,3 +73,49 @@ def parse_value(text: str) -> float | None:
     if v != v or v in (float("inf"), float("-inf")) or v <= 0:
         return None
     return v
+
+
+#: Label rows of a DDP CSV before its "Time Period" header (label=include).
+DDP_LABELS = ("Series Description", "Unit:", "Multiplier:", "Currency:", "Unique Identifier:")
+#: DDP's marker of a date without a value (H.15 uses it; PRATES leaves the field empty).
+DDP_NO_DATA = ("", "ND", "NC", "NA")
+
+
+def parse_ddp_csv(text: str, release: str = "DDP") -> dict[str, list[tuple[date, str]]]:
+    """Series code -> (date, value text) rows of a DDP CSV body; raises SourceFormatError on
+    anything else (an HTML page, a truncated body, a header without "Time Period")."""
+    body = text.lstrip("\ufeff")
+    if body.lstrip()[:1] == "<":
+        raise SourceFormatError(
+            f"Fed DDP {release}: an HTML page instead of the CSV (a maintenance or challenge "
+            f"page?): {' '.join(body.split())[:100]!r}"
+        )
+    rows = [r for r in csv.reader(io.StringIO(body)) if any(c.strip() for c in r)]
+    head_at = next(
+        (i for i, r in enumerate(rows) if r and r[0].strip().strip(":") == "Time Period"), None
+    )
+    if head_at is None:
+        got = rows[0][0][:60] if rows and rows[0] else ""
+        raise SourceFormatError(
+            f"Fed DDP {release}: no 'Time Period' header row (expected the label rows "
+            f"{', '.join(DDP_LABELS)} then 'Time Period',SERIES...; got {got!r}); is the "
+            "URL a DDP Output.aspx package with filetype=csv&label=include&layout=seriescolumn?"
+        )
+    codes = [c.strip() for c in rows[head_at][1:]]
+    if not codes or not all(codes):
+        raise SourceFormatError(f"Fed DDP {release}: header row without series codes")
+    out: dict[str, list[tuple[date, str]]] = {c: [] for c in codes}
+    for n, row in enumerate(rows[head_at + 1 :], start=head_at + 2):
+        try:
+            d = date.fromisoformat(row[0].strip())
+        except ValueError as e:
+            raise SourceFormatError(
+                f"Fed DDP {release}: row {n}: expected YYYY-MM-DD, got {','.join(row)[:80]!r}"
+                " (only daily series are read)"
+            ) from e
+        if len(row) - 1 > len(codes):
+            raise SourceFormatError(f"Fed DDP {release}: row {n} has more fields than series")
+        for code, raw in zip(codes, row[1:], strict=False):
+            v = raw.strip()
+            out[code].append((d, "" if v in DDP_NO_DATA else v))
+    return out

@@ -9,6 +9,13 @@ States (the `state` field of a feed record in ``{prefix}:feeds``):
 - ``down``: cannot connect, the connection dropped, or the source answers with errors.
 - ``closed``: the market is closed (weekend, holiday, daily halt): quiet is expected.
 
+A ``down`` feed whose source refuses this location (HTTP 451/403, e.g. Binance from the US)
+also has ``unavailable: true``; it is retried only every ``feeds.unavailable_retry``.
+
+``serving`` lists the canonical symbols whose written ticks currently come from this feed
+(alone, or as one source of a median); ``standby`` those it delivers but another, higher
+priority source serves now (failover). `stressbot feeds` shows per symbol who is serving.
+
 The engine turns transitions into routed feed-health alerts.
 """
 
@@ -41,9 +48,13 @@ class FeedHealth:
         "last_tick_wall",
         "msgs",
         "name",
+        "serving",
         "since",
+        "skipped",
+        "standby",
         "state",
         "ticks",
+        "unavailable",
     )
 
     def __init__(
@@ -67,6 +78,10 @@ class FeedHealth:
         self.last_tick_ts: float | None = None  # event time of the newest accepted tick
         self.last_tick_wall: float | None = None  # wall clock when it arrived
         self.last_msg_wall: float | None = None  # wall clock of the newest message of any kind
+        self.unavailable = False  # the source refuses this location (451/403)
+        self.serving: list[str] = []  # symbols whose written ticks come from this feed now
+        self.standby: list[str] = []  # symbols it delivers while another source serves them
+        self.skipped: dict[str, str] = {}  # venue symbol -> why the venue refuses it here
 
     def set_state(self, state: State, detail: str) -> None:
         """Move to `state`; a change is logged and reported at once, not at the next interval."""
@@ -75,6 +90,8 @@ class FeedHealth:
             return
         old = self.state
         self.state = state
+        if state == "ok":
+            self.unavailable = False
         self.since = self._clock()
         self.detail = detail
         level = logging.INFO if state in ("ok", "closed", "starting") else logging.WARNING
@@ -96,5 +113,9 @@ class FeedHealth:
             "dropped": dict(self.dropped),
             "detail": self.detail,
             "kind": self.kind,
+            "unavailable": self.unavailable,
+            "serving": list(self.serving),
+            "standby": list(self.standby),
+            "skipped": dict(self.skipped),
             "updated": self._clock(),
         }

@@ -4,6 +4,11 @@
 - Conditional requests: a source's ETag / Last-Modified is sent back as If-None-Match /
   If-Modified-Since; a 304 means nothing new and costs the source almost nothing.
 - 429 and 5xx raise `PollError` (retried with backoff; Retry-After is honoured).
+- 451 and 403 raise `SourceUnavailable`: the source refuses this location or client (FRED's
+  keyless ``fredgraph.csv`` answers 403 to programmatic clients since about 2026-05-30, see
+  quantmod issues #453-#455; Binance answers 451 "Service unavailable from a restricted
+  location" from the US and some clouds, ccxt issue #16044). The feed says so and waits
+  ``feeds.unavailable_retry`` before trying again.
 - Values are stamped with when they became known (publication time), not when fetched:
   see :mod:`connectors.publication`. A value fetched before its nominal publication time is
   stamped at the fetch.
@@ -13,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import date
 from urllib.parse import urlsplit
@@ -20,7 +26,13 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from bot.core.retry_after import parse_retry_after
-from connectors.base import FeedContext, PolledConfigT, PolledFeed, PollError
+from connectors.base import (
+    FeedContext,
+    PolledConfigT,
+    PolledFeed,
+    PollError,
+    SourceUnavailable,
+)
 from connectors.publication import StampName, known_at, latest_due, next_business_day
 
 log = logging.getLogger(__name__)
@@ -37,6 +49,11 @@ def redact(text: str, secrets: list[str]) -> str:
         if s:
             text = text.replace(s, "***")
     return text
+
+
+def _squash(text: str) -> str:
+    """One line of an error body (HTML tags and runs of whitespace removed)."""
+    return " ".join(re.sub(r"<[^>]*>", " ", text).split())[:160]
 
 
 class HttpPolledFeed(PolledFeed[PolledConfigT]):
@@ -115,6 +132,9 @@ class HttpPolledFeed(PolledFeed[PolledConfigT]):
                         f"HTTP {resp.status} {resp.reason or ''} from {host}".strip(),
                         retry_after=ra,
                     )
+                if resp.status in (403, 451):
+                    text = (await resp.text(errors="replace"))[:300]
+                    raise SourceUnavailable(host, resp.status, redact(_squash(text), self.secrets))
                 if resp.status != 200:
                     text = (await resp.text(errors="replace"))[:200]
                     raise PollError(redact(f"HTTP {resp.status} from {host}: {text}", self.secrets))
@@ -124,7 +144,7 @@ class HttpPolledFeed(PolledFeed[PolledConfigT]):
                     resp.headers.get("Last-Modified"),
                 )
                 return body
-        except PollError:
+        except (PollError, SourceUnavailable):
             raise
         except TimeoutError:
             raise PollError(f"no answer from {host} within {self.timeout:g}s") from None

@@ -44,6 +44,7 @@ FEED_CLASSES: Final[Mapping[str, str]] = {
     "nyfed": "connectors.feeds.nyfed:NyFedFeed",
     "fred": "connectors.feeds.fred:FredFeed",
     "fred_csv": "connectors.feeds.fred:FredCsvFeed",
+    "board_ddp": "connectors.feeds.board_ddp:BoardDdpFeed",
     "treasury": "connectors.feeds.treasury:TreasuryFeed",
 }
 
@@ -116,7 +117,44 @@ class FeedSupervisor:
                     continue
                 cc = CombineConfig(mode="failover", sources=names)  # declaration order
             sources = [s for s in (cc.sources or names) if s in self.feeds]
-            out[sym] = Combiner(sym, cc, sources, self._clock)
+            out[sym] = Combiner(sym, cc, sources, self._clock, self._healthy)
+        return out
+
+    def _healthy(self, feed: str) -> bool:
+        f = self.feeds.get(feed)
+        return f is not None and f.health.state in ("ok", "closed")
+
+    def update_serving(self) -> None:
+        """Put into each feed's health which symbols it serves now and which it stands by for."""
+        now = self._clock()
+        serving: dict[str, list[str]] = {n: [] for n in self.feeds}
+        standby: dict[str, list[str]] = {n: [] for n in self.feeds}
+        for name, feed in self.feeds.items():
+            gone = {feed.symbols[v] for v in feed.skipped if v in feed.symbols}
+            for sym in dict.fromkeys(feed.symbols.values()):
+                if sym in gone:
+                    continue
+                comb = self.combiners.get(sym)
+                if comb is None:
+                    if feed.health.state in ("ok", "closed", "stale"):
+                        serving[name].append(sym)
+                elif name in comb.serving(now):
+                    serving[name].append(sym)
+                elif name in comb.sources and self._healthy(name):
+                    standby[name].append(sym)
+        for name, feed in self.feeds.items():
+            feed.health.serving = serving[name]
+            feed.health.standby = standby[name]
+
+    def serving_by_symbol(self) -> dict[str, list[str]]:
+        """Canonical symbol -> the feeds serving it now (empty: no source is live)."""
+        self.update_serving()
+        out: dict[str, list[str]] = {}
+        for name, feed in self.feeds.items():
+            for sym in dict.fromkeys(feed.symbols.values()):
+                out.setdefault(sym, [])
+                if sym in feed.health.serving:
+                    out[sym].append(name)
         return out
 
     def _route(self, feed: str, symbol: str, ts: float, value: float) -> None:
@@ -161,6 +199,7 @@ class FeedSupervisor:
 
     def statuses(self) -> dict[str, dict[str, object]]:
         """The current health record of every running feed (what is written to Redis)."""
+        self.update_serving()
         return {name: f.health.record() for name, f in self.feeds.items()}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -224,5 +263,6 @@ class FeedSupervisor:
                 await asyncio.wait_for(self._status_changed.wait(), interval)
 
     async def _write_statuses(self) -> None:
+        self.update_serving()
         for name, f in self.feeds.items():
             await self.store.set_feed_status(name, f.health.record())

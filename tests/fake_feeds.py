@@ -108,6 +108,9 @@ class FakeWsServer:
         self.port = port or free_port()
         self._server: Server | None = None
         self.connections: list[ServerConnection] = []
+        # (status, body): refuse the opening handshake with this HTTP answer (e.g. 451)
+        self.reject: tuple[int, str] | None = None
+        self.rejected = 0
 
     @property
     def url(self) -> str:
@@ -118,9 +121,21 @@ class FakeWsServer:
         with contextlib.suppress(Exception):
             await self._handler(ws)
 
+    def _process_request(self, conn: ServerConnection, request: Any) -> Any:
+        if self.reject is None:
+            return None
+        self.rejected += 1
+        status, body = self.reject
+        return conn.respond(status, body)
+
     async def start(self) -> None:
         self._server = await serve(
-            self._serve, "127.0.0.1", self.port, compression=None, ping_interval=None
+            self._serve,
+            "127.0.0.1",
+            self.port,
+            compression=None,
+            ping_interval=None,
+            process_request=self._process_request,
         )
 
     async def stop(self) -> None:
@@ -391,7 +406,10 @@ class FakeHttp:
         self.app = web.Application()
         self.requests: list[web.Request] = []
         self.request_times: list[float] = []  # time.monotonic() of each request
-        self.failures: list[tuple[int, dict[str, str]]] = []  # next responses: (status, headers)
+        # next responses: (status, headers, body, content type)
+        self.failures: list[tuple[int, dict[str, str], str | None, str]] = []
+        self.unlogged: tuple[str, ...] = ()  # path prefixes kept out of `requests`
+        self.other_requests: list[web.Request] = []  # ... and logged here instead
         self._routes: dict[str, Handler] = {}
         self._runner: web.AppRunner | None = None
         self.app.router.add_route("GET", "/{tail:.*}", self._dispatch)
@@ -403,15 +421,27 @@ class FakeHttp:
     def route(self, path: str, handler: Handler) -> None:
         self._routes[path] = handler
 
-    def fail(self, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
-        self.failures.extend([(status, headers or {})] * times)
+    def fail(
+        self,
+        status: int,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        body: str | None = None,
+        content_type: str = "text/plain",
+    ) -> None:
+        """The next `times` requests get `status` (with `body`, default "error STATUS")."""
+        self.failures.extend([(status, headers or {}, body, content_type)] * times)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append(request)
-        self.request_times.append(time.monotonic())
+        if self.unlogged and request.path.startswith(self.unlogged):
+            self.other_requests.append(request)
+        else:
+            self.requests.append(request)
+            self.request_times.append(time.monotonic())
         if self.failures:
-            status, headers = self.failures.pop(0)
-            return web.Response(status=status, headers=headers, text=f"error {status}")
+            status, headers, body, ctype = self.failures.pop(0)
+            text = f"error {status}" if body is None else body
+            return web.Response(status=status, headers=headers, text=text, content_type=ctype)
         handler = self._routes.get(request.path)
         if handler is None:
             for prefix, h in self._routes.items():
@@ -618,8 +648,36 @@ def oanda_time(ts: float) -> str:
     return f"{base}.{nanos:09d}Z"
 
 
+#: OANDA's answer to a pricing or instruments request naming an instrument the account lacks.
+OANDA_INVALID_INSTRUMENTS = {"errorMessage": "Invalid value specified for 'instruments'"}
+
+
+def oanda_instrument(name: str) -> dict[str, Any]:
+    """One instrument as GET /v3/accounts/{id}/instruments lists it (the field set of the
+    example in hootnot/oanda-api-v20 endpoints/responses/accounts.py)."""
+    cfd = not name.replace("_", "").isalpha() or name.endswith(("500_USD", "100_USD"))
+    metal = name.startswith(("XAU", "XAG"))
+    return {
+        "minimumTradeSize": "1",
+        "displayName": name.replace("_", "/") if not cfd else name,
+        "name": name,
+        "displayPrecision": 1 if cfd else 5,
+        "type": "CFD" if cfd else "METAL" if metal else "CURRENCY",
+        "minimumTrailingStopDistance": "5.0" if cfd else "0.00050",
+        "marginRate": "0.05",
+        "maximumOrderUnits": "3000" if cfd else "100000000",
+        "tradeUnitsPrecision": 0,
+        "pipLocation": 0 if cfd else -4,
+        "maximumPositionSize": "0",
+        "maximumTrailingStopDistance": "10000.0" if cfd else "1.00000",
+    }
+
+
 class FakeOanda:
-    """GET /v3/accounts/{id}/pricing/stream: chunked NDJSON PRICE lines and HEARTBEATs."""
+    """GET /v3/accounts/{id}/pricing/stream: chunked NDJSON PRICE lines and HEARTBEATs, and
+    GET /v3/accounts/{id}/instruments (the account's instruments; those in `unavailable` are
+    refused with 400 there and make a pricing request that names them fail with 400, as
+    OANDA does). Instruments lookups are logged in `http.other_requests`."""
 
     def __init__(
         self,
@@ -630,8 +688,10 @@ class FakeOanda:
         heartbeat: float = 0.05,
         restamp: bool = True,
         port: int | None = None,
+        unavailable: Sequence[str] = (),
     ) -> None:
         self.lines = lines
+        self.unavailable = set(unavailable)
         self.token = token
         self.account = account
         self.script = script or Script()
@@ -640,17 +700,37 @@ class FakeOanda:
         self.sent: list[dict[str, Any]] = []
         self.http = FakeHttp(port)
         self.http.route(f"/v3/accounts/{account}/pricing/stream", self._stream)
+        self.http.route(f"/v3/accounts/{account}/instruments", self._instruments)
+        self.http.unlogged = (f"/v3/accounts/{account}/instruments",)
 
     @property
     def url(self) -> str:
         return self.http.url
 
+    def _authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {self.token}"
+
+    async def _instruments(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.json_response(
+                {"errorMessage": "Insufficient authorization to perform request."}, status=401
+            )
+        asked = [i for i in request.query.get("instruments", "").split(",") if i]
+        if set(asked) & self.unavailable:
+            return web.json_response(OANDA_INVALID_INSTRUMENTS, status=400)
+        names = asked or sorted({str(m.get("instrument")) for m in self.lines})
+        return web.json_response(
+            {"instruments": [oanda_instrument(n) for n in names], "lastTransactionID": "2124"}
+        )
+
     async def _stream(self, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        if not self._authorized(request):
             return web.json_response(
                 {"errorMessage": "Insufficient authorization to perform request."}, status=401
             )
         wanted = set(request.query.get("instruments", "").split(","))
+        if wanted & self.unavailable:
+            return web.json_response(OANDA_INVALID_INSTRUMENTS, status=400)
         b = self.script.next()
         resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await resp.prepare(request)

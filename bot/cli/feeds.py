@@ -3,6 +3,12 @@
 Reads the health records the running bot writes to Redis (``{prefix}:feeds``) on every state
 change and every `feeds.status_interval`; it does not connect to any market itself. Counts
 and the last tick's age are as of the report, whose age is shown (REPORTED).
+
+A second table lists each canonical symbol with the feed serving it now (the first live
+source in its priority order, ``[feeds.combine]`` or the order of the feeds in the config;
+all live ones for a median) and its other sources with why they are not serving: standby,
+down, stale, "unavailable here" (the source refuses this location: HTTP 451/403), skipped
+(the venue does not offer that instrument to this account), disabled.
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float) -> l
                 dropped=dict(st.get("dropped") or {}),
                 detail=str(st.get("detail") or ""),
                 report_age=lag,
+                serving=list(st.get("serving") or []),
+                unavailable=bool(st.get("unavailable")),
             )
             if fc is None:
                 row["detail"] = "(not in the config) " + row["detail"]
@@ -80,6 +88,82 @@ def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float) -> l
                 row["detail"] = f"(last report {_age(lag)} ago) " + row["detail"]
         rows.append(row)
     return rows
+
+
+def _priority(config: Any) -> dict[str, list[str]]:
+    """Canonical symbol -> its feeds in priority order (combine sources first, then the rest
+    in the order the feeds are configured)."""
+    out: dict[str, list[str]] = {}
+    for name, fc in config.feeds.sources.items():
+        for sym in dict.fromkeys(fc.symbols.values()):
+            out.setdefault(sym, []).append(name)
+    for sym, names in out.items():
+        comb = config.feeds.combine.get(sym)
+        if comb is not None and comb.sources:
+            out[sym] = list(comb.sources) + [n for n in names if n not in comb.sources]
+    return out
+
+
+def symbol_rows(config: Any, statuses: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per canonical symbol: who serves it now and what each other source is doing."""
+    rows: list[dict[str, Any]] = []
+    for sym, names in _priority(config).items():
+        comb = config.feeds.combine.get(sym)
+        mode = comb.mode if comb is not None else ("failover" if len(names) > 1 else "single")
+        row: dict[str, Any] = {"symbol": sym, "mode": mode, "sources": []}
+        for key in ("serving", "standby", "down", "unavailable", "skipped", "disabled", "quiet"):
+            row[key] = []
+        for name in names:
+            fc = config.feeds.sources[name]
+            st = statuses.get(name)
+            skipped = {fc.symbols.get(v) for v in ((st or {}).get("skipped") or {})}
+            if not fc.enabled:
+                tag = "disabled"
+            elif st is None:
+                tag = "quiet"
+            elif sym in (st.get("serving") or []):
+                tag = "serving"
+            elif sym in skipped:
+                tag = "skipped"
+            elif st.get("unavailable"):
+                tag = "unavailable"
+            elif st.get("state") in ("down", "stale"):
+                tag = "down"
+            elif sym in (st.get("standby") or []):
+                tag = "standby"
+            else:
+                tag = "quiet"
+            row[tag].append(name)
+            row["sources"].append((name, tag))
+        rows.append(row)
+    return rows
+
+
+_TAGS = {
+    "standby": "standby",
+    "down": "down",
+    "unavailable": "unavailable here",
+    "skipped": "not offered to this account",
+    "disabled": "disabled",
+    "quiet": "no data yet",
+}
+
+
+def format_symbols(rows: list[dict[str, Any]]) -> str:
+    table = [["SYMBOL", "SERVED BY", "SOURCES (priority order)"]]
+    for r in rows:
+        served = ",".join(r["serving"]) or "NONE"
+        if r["mode"] == "median" and len(r["serving"]) > 1:
+            served = f"median({served})"
+        others = [
+            name if tag == "serving" else f"{name} ({_TAGS[tag]})" for name, tag in r["sources"]
+        ]
+        table.append([r["symbol"], served, ", ".join(others)])
+    widths = [max(len(row[i]) for row in table) for i in range(2)]
+    return "\n".join(
+        "  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2]]).rstrip()
+        for row in table
+    )
 
 
 def format_table(rows: list[dict[str, Any]], now: float) -> str:
@@ -141,5 +225,7 @@ async def _feeds(args: argparse.Namespace) -> int:
         print("no feeds configured (add [feeds.sources.<name>] tables, see config.example.toml)")
     else:
         print(format_table(rows, now))
+        print()
+        print(format_symbols(symbol_rows(config, statuses)))
     unhealthy = [r for r in rows if r["state"] in ("stale", "down")]
     return 1 if unhealthy else 0

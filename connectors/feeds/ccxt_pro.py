@@ -7,6 +7,22 @@ really replaced. Markets are loaded once over REST and reused by later sessions.
 Endpoints: `urls` in the feed's config is deep-merged into the exchange's ``urls`` (e.g. for
 OKX ``{api = {ws = "wss://ws.okx.com:8443/ws/v5", rest = "https://www.okx.com"}}``), so a
 feed can point at a testnet, a mirror or a local fake server.
+
+Refused locations: Binance answers ``load_markets`` with HTTP 451 and ``{"code": 0, "msg":
+"Service unavailable from a restricted location according to 'b. Eligibility' ..."}`` from
+the US and some clouds (ccxt issues #16044, #15872, #19167); ccxt maps 451 and 403 to
+``ExchangeNotAvailable`` with the status in the message (``Exchange.httpExceptions``, read
+against ccxt 4.5). Such an error is a `SourceUnavailable` here: reported as "unavailable
+from this location", retried only every ``feeds.unavailable_retry``.
+
+What is used of ccxt (tested range ``ccxt>=4.4,<5``, pinned in pyproject.toml): the public
+unified API (``ccxt.pro.<id>(config)``, ``urls``/``options``, ``load_markets``,
+``set_markets``, ``markets``/``currencies``, ``watch_ticker``/``watch_trades``, ``close``,
+the ``ccxt.BaseError`` hierarchy), and, for the bad-frame guard below, two internals of its
+websocket layer: ``Exchange.client(url)`` (builds or returns the connection for a URL) and
+``Client.handle_text_or_binary_message(data)`` (decodes one frame and dispatches it). The
+guard is optional: when ccxt no longer has them the feed runs unguarded and logs a warning,
+and tests/test_connector_ccxt_api.py fails loudly so the change is seen before a release.
 """
 
 from __future__ import annotations
@@ -18,7 +34,14 @@ import logging
 import math
 from typing import Any
 
-from connectors.base import FeedContext, FeedError, FeedSetupError, StreamFeed
+from connectors.base import (
+    FeedContext,
+    FeedError,
+    FeedSetupError,
+    SourceUnavailable,
+    StreamFeed,
+    location_status,
+)
 from connectors.config import CcxtFeedConfig
 
 log = logging.getLogger(__name__)
@@ -32,6 +55,24 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+def _ws_client_class() -> type | None:
+    """ccxt's websocket Client class when it still has the method the guard wraps."""
+    try:
+        from ccxt.async_support.base.ws.client import Client
+    except ImportError:
+        return None
+    return Client if callable(getattr(Client, "handle_text_or_binary_message", None)) else None
+
+
+def _ccxt_msg(e: Exception) -> str:
+    """The exchange's own message of a ccxt error ('msg' of a JSON body), else the text."""
+    text = str(e)
+    i = text.find('"msg"')
+    if i >= 0:
+        return text[i + 5 :].lstrip(': "').split('"', 1)[0]
+    return text[-160:]
 
 
 class CcxtFeed(StreamFeed[CcxtFeedConfig]):
@@ -67,7 +108,16 @@ class CcxtFeed(StreamFeed[CcxtFeedConfig]):
         receive loop and leaves the socket open and silent. Caught here, per client, the frame
         is counted as malformed and dropped, and the stream goes on.
         """
-        original_client = ex.client
+        original_client = getattr(ex, "client", None)
+        client_cls = _ws_client_class()
+        if not callable(original_client) or client_cls is None:
+            log.warning(
+                "feed %s: this ccxt (%s) has no Exchange.client / Client."
+                "handle_text_or_binary_message; running without the bad-frame guard",
+                self.name,
+                getattr(ex, "version", "?"),
+            )
+            return
         health = self.health
         clock = self.clock
         drop = self.validator.drop
@@ -76,7 +126,9 @@ class CcxtFeed(StreamFeed[CcxtFeedConfig]):
             c = original_client(url)
             if getattr(c, "_stressbot_guarded", False):
                 return c
-            original = c.handle_text_or_binary_message
+            original = getattr(c, "handle_text_or_binary_message", None)
+            if not callable(original):
+                return c
 
             def handle_text_or_binary_message(data: Any) -> None:
                 health.msgs += 1
@@ -125,6 +177,11 @@ class CcxtFeed(StreamFeed[CcxtFeedConfig]):
                         raise exc
             except ccxt.BadSymbol as e:
                 raise FeedSetupError(f"{type(e).__name__}: {e}"[:300]) from None
+            except ccxt.ExchangeNotAvailable as e:
+                status = location_status(str(e))
+                if status is not None:
+                    raise SourceUnavailable(self.cfg.exchange, status, _ccxt_msg(e)) from None
+                raise FeedError(f"{type(e).__name__}: {e}"[:300]) from None
             except ccxt.BaseError as e:
                 raise FeedError(f"{type(e).__name__}: {e}"[:300]) from None
         finally:

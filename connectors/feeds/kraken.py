@@ -6,6 +6,10 @@ answers ``systemStatus``, one ``subscriptionStatus`` per pair (with its ``channe
 data arrays ``[channelID, payload, "ticker"|"trade", "XBT/USD"]`` and ``{"event":"heartbeat"}``
 when quiet. Ticker payloads carry no time (the tick is stamped on arrival); trade payloads are
 lists of ``[price, volume, time, side, type, misc]`` stamped by the exchange.
+
+A handshake refused with HTTP 451 or 403 (``websockets.exceptions.InvalidStatus``, whose
+``response.status_code`` the new asyncio client sets, websockets >= 13) is a
+`SourceUnavailable`: the location is refused, retried only every ``feeds.unavailable_retry``.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from typing import Any
 import orjson
 import websockets
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
-from connectors.base import FeedContext, FeedError, StreamFeed
+from connectors.base import FeedContext, FeedError, SourceUnavailable, StreamFeed
 from connectors.config import KrakenFeedConfig
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,16 @@ class KrakenFeed(StreamFeed[KrakenFeedConfig]):
         )
 
     async def session(self) -> None:
+        try:
+            await self._session()
+        except InvalidStatus as e:
+            status = e.response.status_code
+            if status in (403, 451):
+                body = bytes(e.response.body or b"")[:200].decode("utf-8", "replace")
+                raise SourceUnavailable(self.cfg.url, status, body) from None
+            raise FeedError(f"handshake refused: HTTP {status}") from None
+
+    async def _session(self) -> None:
         async with connect(
             self.cfg.url,
             open_timeout=self.cfg.timeout,
