@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from bot.cli import calibrate
 from bot.core.errors import RuleError, StressbotError
 from bot.core.models import parse_iso_utc
 from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
@@ -74,6 +75,7 @@ def register_rules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     c.add_argument("--config", type=Path, metavar="FILE")
     c.set_defaults(handler=_rules_check)
+    calibrate.add_to(rs)
     t = rs.add_parser(
         "test",
         help="run rule tests: what must fire on given history, and when",
@@ -183,17 +185,24 @@ async def _demo(args: argparse.Namespace) -> int:
     if args.data is not None:
         data = args.data
     else:
-        from connectors.history.download import ensure_episode
+        from connectors.history.episodes import NoNetwork, ensure_episode
+
+        def say(msg: str) -> None:
+            print(f"  {msg}", file=sys.stderr, flush=True)
 
         print(
             "stressbot demo: looking for the 312 episode in the download cache ...", file=sys.stderr
         )
+        hint = "stressbot demo --data ../shared/data/history/episode-312.csv"
         try:
-            data = await ensure_episode("312")
+            data = await ensure_episode("312", progress=None if args.quiet else say)
+        except NoNetwork as e:
+            print(f"stressbot demo: {e}\nReplay a file you already have instead:\n  {hint}")
+            return 1
         except StressbotError as e:
             raise StressbotError(
-                f"{e}\nOffline? Replay a file you already have: stressbot demo --data FILE "
-                "(for example ../shared/data/history/episode-312.csv)"
+                f"{e}\nReplay a file you already have instead: stressbot demo --data FILE "
+                f"(for example: {hint})"
             ) from e
     print(
         "Replaying 2020-02-20 .. 2020-04-10 (the March 2020 dash for cash) with the default "

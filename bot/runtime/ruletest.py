@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import tempfile
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.core.config_types import format_validation_error
 from bot.core.errors import StressbotError
-from bot.core.models import AlertKind, iso_utc, parse_iso_utc
+from bot.core.models import Alert, AlertKind, iso_utc, parse_iso_utc
 from bot.engine.engine import Engine
 from bot.engine.rulefile import RuleSet
 from bot.runtime.config import Config
@@ -83,6 +84,26 @@ def _instant(text: str, end_of_day: bool) -> float:
     return parse_iso_utc(f"{text}T00:00:00Z") + (86400.0 - 1.0 if end_of_day else 0.0)
 
 
+def run_in_memory(
+    rules: RuleSet,
+    config: Config,
+    files: Sequence[Path],
+    rejects: Rejects,
+    seen: Callable[[float], None] | None = None,
+) -> list[Alert]:
+    """Every alert the rules raise on `files` (merged by time), on the engine live and replay
+    use, in memory: no Redis, no checkpoints. `seen(ts)` is called for every good row."""
+    engine = Engine.from_config(rules, config.engine, config.sessions)
+    alerts: list[Alert] = []
+    for _, _, ts, sym, value in read_history(files, rejects):
+        if seen is not None:
+            seen(ts)
+        engine.add(ts, sym, value)
+        if engine.pending:
+            alerts += engine.take_alerts()
+    return alerts + engine.finish()
+
+
 def load_tests(path: Path) -> list[RuleTestSpec]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -118,14 +139,8 @@ def run_test(spec: RuleTestSpec, path: Path, rules: RuleSet, config: Config) -> 
                 "\n".join(ln.strip() for ln in spec.input.strip().splitlines()) + "\n"
             )
             files.append(inline)
-        engine = Engine.from_config(rules, config.engine, config.sessions)
         rejects = Rejects()
-        alerts = []
-        for _, _, ts, sym, value in read_history(files, rejects):
-            engine.add(ts, sym, value)
-            if engine.pending:
-                alerts += engine.take_alerts()
-        alerts += engine.finish()
+        alerts = run_in_memory(rules, config, files, rejects)
     firing = [a for a in alerts if a.kind is AlertKind.FIRING]
     res.alerts = len(firing)
     for reason, n in rejects.counts.items():
