@@ -1,7 +1,12 @@
 """A local fake Discord webhook server (aiohttp, loopback) that speaks the real shapes.
 
-- ``POST /api/webhooks/{id}/{token}[?wait=true][&thread_id=...]`` with a JSON body or
-  multipart (``payload_json`` + ``files[n]``), as the Execute Webhook endpoint takes them.
+- ``POST /api/v{N}/webhooks/{id}/{token}[?wait=true][&thread_id=...]`` with a JSON body or
+  multipart (``payload_json`` + ``files[n]``), as the Execute Webhook endpoint takes them;
+  ``POST /api/webhooks/...`` (no version) is the default version, v6, whose 429s give
+  ``retry_after`` and ``Retry-After`` in milliseconds and ``X-RateLimit-Reset-After`` in
+  whole seconds (how the unversioned webhook answered, discord-api-docs issue #4722; v8
+  changed them to seconds with a fraction). Each request is logged in `log` (monotonic time,
+  webhook id, API version or None).
 - ``wait=true`` answers 200 with a message object (snowflake ``id``); otherwise 204.
 - Validates content (2000), embeds (10; title 256, description 4096, 25 fields of 256/1024,
   footer 2048, 6000 in all) and ``attachment://`` references, answering 400 with code 50035
@@ -59,6 +64,7 @@ class FakeDiscord:
         self.posted: list[Posted] = []
         self.script: list[Canned] = []
         self.requests = 0
+        self.log: list[tuple[float, str, int | None]] = []  # (monotonic, hook, API version)
         self.before_accept: Callable[[int], Awaitable[bool]] | None = None
         self.after_accept: Callable[[Posted], Awaitable[None]] | None = None
         self.bucket_limit = bucket_limit
@@ -76,7 +82,7 @@ class FakeDiscord:
     async def start(self, port: int = 0) -> FakeDiscord:
         app = web.Application(client_max_size=25 * 1024 * 1024)
         app.router.add_post("/api/webhooks/{id}/{token}", self._handle)
-        app.router.add_post("/api/v10/webhooks/{id}/{token}", self._handle)
+        app.router.add_post("/api/v{version:[0-9]+}/webhooks/{id}/{token}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -98,6 +104,10 @@ class FakeDiscord:
     def _snowflake(self) -> str:
         self._seq += 1
         return str(((int(time.time() * 1000) - EPOCH_MS) << 22) | (self._seq & 0xFFF))
+
+    def times(self, hook: str) -> list[float]:
+        """Monotonic times of the requests to one webhook."""
+        return [t for t, h, _ in self.log if h == hook]
 
     def _bucket(self, hook: str) -> tuple[dict[str, str], bool]:
         now = time.time()
@@ -131,9 +141,11 @@ class FakeDiscord:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         hook, token = request.match_info["id"], request.match_info["token"]
+        version = int(request.match_info["version"]) if "version" in request.match_info else None
         if self.hooks.get(hook) != token:
             return self._json(404, {"message": "Unknown Webhook", "code": 10015}, {})
         self.requests += 1
+        self.log.append((time.monotonic(), hook, version))
         n = self.requests
         if self.before_accept is not None and not await self.before_accept(n):
             return self._json(502, {"message": "Bad Gateway", "code": 0}, {})
@@ -143,6 +155,15 @@ class FakeDiscord:
             return self._json(c.status, c.body, c.headers)
         if not ok:
             retry = float(headers["X-RateLimit-Reset-After"])
+            if version is None or version < 8:  # the default (v6) units
+                ms = int(retry * 1000) + 1
+                headers |= {"Retry-After": str(ms), "X-RateLimit-Reset-After": str(int(retry) + 1)}
+                body = {
+                    "message": "You are being rate limited.",
+                    "retry_after": ms,
+                    "global": False,
+                }
+                return self._json(429, body, headers)
             headers |= {"Retry-After": str(int(retry) + 1), "X-RateLimit-Scope": "user"}
             return self._json(
                 429,

@@ -109,6 +109,10 @@ class DiscordWebhook(Route):
     url: str | None = Field(default=None, description="literal URL: loopback test servers only")
     thread_id: int | None = Field(default=None, description="post into this thread")
     username: str | None = None
+    # The longest single wait a rate limit (429, or an empty bucket) may impose on this
+    # webhook. A longer one is cut to this; the alert stays pending and is tried again then
+    # (Discord answers another 429 with the time left if it is still limited). Never dropped.
+    max_wait: Duration = Field(default=300.0, gt=0)
 
     @model_validator(mode="after")
     def _one_url(self) -> DiscordWebhook:
@@ -166,7 +170,9 @@ class TelegramConfig(_Strict):
 
 class DiscordConfig(_Strict):
     webhooks: list[DiscordWebhook] = Field(default_factory=list)
-    min_interval: Duration = 0.5  # per webhook; Discord allows about 5 per 2 s per webhook
+    # Per webhook: at most 30 messages a minute (Discord's per-channel webhook limit, on top of
+    # the 5-per-2-s bucket the X-RateLimit-* headers show: discord-api-docs issue #367).
+    min_interval: Duration = 2.0
     global_min_interval: Duration = 0.02  # all webhooks together: Discord's 50 requests/s
 
 
