@@ -9,6 +9,12 @@ them with `Store.add_ticks` (optionally conflated to one tick per symbol per `co
 interval, so a busy market does not flood the engine). Health records go to
 `Store.set_feed_status` on every state change and every `status_interval`.
 
+Fallbacks: a symbol with several feeds is combined (``[feeds.combine]``, else failover in the
+order the feeds are configured); a feed whose health is down or stale (a source refused from
+this location included) stops counting at once, so the next source of the symbol takes over.
+Each health record says which symbols the feed serves now (``serving``) and which it stands
+by for (``standby``): :meth:`FeedSupervisor.update_serving`, read by `stressbot feeds`.
+
 Which class serves a config `kind` is the registry :data:`FEED_CLASSES` (``kind ->
 "module:Class"``, resolved by :func:`feed_class` when a feed of that kind is built).
 """
