@@ -10,6 +10,12 @@ every source:
   a date on (the Tokyo close moved to 15:30 on 2024-11-05).
 * :class:`OnNextPublication` -- known at a local time on the next date the series publishes
   (SOFR for D appears at 08:00 New York on the next business day).
+* :class:`OnWeeklyRelease` -- known when the weekly release after D's week comes out: the
+  Federal Reserve's H.10 (foreign exchange rates, the noon buying rates of each weekday) is
+  released on Mondays at 16:15 New York with the week before (a 2026-08-21 rate was available
+  2026-08-24T20:15Z, a Monday; the Board's H.10 page says "released weekly on Mondays"), or
+  on the Tuesday when the Monday is a US federal holiday (:func:`us_federal_holiday`). Stamped
+  at noon of their date, as FRED's DEX* series used to be, they would be up to ten days early.
 
 For :class:`OnNextPublication` the history download knows the actual next publication date
 (the next row with a value); a live feed does not and takes the next business day
@@ -56,7 +62,24 @@ class OnNextPublication:
     at: time
 
 
-PublicationRule = OnObservationDate | OnNextPublication
+@dataclass(frozen=True, slots=True)
+class OnWeeklyRelease:
+    """Known at local time `at` on the first `weekday` (0 = Monday) after the week of D, or the
+    next business day when that day is a US federal holiday."""
+
+    zone: ZoneInfo
+    at: time
+    weekday: int = 0
+
+    def release_date(self, d: date) -> date:
+        monday = d - timedelta(days=d.weekday())
+        day = monday + timedelta(days=7 + self.weekday)
+        while day.weekday() >= 5 or us_federal_holiday(day):
+            day += timedelta(days=1)
+        return day
+
+
+PublicationRule = OnObservationDate | OnNextPublication | OnWeeklyRelease
 
 #: The config file's names of the rules of the live feeds (all New York):
 #: "close" 16:00 on the observation date (Treasury/FRED yields),
@@ -68,6 +91,8 @@ CLOSE_NEW_YORK = OnObservationDate(NEW_YORK, time(16, 0))
 NOON_NEW_YORK = OnObservationDate(NEW_YORK, time(12, 0))
 EFFECTIVE_NEW_YORK = OnObservationDate(NEW_YORK, time(0, 0))
 NEXT_MORNING_NEW_YORK = OnNextPublication(NEW_YORK, time(8, 0))
+#: The Federal Reserve's H.10: Mondays 16:15 New York, for the weekdays of the week before.
+H10_WEEKLY = OnWeeklyRelease(NEW_YORK, time(16, 15))
 
 STAMP_RULES: dict[StampName, PublicationRule] = {
     "close": CLOSE_NEW_YORK,
@@ -90,6 +115,43 @@ def default_stamp(canonical: str) -> StampName:
     return "close"
 
 
+def _nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
+    """The n-th (1-based; -1 = last) `weekday` of the month."""
+    if n > 0:
+        first = date(year, month, 1)
+        return first + timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
+    nxt = date(year + (month == 12), month % 12 + 1, 1)
+    last = nxt - timedelta(days=1)
+    return last - timedelta(days=(last.weekday() - weekday) % 7)
+
+
+def us_federal_holiday(d: date) -> bool:
+    """US federal holidays (5 U.S.C. 6103) as observed: a Saturday holiday on the Friday, a
+    Sunday holiday on the Monday. Juneteenth from 2021."""
+    y = d.year
+    floating = {
+        _nth_weekday(y, 1, 0, 3),  # Martin Luther King Jr. Day
+        _nth_weekday(y, 2, 0, 3),  # Washington's Birthday
+        _nth_weekday(y, 5, 0, -1),  # Memorial Day
+        _nth_weekday(y, 9, 0, 1),  # Labor Day
+        _nth_weekday(y, 10, 0, 2),  # Columbus Day
+        _nth_weekday(y, 11, 3, 4),  # Thanksgiving
+    }
+    if d in floating:
+        return True
+    fixed = [(1, 1), (7, 4), (11, 11), (12, 25)] + ([(6, 19)] if y >= 2021 else [])
+    for yy in (y - 1, y, y + 1):  # 1 January of y+1 may be observed on 31 December of y
+        for m, dd in fixed:
+            if (m, dd) == (6, 19) and yy < 2021:
+                continue
+            h = date(yy, m, dd)
+            observed = h - timedelta(days=1) if h.weekday() == 5 else h
+            observed = h + timedelta(days=1) if h.weekday() == 6 else observed
+            if observed == d:
+                return True
+    return False
+
+
 def next_business_day(d: date) -> date:
     """The next weekday after `d` (US holidays are not modelled: a value is then stamped a
     business day early, which only matters for a day)."""
@@ -110,6 +172,8 @@ def known_at(
     rule = rule_of(stamp)
     if isinstance(rule, OnObservationDate):
         return datetime.combine(d, rule.local_time(d), rule.zone).timestamp()
+    if isinstance(rule, OnWeeklyRelease):
+        return datetime.combine(rule.release_date(d), rule.at, rule.zone).timestamp()
     day = next_publication if next_publication is not None else next_business_day(d)
     return datetime.combine(day, rule.at, rule.zone).timestamp()
 
@@ -120,7 +184,7 @@ def known_at_each(
     """:func:`known_at` of every date in `dates`, given `published`: the ascending dates on
     which the series has a value (the next of them after a date is its next publication;
     after the newest, the next business day)."""
-    if isinstance(rule, OnObservationDate):
+    if not isinstance(rule, OnNextPublication):
         return [known_at(d, rule) for d in dates]
     out: list[float] = []
     for d in dates:
@@ -133,7 +197,7 @@ def latest_due(stamp: StampName | PublicationRule, now: float) -> date | None:
     """The newest business-day observation date whose publication time has passed."""
     rule = rule_of(stamp)
     today = datetime.fromtimestamp(now, rule.zone).date()
-    for back in range(10):
+    for back in range(16):
         d = today - timedelta(days=back)
         if d.weekday() < 5 and known_at(d, rule) <= now:
             return d

@@ -1,7 +1,12 @@
 """Local stand-ins (127.0.0.1, ephemeral ports) for FRED's fredgraph.csv and Kraken's REST API.
 
 Each server records every request (path, query, arrival time on the monotonic clock) and can be
-told to answer the next requests with an error (status + headers) before serving normally.
+told to answer the next requests with an error (status + headers + body) before serving
+normally, to answer every request so (`always`: FRED's 403, a proof-of-work page), or to cut
+the next answers short: ``"truncate"`` declares the full Content-Length and closes the
+connection half way (the client sees a payload error), ``"short"`` answers 200 with the first
+half of the real body (a valid response whose body is cut: a format error).
+The other keyless sources are in :mod:`tests.fake_history_sources`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,22 @@ class Failure:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: str = "<html><body>Service Unavailable</body></html>"
+    content_type: str = "text/html"
+    cut: str | None = None  # "truncate" | "short": serve the real answer, cut
+
+
+#: FRED's answer to programmatic clients since about 2026-05-30 (quantmod issue #453)
+FRED_403 = Failure(
+    403,
+    body="<!DOCTYPE html><html><head><title>403 Forbidden</title></head><body><h1>Forbidden"
+    "</h1><p>You don't have permission to access this resource.</p></body></html>",
+)
+#: A 200 interstitial instead of data (Stooq's proof-of-work page, consent walls)
+INTERSTITIAL = Failure(
+    200,
+    body="<!DOCTYPE html><html><head><title>Just a moment...</title></head><body><script>"
+    "var pow='0000'</script><noscript>Enable JavaScript to continue</noscript></body></html>",
+)
 
 
 class FakeServer:
@@ -38,6 +59,7 @@ class FakeServer:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.failures: deque[Failure] = deque()
+        self.always: Failure | None = None
         self.url = ""
         self.app = web.Application(middlewares=[self._middleware])
         self._runner: web.AppRunner | None = None
@@ -47,14 +69,40 @@ class FakeServer:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         self.requests.append(Recorded(request.path, dict(request.query), time.monotonic()))
-        if self.failures:
-            f = self.failures.popleft()
-            return web.Response(status=f.status, headers=f.headers, text=f.body)
-        return await handler(request)
+        f = self.failures.popleft() if self.failures else self.always
+        if f is None:
+            return await handler(request)
+        if f.cut is None:
+            return web.Response(
+                status=f.status, headers=f.headers, text=f.body, content_type=f.content_type
+            )
+        real = await handler(request)
+        assert isinstance(real, web.Response) and isinstance(real.body, bytes)
+        body = real.body
+        if f.cut == "short":
+            return web.Response(status=200, body=body[: len(body) // 2], headers=real.headers)
+        out = web.StreamResponse(status=200)
+        out.content_type = real.content_type
+        out.content_length = len(body)
+        await out.prepare(request)
+        await out.write(body[: len(body) // 2])
+        assert request.transport is not None
+        request.transport.close()
+        return out
 
-    def fail_next(self, status: int, headers: dict[str, str] | None = None, times: int = 1) -> None:
+    def fail_next(
+        self,
+        status: int,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+        body: str | None = None,
+        cut: str | None = None,
+    ) -> None:
         for _ in range(times):
-            self.failures.append(Failure(status, dict(headers or {})))
+            f = Failure(status, dict(headers or {}), cut=cut)
+            if body is not None:
+                f.body = body
+            self.failures.append(f)
 
     def requests_to(self, path_suffix: str) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith(path_suffix)]
@@ -214,6 +262,7 @@ class FakeKraken(FakeServer):
         #: inclusive) at most `trade_page` at a time
         self.trades: list[tuple[float, float, float]] = []
         self.trade_page = 1000
+        self.asset_pairs: dict[str, Any] = KRAKEN_ASSET_PAIRS
         self.app.router.add_get("/0/public/Assets", self._assets)
         self.app.router.add_get("/0/public/AssetPairs", self._pairs)
         self.app.router.add_get("/0/public/OHLC", self._ohlc)
@@ -255,7 +304,7 @@ class FakeKraken(FakeServer):
         return web.json_response(KRAKEN_ASSETS)
 
     async def _pairs(self, request: web.Request) -> web.Response:
-        return web.json_response(KRAKEN_ASSET_PAIRS)
+        return web.json_response(self.asset_pairs)
 
     async def _ohlc(self, request: web.Request) -> web.Response:
         if request.query.get("pair") not in self.pairs:

@@ -1,4 +1,5 @@
-"""`stressbot history download`: FRED CSV and ccxt bars into replay files, against local servers."""
+"""`stressbot history download`: FRED CSV (the opt-in source) and ccxt bars into replay files,
+against local servers; a failing source is reported, never raised."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ from connectors.history.common import (
     DOWNLOAD_RETRY,
     HistoryDownloadError,
     Row,
-    SourceUnavailable,
 )
-from connectors.history.download import DownloadOptions, download, download_to_file, ensure_episode
+from connectors.history.download import DownloadOptions, DownloadResult, download, download_to_file
+from connectors.history.episodes import ensure_episode
+from connectors.history.fred_csv import FRED_SYMBOLS
 from connectors.history.ohlc import MarketSpec
 from tests.conftest import shared_path
 from tests.fake_history_servers import FakeFred, FakeKraken
@@ -67,6 +69,7 @@ def options(
     defaults: dict[str, Any] = {
         "cache_dir": tmp_path / "cache",
         "fred_url": fred.endpoint if fred else "http://127.0.0.1:9/none",
+        "sources": {s: ["fred_csv"] for s in symbols if fred and s in FRED_SYMBOLS},
         "markets": (
             {"BTC/USD": MarketSpec("kraken", kraken_market, method=method)} if kraken else {}
         ),
@@ -85,6 +88,12 @@ def as_iso(rows: list[Row]) -> list[tuple[str, str, float]]:
 
 def fred_ids(srv: FakeFred) -> list[str]:
     return [r.query["id"] for r in srv.requests]
+
+
+def failure(result: DownloadResult, source: str = "fred_csv") -> str:
+    (report,) = [r for r in result.reports if r.source == source]
+    assert report.error is not None, report
+    return report.error
 
 
 # --------------------------------------------------------------------------- exchange bars
@@ -202,8 +211,10 @@ async def test_months_beyond_kraken_bars_are_built_from_trades(
         ("VIX", "VIXCLS", date(2020, 3, 6), "2020-03-06T21:15:00Z"),  # 16:15 EST
         ("SPX", "SP500", date(2020, 3, 9), "2020-03-09T20:00:00Z"),
         ("NDX", "NASDAQ100", date(2020, 3, 9), "2020-03-09T20:00:00Z"),
-        ("EUR/USD", "DEXUSEU", date(2020, 3, 9), "2020-03-09T16:00:00Z"),  # noon EDT
-        ("USD/JPY", "DEXJPUS", date(2020, 3, 6), "2020-03-06T17:00:00Z"),  # noon EST
+        # H.10 is released on the Monday after the week, 16:15 New York (not noon of the date)
+        ("EUR/USD", "DEXUSEU", date(2020, 3, 9), "2020-03-16T20:15:00Z"),  # Mon -> next Mon
+        ("USD/JPY", "DEXJPUS", date(2020, 3, 6), "2020-03-09T20:15:00Z"),  # Fri -> Mon EDT
+        ("USD/JPY", "DEXJPUS", date(2020, 2, 14), "2020-02-18T21:15:00Z"),  # Presidents' Day
         ("N225", "NIKKEI225", date(2020, 3, 9), "2020-03-09T06:00:00Z"),  # 15:00 JST
         ("N225", "NIKKEI225", date(2024, 11, 5), "2024-11-05T06:30:00Z"),  # 15:30 JST
         ("IORB", "IOER", date(2020, 3, 9), "2020-03-09T04:00:00Z"),  # 00:00 EDT
@@ -214,7 +225,7 @@ async def test_fred_value_is_stamped_when_it_became_known(
     fred: FakeFred, tmp_path: Path, symbol: str, series_id: str, day: date, known_at: str
 ) -> None:
     fred.series[series_id] = {day: "1.25"}
-    opts = options(tmp_path, day, day, [symbol], fred=fred)
+    opts = options(tmp_path, day, day + timedelta(days=10), [symbol], fred=fred)
 
     result = await download(opts)
 
@@ -318,8 +329,8 @@ async def test_fred_request_asks_for_the_series_and_a_calendar_year(
 
 
 async def test_unknown_symbol_is_refused_naming_the_alternatives(tmp_path: Path) -> None:
-    with pytest.raises(HistoryDownloadError, match=r"DXY.*USDX"):
-        await download(options(tmp_path, date(2020, 3, 2), date(2020, 3, 9), ["DXY"]))
+    with pytest.raises(HistoryDownloadError, match=r"XPT/USD.*available: BTC/USD"):
+        await download(options(tmp_path, date(2020, 3, 2), date(2020, 3, 9), ["XPT/USD"]))
 
 
 # --------------------------------------------------------------------------- cache and resume
@@ -357,8 +368,8 @@ async def test_interrupted_run_resumes_without_refetching(fred: FakeFred, tmp_pa
         retry=replace(DOWNLOAD_RETRY, attempts=3, initial=0.1, max=0.1),
     )
     fred.broken.add("DGS30")
-    with pytest.raises(SourceUnavailable, match="DGS30"):
-        await download(opts)
+    first = await download(opts)
+    assert "DGS30" in failure(first) and first.missing == ["US30Y"]  # the others went on
     cached = {p.parent.name for p in (tmp_path / "cache" / "fred").glob("*/*.csv")}
     assert cached  # the series that answered before the failure were kept
     fred.broken.clear()
@@ -379,9 +390,21 @@ async def test_body_that_is_not_fred_csv_is_an_error_and_not_cached(
     fred.raw["DGS10"] = "<!DOCTYPE html><html><body>Series not found</body></html>"
     opts = options(tmp_path, date(2020, 3, 9), date(2020, 3, 9), ["US10Y"], fred=fred)
 
-    with pytest.raises(SourceFormatError, match="observation_date,DGS10"):
-        await download(opts)
+    result = await download(opts)
+    assert "HTML page instead of csv" in failure(result) and result.missing == ["US10Y"]
     assert not list((tmp_path / "cache").rglob("*.csv"))
+
+
+async def test_body_in_another_csv_schema_is_a_format_error(fred: FakeFred, tmp_path: Path) -> None:
+    fred.raw["DGS10"] = "DATE,SOMETHING_ELSE\n2020-03-09,1.0\n"
+    opts = options(tmp_path, date(2020, 3, 9), date(2020, 3, 9), ["US10Y"], fred=fred)
+
+    with pytest.raises(SourceFormatError, match="observation_date,DGS10"):
+        from connectors.fred_format import parse_fredgraph_csv
+
+        parse_fredgraph_csv(fred.raw["DGS10"], "DGS10")
+    result = await download(opts)
+    assert "observation_date,DGS10" in failure(result)
 
 
 # --------------------------------------------------------------------------- retries and pacing
@@ -413,8 +436,8 @@ async def test_retries_are_capped(fred: FakeFred, tmp_path: Path) -> None:
     fred.fail_next(503, times=10)
     opts = options(tmp_path, date(2020, 3, 9), date(2020, 3, 9), ["US10Y"], fred=fred)
 
-    with pytest.raises(SourceUnavailable, match="4 attempts"):
-        await download(opts)
+    result = await download(opts)
+    assert "4 attempts" in failure(result) and result.missing == ["US10Y"]
     assert len(fred.requests) == FAST_RETRY.attempts
 
 
@@ -422,8 +445,8 @@ async def test_a_client_error_is_not_retried(fred: FakeFred, tmp_path: Path) -> 
     fred.fail_next(404)
     opts = options(tmp_path, date(2020, 3, 9), date(2020, 3, 9), ["US10Y"], fred=fred)
 
-    with pytest.raises(SourceUnavailable, match="404"):
-        await download(opts)
+    result = await download(opts)
+    assert "HTTP 404" in failure(result)
     assert len(fred.requests) == 1
 
 
@@ -538,6 +561,10 @@ async def test_cli_writes_the_file_and_prints_a_summary(
             str(tmp_path / "c"),
             "--fred-url",
             fred.endpoint,
+            "--source",
+            "US10Y=fred_csv",
+            "--source",
+            "VIX=fred_csv",
             "--min-interval",
             "0",
         ]
@@ -552,29 +579,6 @@ async def test_cli_writes_the_file_and_prints_a_summary(
     assert summary["US10Y"][-4:] == ["5", "2020-03-02T21:00:00Z", "2020-03-06T21:00:00Z", "0"]
     assert summary["VIX"][-4] == "5"
     assert len(out.read_text().splitlines()) == 1 + 10
-
-
-async def test_ensure_episode_downloads_once_then_reuses_the_file(
-    fred: FakeFred, kraken: FakeKraken, tmp_path: Path
-) -> None:
-    kw: dict[str, Any] = {
-        "fred_url": fred.endpoint,
-        "markets": {"BTC/USD": MarketSpec("kraken", "BTC/USDT")},
-        "exchange_urls": {"kraken": kraken.url},
-        "min_interval": 0.0,
-    }
-    path = await ensure_episode("312", tmp_path, **kw)
-    made = len(fred.requests) + len(kraken.requests)
-
-    again = await ensure_episode("312", tmp_path, **kw)
-
-    assert again == path and path.is_relative_to(tmp_path)
-    assert len(fred.requests) + len(kraken.requests) == made
-    lines = path.read_text().splitlines()
-    ts = [parse_iso_utc(ln.split(",")[0]) for ln in lines[1:]]
-    assert datetime.fromtimestamp(min(ts), UTC).date() >= date(2020, 2, 10)
-    assert datetime.fromtimestamp(max(ts), UTC).date() <= date(2020, 4, 10)
-    assert {"US10Y", "SOFR", "IORB", "EUR/USD", "VIX"} <= {ln.split(",")[1] for ln in lines[1:]}
 
 
 async def test_unknown_episode_is_refused_naming_the_known_ones(tmp_path: Path) -> None:

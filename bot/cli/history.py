@@ -1,12 +1,16 @@
 """`stressbot history download`: the argparse command that builds a replay file.
 
 Only argparse and the defaults load at start-up; the download itself
-(:mod:`connectors.history.download`) and the exchange sources load when the command runs.
+(:mod:`connectors.history.download`) and the sources load when the command runs. The command
+ends with two tables, per symbol and per source (rows, chunks from the cache and fetched,
+what failed and why), and exits 0 when every symbol was filled, 2 when some were not (the
+file is written with the others), 1 when nothing could be fetched.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import sys
 from collections.abc import Sequence
@@ -15,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.history.common import (
-    DEFAULT_FRED_URL,
     DEFAULT_MIN_INTERVAL,
     DEFAULT_TIMEOUT,
     DOWNLOAD_RETRY,
@@ -61,14 +64,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `history download` (argparse only; the sources load when the command runs)."""
     p = _history_subparsers(sub).add_parser(
         "download",
-        help="build a replay file from public keyless sources (FRED, exchanges via ccxt)",
+        help="build a replay file from public keyless sources",
         description=(
             "Build a replay file (ts,symbol,value; ts = when each value became known) from "
-            "FRED's keyless CSV download and exchange hourly bars through ccxt. FRED has no "
-            "ICE dollar index (DXY) and no gold price: DXY is not produced (the engine derives "
-            "its own dollar index USDX from the FX legs) and XAU/USD is tokenised gold "
-            "(PAXG). Fetched chunks are cached, so a re-run fetches nothing new and an "
-            "interrupted run resumes."
+            "public keyless sources: US Treasury par yields, the NY Fed (SOFR), the Federal "
+            "Reserve Board (IORB, H.10 FX), ECB reference rates, Dukascopy's hourly FX, metals "
+            "and index CFDs, Yahoo Finance daily closes, and exchange hourly bars through ccxt. "
+            "Each symbol comes from the first of its sources that answers; a failing source "
+            "is reported and its symbols go to the next. With FRED_API_KEY set the FRED API is "
+            "the last resort. Fetched chunks are cached, so a re-run fetches nothing new and "
+            "an interrupted run resumes."
         ),
     )
     p.add_argument(
@@ -91,9 +96,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--symbols",
         nargs="+",
         metavar="SYM",
-        help="symbols to include (default: all: BTC/USD XAU/USD US2Y US10Y US30Y "
-        "SOFR IORB EUR/USD USD/JPY GBP/USD USD/CAD USD/CHF USD/SEK SPX NDX "
-        "N225 VIX)",
+        help="symbols to include (default: all: BTC/USD XAU/USD XAG/USD EUR/USD USD/JPY "
+        "GBP/USD USD/CAD USD/CHF USD/SEK DXY US2Y US10Y US30Y SOFR IORB SPX NDX N225 VIX)",
     )
     p.add_argument(
         "--out",
@@ -109,10 +113,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="cache directory (default $STRESSBOT_CACHE or ~/.cache/stressbot)",
     )
     p.add_argument(
+        "--source",
+        action="append",
+        metavar="SYMBOL=SRC[,SRC...]",
+        help="the sources to try for a symbol, in order, e.g. US10Y=treasury,fred or "
+        "SPX=dukascopy (sources: treasury nyfed frb frb_h10 ecb dukascopy yahoo fred "
+        "fred_csv, or a ccxt exchange id)",
+    )
+    p.add_argument(
+        "--source-url",
+        action="append",
+        metavar="SOURCE=URL",
+        help="base URL of a source (mirrors, proxies, local servers), e.g. "
+        "yahoo=http://127.0.0.1:8080",
+    )
+    p.add_argument(
         "--fred-url",
-        default=DEFAULT_FRED_URL,
+        default=None,
         metavar="URL",
-        help=f"FRED CSV endpoint (default {DEFAULT_FRED_URL})",
+        help="endpoint of FRED's keyless CSV, the opt-in source fred_csv (it answers 403 "
+        "to programmatic clients since 2026-05-30)",
     )
     p.add_argument(
         "--market",
@@ -162,11 +182,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def options_from_args(args: argparse.Namespace, progress: Progress | None) -> DownloadOptions:
     from connectors.history.download import DownloadOptions
-    from connectors.history.ohlc import DEFAULT_MARKETS, MarketSpec
+    from connectors.history.ohlc import MarketSpec
 
-    markets = dict(DEFAULT_MARKETS)
-    for symbol, spec in _pairs(args.market, "--market").items():
-        markets[symbol] = MarketSpec.parse(spec)
+    markets = {s: MarketSpec.parse(spec) for s, spec in _pairs(args.market, "--market").items()}
+    sources = {
+        s: [x.strip() for x in order.split(",") if x.strip()]
+        for s, order in _pairs(args.source, "--source").items()
+    }
     try:
         pairs = _pairs(args.host_interval, "--host-interval")
         host_intervals = {h: float(v) for h, v in pairs.items()}
@@ -179,6 +201,8 @@ def options_from_args(args: argparse.Namespace, progress: Progress | None) -> Do
         end=args.end,
         symbols=args.symbols,
         cache_dir=args.cache,
+        source_urls=_pairs(args.source_url, "--source-url"),
+        sources=sources,
         fred_url=args.fred_url,
         markets=markets,
         exchange_urls=_pairs(args.exchange_url, "--exchange-url"),
@@ -191,16 +215,32 @@ def options_from_args(args: argparse.Namespace, progress: Progress | None) -> Do
 
 
 async def run_download_command(args: argparse.Namespace) -> int:
-    from connectors.history.download import download_to_file, replay_lines, summary_table
+    from connectors.history.download import (
+        download,
+        source_table,
+        summary_table,
+        write_replay,
+    )
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     opts = options_from_args(args, None if args.quiet else say)
-    result = await download_to_file(opts, args.out)
+    result = await download(opts)
     print(summary_table(result.results))
-    print(
-        f"wrote {len(replay_lines(result.rows)) - 1} rows to {args.out} "
-        f"({result.requests} requests)"
-    )
+    print()
+    print(source_table(result.reports))
+    if not result.rows:
+        why = "no network: no source could be reached" if result.offline else "no data"
+        print(f"stressbot: {why}; nothing written to {args.out}", file=sys.stderr)
+        return 1
+    n = await asyncio.to_thread(write_replay, result.rows, args.out)
+    print(f"wrote {n} rows to {args.out} ({result.requests} requests)")
+    if result.missing:
+        print(
+            f"stressbot: no source had {', '.join(result.missing)} (see the tables above); "
+            "the file has the other symbols",
+            file=sys.stderr,
+        )
+        return 2
     return 0

@@ -1,13 +1,24 @@
 """What every history source shares: errors, rows, HTTP client, pacing, retries, chunk cache.
 
-:mod:`connectors.history.download` drives the sources (:mod:`connectors.history.fred_csv`,
-:mod:`connectors.history.ohlc`); they all build on this module and none of them imports the
-driver. Requests are paced per host (:class:`bot.core.pacing.KeyedPacer`), retried on 429, 5xx
-and network errors with capped exponential backoff with jitter (:data:`DOWNLOAD_RETRY`,
-:func:`with_retries` over :func:`bot.core.retry.retry_async`; a ``Retry-After`` header is
-honoured, :func:`bot.core.retry_after.parse_retry_after`) and every call has a timeout
-(:class:`HttpClient`). Fetched
-chunks live in :class:`ChunkCache`, written atomically.
+:mod:`connectors.history.download` drives the sources (one module each: ``treasury``,
+``nyfed``, ``frb``, ``ecb``, ``dukascopy``, ``yahoo``, ``fred_api``, ``fred_csv``, ``ohlc``,
+listed in :mod:`connectors.history.sources`); they all build on this module and none of them
+imports the driver. Requests are paced per host (:class:`bot.core.pacing.KeyedPacer`), retried
+on 429, 5xx and network errors with capped exponential backoff with jitter
+(:data:`DOWNLOAD_RETRY`, :func:`with_retries` over :func:`bot.core.retry.retry_async`; a
+``Retry-After`` header is honoured, :func:`bot.core.retry_after.parse_retry_after`) and every
+call has a timeout (:class:`HttpClient`). Fetched chunks live in :class:`ChunkCache`, written
+atomically; :meth:`SourceContext.chunk` is the one "cached, else fetched, parsed, then cached"
+step every source uses, and counts what came from where for the per-source table.
+
+What a source answers instead of data is an error naming the source, the status and what to
+do (:class:`SourceUnavailable`, :class:`connectors.fred_format.SourceFormatError`): a 403 or
+451 (refused, not retried: FRED's keyless CSV has answered 403 to programmatic clients since
+about 2026-05-30, quantmod issue #453; Binance answers 451 "restricted location" from the US
+and some clouds, ccxt issues #16044), a 200 whose body is an HTML page (a consent, challenge
+or proof-of-work interstitial, as Stooq serves to non-browser clients), a body that is empty
+or cut short, a schema that changed. :func:`probe_hosts` tells in a few seconds whether a
+host can be reached at all (DNS and TCP), so an offline run fails fast instead of retrying.
 """
 
 from __future__ import annotations
@@ -16,9 +27,13 @@ import asyncio
 import contextlib
 import os
 import random
+import re
+import socket
+import threading
 import time as _time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
@@ -54,7 +69,31 @@ class HistoryDownloadError(StressbotError):
 
 
 class SourceUnavailable(HistoryDownloadError):
-    """A source kept failing (HTTP errors, timeouts) or refused the request outright."""
+    """A source kept failing (HTTP errors, timeouts) or refused the request outright.
+
+    `status` is the HTTP status when there was one; `network` is true when the host could not
+    be reached at all (DNS, connection refused, timeouts)."""
+
+    def __init__(self, message: str, *, status: int | None = None, network: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.network = network
+
+
+class NoNetwork(HistoryDownloadError):
+    """No source could be reached at all (DNS failures, connections refused)."""
+
+
+#: What to do about a refusal, by HTTP status.
+STATUS_HINTS = {
+    401: "the source wants credentials: set its key, or use the next source",
+    403: "the source refuses programmatic clients (HTTP 403): use the next source for the "
+    "symbol or a keyed option (FRED_API_KEY for FRED)",
+    404: "not found: check the series/market name and the source URL",
+    410: "the endpoint is gone: the source changed; use the next source",
+    451: "not served from this location (HTTP 451, e.g. Binance from the US and some "
+    "clouds): use another exchange for the symbol",
+}
 
 
 #: What a failed download raises: its own errors and a source's answer in the wrong format.
@@ -162,7 +201,36 @@ class HttpStatusError(Exception):
         self.status = status
         self.url = url
         self.retry_after = retry_after
-        super().__init__(f"HTTP {status} from {url}: {body[:200].strip()!r}")
+        super().__init__(f"HTTP {status} from {url.split('?')[0]}: {excerpt(body)!r}")
+
+
+def excerpt(body: str, limit: int = 120) -> str:
+    """A short, one-line view of an answer: an HTML page's title, else its first characters."""
+    m = re.search(r"<title[^>]*>(.*?)</title>", body[:4000], re.I | re.S)
+    text = f"HTML page: {m.group(1)}" if m else body
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: Bodies a source may be expected to answer with: an HTML page is never one of them.
+Expect = str  # "csv" | "json" | "xml" | "binary"
+
+
+def looks_like_html(body: bytes) -> bool:
+    head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<script"))
+
+
+def check_not_html(what: str, body: bytes, content_type: str, expect: Expect) -> None:
+    """Raise when a 200 answer is an HTML page (an interstitial) instead of `expect`."""
+    html_type = content_type.split(";")[0].strip().lower() == "text/html"
+    if looks_like_html(body) or (html_type and expect in ("json", "binary")):
+        text = excerpt(body[:4000].decode("utf-8", "replace"))
+        raise SourceFormatError(
+            f"{what}: HTTP 200 but an HTML page instead of {expect} (a consent, challenge or "
+            f"proof-of-work interstitial?): {text!r}; the source does not serve programmatic "
+            "clients this way any more: use the next source for the symbol"
+        )
 
 
 class HttpClient:
@@ -197,20 +265,46 @@ class HttpClient:
             self._session = None
 
     async def get_text(self, url: str, params: Mapping[str, str], what: str) -> str:
+        body = await self.get_bytes(url, params, what, expect="csv")
+        return body.decode("utf-8", "replace")
+
+    async def get_bytes(
+        self,
+        url: str,
+        params: Mapping[str, str],
+        what: str,
+        *,
+        expect: Expect,
+        headers: Mapping[str, str] | None = None,
+        missing_ok: bool = False,
+        secrets: Iterable[str] = (),
+    ) -> bytes:
+        """The body of a 200 answer. With `missing_ok`, a 404 is an empty body (a file that
+        does not exist: no data for that period). `secrets` (API keys) never reach a message."""
         import aiohttp
 
         session = self._session
         if session is None:
             raise RuntimeError("HttpClient used outside 'async with'")
+        hidden = [x for x in secrets if x]
 
-        async def attempt() -> str:
+        def redact(text: str) -> str:
+            for x in hidden:
+                text = text.replace(x, "***")
+            return text
+
+        async def attempt() -> bytes:
             self.requests += 1
-            async with session.get(url, params=dict(params)) as resp:
-                body = await resp.text(errors="replace")
+            async with session.get(url, params=dict(params), headers=headers) as resp:
+                body = await resp.read()
                 if resp.status == 200:
+                    check_not_html(what, body, resp.headers.get("Content-Type", ""), expect)
                     return body
+                if resp.status == 404 and missing_ok:
+                    return b""
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                raise HttpStatusError(resp.status, str(resp.url), body, retry_after)
+                text = body.decode("utf-8", "replace")
+                raise HttpStatusError(resp.status, redact(str(resp.url)), redact(text), retry_after)
 
         def classify(e: BaseException) -> tuple[bool, float | None]:
             if isinstance(e, HttpStatusError):
@@ -229,12 +323,82 @@ class HttpClient:
                 pacer=self.pacer,
                 policy=self.policy,
                 classify=classify,
-                progress=self.progress,
+                progress=lambda m: self.progress(redact(m)),
             )
         except HttpStatusError as e:
-            raise SourceUnavailable(
-                f"{what}: {e}; check the series/market name and the source URL"
-            ) from e
+            hint = STATUS_HINTS.get(e.status, "check the source URL, or use the next source")
+            raise SourceUnavailable(f"{what}: {e}; {hint}", status=e.status) from None
+        except SourceUnavailable as e:
+            last = e.__cause__
+            status = last.status if isinstance(last, HttpStatusError) else None
+            network = isinstance(last, aiohttp.ClientConnectionError | TimeoutError)
+            raise SourceUnavailable(redact(str(e)), status=status, network=network) from None
+
+
+# --------------------------------------------------------------------------- reachability
+
+
+def _resolve(host: str, port: int) -> asyncio.Future[list[str]]:
+    """getaddrinfo in a daemon thread: a resolver that hangs neither blocks the loop nor
+    holds up the interpreter's exit (the default executor would be joined at shutdown)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[list[str]] = loop.create_future()
+
+    def work() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            result: list[str] | BaseException = [str(i[4][0]) for i in infos]
+        except OSError as e:
+            result = e
+
+        def done() -> None:
+            if fut.done():
+                return
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(done)
+
+    threading.Thread(target=work, name=f"resolve {host}", daemon=True).start()
+    return fut
+
+
+async def probe_host(url: str, within: float = 3.0) -> str | None:
+    """None when `url`'s host accepts a TCP connection within `within` s, else why not."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        async with asyncio.timeout(within):
+            addresses = await _resolve(host, port)
+            last: OSError | None = None
+            for address in addresses[:3]:
+                try:
+                    _reader, writer = await asyncio.open_connection(address, port)
+                except OSError as e:
+                    last = e
+                    continue
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+                return None
+            raise last or OSError(f"no address for {host}")
+    except TimeoutError:
+        return f"no answer from {host}:{port} within {within:.0f} s"
+    except socket.gaierror as e:
+        return f"cannot resolve {host} ({e.strerror or e})"
+    except OSError as e:
+        return f"cannot connect to {host}:{port} ({e.strerror or e})"
+
+
+async def probe_hosts(urls: Iterable[str], within: float = 3.0) -> dict[str, str | None]:
+    """host -> None (reachable) or the reason it is not; every host probed at once."""
+    by_host = {host_of(u): u for u in urls}
+    reasons = await asyncio.gather(*(probe_host(u, within) for u in by_host.values()))
+    return dict(zip(by_host, reasons, strict=True))
 
 
 # --------------------------------------------------------------------------- cache
@@ -286,3 +450,106 @@ def atomic_write_bytes(p: Path, body: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+# --------------------------------------------------------------------------- source context
+
+
+@dataclass(slots=True)
+class Tally:
+    """What one source did: chunks served from the cache and fetched."""
+
+    cached: int = 0
+    fetched: int = 0
+
+
+@dataclass(slots=True)
+class SourceContext:
+    """What a source gets from the driver: the shared client and cache, its base URL, the
+    window, the clock and a tally of its chunks."""
+
+    http: HttpClient
+    cache: ChunkCache
+    base_url: str
+    window: tuple[float, float]
+    progress: Progress
+    now: float
+    tally: Tally = field(default_factory=Tally)
+
+    async def chunk(
+        self,
+        key: tuple[str, ...],
+        period_end: float,
+        label: str,
+        fetch: Callable[[], Awaitable[bytes]],
+        parse: Callable[[bytes], T],
+    ) -> T:
+        """The parsed chunk `key`: from the cache when fresh, else fetched, parsed, then
+        cached (a body that does not parse is never cached)."""
+        path = self.cache.path(*key)
+        body = await self.cache.load(path, period_end)
+        if body is not None:
+            try:
+                out = parse(body)
+            except SourceFormatError:
+                body = None  # a cache file from an older format: fetch again
+            else:
+                self.tally.cached += 1
+                self.progress(f"{label} (cache)")
+                return out
+        body = await fetch()
+        out = parse(body)
+        await self.cache.store(path, body)
+        self.tally.fetched += 1
+        self.progress(label)
+        return out
+
+
+FetchFn = Callable[[SourceContext, Sequence[str]], Awaitable[dict[str, SymbolResult]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A history source: its name (``--source``/``--source-url`` use it), what it serves and
+    how, and the facts the README's source matrix shows."""
+
+    name: str
+    label: str
+    url: str  # default base URL
+    symbols: tuple[str, ...]
+    fetch: FetchFn
+    granularity: str
+    lag: str
+    limits: str = ""
+    key_env: str | None = None  # the environment variable it needs, if keyed
+
+
+def window_dates(window: tuple[float, float], margin_days: int = 0) -> tuple[date, date]:
+    """The UTC dates of `window`, widened by `margin_days` on both sides."""
+    lo = datetime.fromtimestamp(window[0], UTC).date() - timedelta(days=margin_days)
+    hi = datetime.fromtimestamp(window[1], UTC).date() + timedelta(days=margin_days)
+    return lo, hi
+
+
+def year_end(year: int) -> float:
+    return datetime(year + 1, 1, 1, tzinfo=UTC).timestamp()
+
+
+def keep(
+    result: SymbolResult, ts: float, value: float | None, window: tuple[float, float], now: float
+) -> None:
+    """Add a row when `ts` is inside the window and not in the future; count a bad value.
+
+    Values published together (a weekly release stamps a week of dates with one instant) come
+    in date order; only the newest of them is what was known at that instant, so it replaces
+    the row before it with the same `ts`."""
+    if not window[0] <= ts <= window[1] or ts > now:
+        return
+    if value is None or value != value or value <= 0:
+        result.skipped += 1
+        return
+    row = Row(ts, result.symbol, value)
+    if result.rows and result.rows[-1].ts == ts:
+        result.rows[-1] = row
+    else:
+        result.rows.append(row)

@@ -4,70 +4,61 @@ whose argparse part is :mod:`bot.cli.history`).
 The output is exactly the replay format of the history README (``../shared/data/history``):
 header ``ts,symbol,value``, ``ts`` ISO-8601 UTC with ``Z`` at second precision, rows sorted by
 ``ts`` then ``symbol``, gzip when the file name ends in ``.gz``. Every ``ts`` is the instant the
-value became **known** in real time, so replaying rows in ``ts`` order has no look-ahead.
+value became **known** in real time, so replaying rows in ``ts`` order has no look-ahead; a
+value whose ``ts`` is still in the future when it is fetched (today's close before the close)
+is not written.
 
-Sources
--------
-* Hourly bars from crypto exchanges through ccxt (async): BTC/USD (default Bitstamp ``BTC/USD``)
-  and tokenised gold (default Kraken ``PAXG/USD``) published as ``XAU/USD``. Exchange and market
-  are configurable per symbol (``--market XAU/USD=kraken:PAXG/USD``). See
-  :mod:`connectors.history.ohlc`.
-* FRED's keyless CSV download (``fredgraph.csv``). See :mod:`connectors.history.fred_csv`.
+Sources and order
+-----------------
+Each source is a module (its docstring has the URL, the format, what was verified and where,
+and how each value is stamped); :mod:`connectors.history.sources` lists them and gives each
+symbol its order, the default keyless source first:
 
-FRED has **no ICE dollar index (DXY)** and **no gold price**: DXY is not produced here (the engine
-derives its own dollar index, USDX, from the FX legs), gold comes from PAXG. XAG/USD is not
-available from these sources either.
+=========  ================================  =============================================
+symbol     sources, in order                 granularity, stamp
+=========  ================================  =============================================
+BTC/USD    bitstamp, kraken, coinbase        1h bars (ccxt), close at the bar end
+XAU/USD    dukascopy, kraken (PAXG)          1h, bar end
+XAG/USD    dukascopy                         1h, bar end
+FX (6)     dukascopy, ecb, frb_h10           1h bar end / 16:00 Frankfurt / H.10 Monday
+                                             16:15 New York after the week
+DXY        yahoo (DX-Y.NYB)                  1d, 15:00 New York
+US2Y..30Y  treasury                          1d, 16:00 New York
+SOFR       nyfed                             1d, 08:00 New York, next publication day
+IORB       frb (PRATES, IOER before          1d calendar, 00:00 New York on the effective
+           2021-07-29)                       date
+SPX, NDX   yahoo, dukascopy (CFD)            1d 16:00 New York / 1h bar end
+N225       yahoo, dukascopy (CFD)            1d 15:00 Tokyo (15:30 from 2024-11-05) / 1h
+VIX        yahoo                             1d, 16:15 New York
+=========  ================================  =============================================
 
-When each value is known (``ts``)
----------------------------------
-All local times are converted to UTC with ``zoneinfo`` (DST aware).
+With ``FRED_API_KEY`` set the FRED API is the last resort of the symbols FRED has; FRED's
+keyless CSV is opt-in (``--source SYMBOL=fred_csv``): it answers 403 to programmatic clients
+since about 2026-05-30.
 
-=========  ==================  ===========================================================
-symbol     source              ts (when the value became known)
-=========  ==================  ===========================================================
-BTC/USD    ccxt 1h bars        bar close, stamped at the bar END = open + 1 h (UTC)
-XAU/USD    ccxt 1h bars PAXG   bar close, stamped at the bar END = open + 1 h (UTC); Kraken
-                               months beyond its latest 720 bars are built from its public
-                               trades (close = the hour's last trade)
-US2Y       FRED DGS2           date D 16:00 America/New_York (CMT yields, published after close)
-US10Y      FRED DGS10          date D 16:00 America/New_York
-US30Y      FRED DGS30          date D 16:00 America/New_York
-SOFR       FRED SOFR           business date D: 08:00 America/New_York on the next date on
-                               which SOFR itself is published (the next row with a value;
-                               for the newest row, the next weekday)
-IORB       FRED IORB / IOER    effective date D: 00:00 America/New_York on D. FRED IORB from
-                               2021-07-29 (when it started), FRED IOER before that
-SPX        FRED SP500          date D 16:00 America/New_York (cash close)
-NDX        FRED NASDAQ100      date D 16:00 America/New_York (cash close)
-N225       FRED NIKKEI225      date D 15:00 Asia/Tokyo (TSE close; 15:30 from 2024-11-05,
-                               when the TSE extended its afternoon session)
-VIX        FRED VIXCLS         date D 16:15 America/New_York (Cboe computes it until 16:15)
-EUR/USD    FRED DEXUSEU        date D 12:00 America/New_York (H.10 noon buying rates)
-USD/JPY    FRED DEXJPUS        date D 12:00 America/New_York
-GBP/USD    FRED DEXUSUK        date D 12:00 America/New_York
-USD/CAD    FRED DEXCAUS        date D 12:00 America/New_York
-USD/CHF    FRED DEXSZUS        date D 12:00 America/New_York
-USD/SEK    FRED DEXSDUS        date D 12:00 America/New_York
-=========  ==================  ===========================================================
-
-The FX noon rates are certified at noon but the Fed publishes H.10 weekly; noon of D is the
-convention used (the rate is a fact of that instant), as the README does for CMT yields.
-
-Dropped and counted as *skipped* (only when the row's ``ts`` falls inside the window): missing
-(``.`` or empty), non-numeric, zero or negative values; weekend-dated rows of weekday-only daily
-sources; bars of an exchange with a bad close. Holidays are simply absent.
+Failure isolation
+-----------------
+Sources run concurrently, each on its own: a source that fails (refused with 403 or 451,
+unreachable, DNS, a 200 with an HTML interstitial, a truncated or empty body, a changed
+schema, a 429 whose Retry-After is too long) is reported with its name, the status and what
+to do, and costs only itself: its symbols go on to their next source. Before anything is
+fetched every host is probed (DNS and TCP, a few seconds at most, all at once); a host that
+cannot be reached fails its sources at once instead of after a round of retries, and when no
+host can be reached at all :class:`NoNetwork` says so. The result carries one
+:class:`SourceReport` per source tried: :func:`source_table` prints it (rows, chunks from the
+cache, chunks fetched, and what failed and why).
 
 Caching, resuming, pacing
 -------------------------
-Every fetched chunk (FRED: one file per series and calendar year; exchanges: one file per
-exchange, market, timeframe and UTC month) is written atomically into the cache directory
-(``--cache``, else ``$STRESSBOT_CACHE``, else ``~/.cache/stressbot``) as soon as it arrives. A
-chunk whose period ended more than ``SETTLE_SECONDS`` before it was fetched is final and
-never fetched again; a younger chunk is reused for ``OPEN_CHUNK_MAX_AGE`` seconds (both in
-:mod:`connectors.history.common`). So a re-run with the same arguments fetches nothing, and
-an interrupted run continues where it stopped. Requests are paced per host (a minimum interval
-between request starts), retried on 429, 5xx and network errors with capped exponential
-backoff with jitter (a ``Retry-After`` header is honoured), and every call has a timeout.
+Every fetched chunk (a year of a daily series, a month of hourly bars) is written atomically
+into the cache directory (``--cache``, else ``$STRESSBOT_CACHE``, else ``~/.cache/stressbot``)
+as soon as it arrives. A chunk whose period ended more than ``SETTLE_SECONDS`` before it was
+fetched is final and never fetched again; a younger chunk is reused for
+``OPEN_CHUNK_MAX_AGE`` seconds (both in :mod:`connectors.history.common`). So a re-run with
+the same arguments fetches nothing, and an interrupted run continues where it stopped.
+Requests are paced per host (a minimum interval between request starts), retried on 429, 5xx
+and network errors with capped exponential backoff with jitter (a ``Retry-After`` header is
+honoured), and every call has a timeout.
 """
 
 from __future__ import annotations
@@ -76,7 +67,8 @@ import asyncio
 import gzip
 import io
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -84,24 +76,37 @@ from pathlib import Path
 from bot.core.models import iso_utc
 from bot.core.pacing import KeyedPacer
 from bot.core.retry import BackoffPolicy
-from connectors.history import fred_csv, ohlc
+from connectors.history import sources as registry
 from connectors.history.common import (
-    DEFAULT_FRED_URL,
     DEFAULT_MIN_INTERVAL,
     DEFAULT_TIMEOUT,
     DOWNLOAD_ERRORS,
     DOWNLOAD_RETRY,
+    STATUS_HINTS,
     ChunkCache,
     HistoryDownloadError,
     HttpClient,
+    NoNetwork,
     Progress,
     Row,
+    Source,
+    SourceContext,
+    SourceUnavailable,
     SymbolResult,
     atomic_write_bytes,
     default_cache_dir,
     format_value,
+    host_of,
+    probe_hosts,
 )
-from connectors.history.ohlc import DEFAULT_MARKETS, MarketSpec
+from connectors.history.ohlc import MarketSpec
+
+log = logging.getLogger(__name__)
+
+#: Seconds a host gets to accept a TCP connection in the probe before its sources are skipped.
+PROBE_SECONDS = 3.0
+#: Statuses after which a source is not asked for its other symbols in the same run.
+REFUSED = (401, 403, 410, 451)
 
 # --------------------------------------------------------------------------- options
 
@@ -114,14 +119,24 @@ class DownloadOptions:
     end: date
     symbols: Sequence[str] | None = None  # None: every symbol these sources provide
     cache_dir: Path | None = None
-    fred_url: str = DEFAULT_FRED_URL
-    markets: Mapping[str, MarketSpec] | None = None  # symbol -> exchange market; None: defaults
-    exchange_urls: Mapping[str, str] = field(default_factory=dict)  # exchange id -> base URL
+    #: source name (or ccxt exchange id) -> base URL, for mirrors, proxies and tests
+    source_urls: Mapping[str, str] = field(default_factory=dict)
+    #: symbol -> the sources to try, in order (default: sources.DEFAULT_ORDER)
+    sources: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: symbol -> one exchange market: the symbol's only source unless `sources` names others
+    markets: Mapping[str, MarketSpec] | None = None
+    fred_url: str | None = None  # FRED's keyless CSV (opt-in source "fred_csv")
+    exchange_urls: Mapping[str, str] = field(default_factory=dict)  # ccxt id -> base URL
     min_interval: float = DEFAULT_MIN_INTERVAL
     host_intervals: Mapping[str, float] = field(default_factory=dict)
     timeout: float = DEFAULT_TIMEOUT
     retry: BackoffPolicy = DOWNLOAD_RETRY
     progress: Progress | None = None
+    probe: bool = True  # probe every host first (DNS + TCP); unreachable ones are skipped
+    #: called with each symbol's rows as soon as a source has served it (the backfill writes
+    #: them at once, so a time limit keeps what was fetched)
+    on_result: Callable[[SymbolResult], Awaitable[None]] | None = None
+    clock: float | None = None  # "now" (epoch s); None: the wall clock
 
     @property
     def window(self) -> tuple[float, float]:
@@ -132,100 +147,207 @@ class DownloadOptions:
         )
         return a, b.timestamp()
 
+    def url_of(self, source: Source) -> str:
+        urls = {**self.exchange_urls, **self.source_urls}
+        if self.fred_url and "fred_csv" not in urls:
+            urls["fred_csv"] = self.fred_url
+        return urls.get(source.name, source.url)
+
 
 def supported_symbols(markets: Mapping[str, MarketSpec] | None = None) -> list[str]:
-    return sorted({*fred_csv.FRED_SYMBOLS, *(markets if markets is not None else DEFAULT_MARKETS)})
+    return sorted({*registry.supported_symbols(), *(markets or {})})
+
+
+@dataclass(slots=True)
+class SourceReport:
+    """What one source did in a download: for the per-source table."""
+
+    source: str
+    symbols: list[str]
+    rows: int = 0
+    cached: int = 0
+    fetched: int = 0
+    errors: dict[str, str] = field(default_factory=dict)  # symbol -> why it failed
+    status: int | None = None
+    network: bool = False
+    served: list[str] = field(default_factory=list)
+
+    @property
+    def error(self) -> str | None:
+        """The first failure, or None when nothing failed."""
+        return next(iter(self.errors.values()), None)
+
+    @property
+    def outcome(self) -> str:
+        """ok, no data, or FAILED with the status and what to do (the first 140 characters)."""
+        why = self.error
+        if why is None:
+            return "ok" if self.served else "no data"
+        if self.status is not None and self.status in STATUS_HINTS:
+            why = f"HTTP {self.status}: {STATUS_HINTS[self.status]}"
+        if self.served:
+            failed = ", ".join(self.errors)
+            why = f"{failed}: {why}"
+        why = why if len(why) <= 140 else why[:137] + "..."
+        return ("partly FAILED: " if self.served else "FAILED: ") + why
 
 
 @dataclass(slots=True)
 class DownloadResult:
     results: list[SymbolResult]
     requests: int  # network requests made (0 when everything came from the cache)
+    reports: list[SourceReport] = field(default_factory=list)
 
     @property
     def rows(self) -> list[Row]:
         return [r for res in self.results for r in res.rows]
 
+    @property
+    def missing(self) -> list[str]:
+        """Symbols no source could fill."""
+        return [r.symbol for r in self.results if not r.rows]
 
-async def download(options: DownloadOptions) -> DownloadResult:
-    """Fetch (or read from the cache) every requested symbol for the window."""
-    if options.end < options.start:
-        raise HistoryDownloadError(f"--to {options.end} is before --from {options.start}")
-    markets = dict(options.markets) if options.markets is not None else dict(DEFAULT_MARKETS)
+    @property
+    def offline(self) -> bool:
+        """Every source tried failed because its host could not be reached."""
+        return bool(self.reports) and all(r.network and not r.served for r in self.reports)
+
+
+def _plan(
+    options: DownloadOptions,
+) -> tuple[list[str], dict[str, list[str]], dict[str, MarketSpec]]:
+    markets = dict(options.markets or {})
     supported = supported_symbols(markets)
     wanted = list(dict.fromkeys(options.symbols)) if options.symbols else supported
     unknown = [s for s in wanted if s not in supported]
     if unknown:
         raise HistoryDownloadError(
-            f"no keyless source for {', '.join(unknown)}; available: {', '.join(supported)} "
-            "(FRED has no ICE DXY and no gold price: the engine derives USDX from the FX legs, "
-            "and XAU/USD comes from tokenised gold on an exchange)"
+            f"no keyless source for {', '.join(unknown)}; available: {', '.join(supported)}"
         )
+    fred_key = registry.fred_key_set()
+    orders = {
+        s: registry.source_order(s, options.sources, markets, fred_key=fred_key) for s in wanted
+    }
+    for s in options.sources:
+        if s in orders:
+            registry.check_order(s, orders[s], markets)
+    return wanted, orders, markets
+
+
+def _failure(e: BaseException) -> tuple[str, int | None, bool]:
+    if isinstance(e, SourceUnavailable):
+        return str(e), e.status, e.network
+    if isinstance(e, DOWNLOAD_ERRORS):
+        return str(e), None, False
+    return f"unexpected {type(e).__name__}: {e} (a changed answer? please report it)", None, False
+
+
+async def download(options: DownloadOptions) -> DownloadResult:
+    """Fetch (or read from the cache) every requested symbol for the window, each from the
+    first of its sources that has it; never raises for a failing source (see the reports)."""
+    if options.end < options.start:
+        raise HistoryDownloadError(f"--to {options.end} is before --from {options.start}")
+    wanted, orders, markets = _plan(options)
     progress = options.progress or (lambda _m: None)
     pacer = KeyedPacer(options.min_interval, options.host_intervals)
     cache = ChunkCache(options.cache_dir or default_cache_dir())
+    now = options.clock if options.clock is not None else time.time()
+    named = {n: registry.source_named(n, markets) for order in orders.values() for n in order}
+
+    unreachable: dict[str, str] = {}
+    if options.probe:
+        urls = [options.url_of(src) or _ccxt_url(src.name) for src in named.values()]
+        found = await probe_hosts([u for u in urls if u], PROBE_SECONDS)
+        unreachable = {h: why for h, why in found.items() if why is not None}
+
     results: dict[str, SymbolResult] = {}
-
-    fred_wanted = [s for s in wanted if s in fred_csv.FRED_SYMBOLS and s not in markets]
-    by_exchange: dict[str, list[str]] = {}
-    for s in wanted:
-        if s in markets:
-            by_exchange.setdefault(markets[s].exchange, []).append(s)
-
+    reports: list[SourceReport] = []
+    tried: dict[str, list[str]] = {s: [] for s in wanted}  # symbol -> why earlier sources failed
+    pending = {s: list(o) for s, o in orders.items()}
     async with HttpClient(pacer, options.retry, options.timeout, progress) as http:
-        exchange_requests: list[int] = []
 
-        async def fred_job(symbol: str) -> None:
-            results[symbol] = await fred_csv.fetch_symbol(
-                http,
-                cache,
-                symbol,
-                options.start,
-                options.end,
-                options.window,
-                base_url=options.fred_url,
-                progress=progress,
-            )
-
-        async def exchange_job(exchange: str, symbols: list[str]) -> None:
-            async with ohlc.ExchangeClient(
-                exchange,
-                base_url=options.exchange_urls.get(exchange),
-                pacer=pacer,
-                policy=options.retry,
-                timeout=options.timeout,
-                progress=progress,
-            ) as client:
+        async def run(
+            src: Source, symbols: list[str]
+        ) -> tuple[SourceReport, dict[str, SymbolResult]]:
+            report = SourceReport(src.name, symbols)
+            url = options.url_of(src)
+            ctx = SourceContext(http, cache, url, options.window, progress, now)
+            host = host_of(url or _ccxt_url(src.name))
+            got: dict[str, SymbolResult] = {}
+            dead: str | None = None  # refused or unreachable: not asked again in this run
+            if host in unreachable:
+                dead = f"{src.name}: {unreachable[host]}; no network, or the host is down"
+                report.network = True
+            else:
+                progress(f"{src.name}: {', '.join(symbols)} ...")
+            for sym in symbols:  # one at a time: one series failing costs only itself
+                if dead is not None:
+                    report.errors[sym] = dead
+                    continue
                 try:
-                    for symbol in symbols:  # one at a time: ccxt keeps per-instance response state
-                        results[symbol] = await ohlc.fetch_symbol(
-                            client,
-                            cache,
-                            symbol,
-                            markets[symbol],
-                            options.window,
-                            progress=progress,
-                        )
-                finally:
-                    exchange_requests.append(client.requests)
+                    got.update(await src.fetch(ctx, [sym]))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    why, status, network = _failure(e)
+                    report.errors[sym] = why
+                    report.status = report.status or status
+                    report.network = report.network or network
+                    if not isinstance(e, DOWNLOAD_ERRORS):
+                        log.debug("history source %s failed", src.name, exc_info=True)
+                    progress(f"{src.name}: {sym}: FAILED: {why}")
+                    if network or status in REFUSED:
+                        dead = why
+            report.cached, report.fetched = ctx.tally.cached, ctx.tally.fetched
+            if options.on_result is not None:  # at once: a slower source holds nothing up
+                for res in got.values():
+                    if res.rows:
+                        await options.on_result(res)
+            return report, got
 
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for ex, syms in by_exchange.items():
-                    tg.create_task(exchange_job(ex, syms))
-                for s in fred_wanted:
-                    tg.create_task(fred_job(s))
-        except ExceptionGroup as eg:
-            # report the first actionable error; whatever was fetched is cached for the re-run
-            matched, _rest = eg.split(DOWNLOAD_ERRORS)
-            if matched is None:
-                raise
-            first: BaseException = matched
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise first from eg
-        requests = http.requests + sum(exchange_requests)
-    return DownloadResult([results[s] for s in wanted], requests)
+        while pending:
+            by_source: dict[str, list[str]] = {}
+            for sym, order in pending.items():
+                by_source.setdefault(order.pop(0), []).append(sym)
+            done = await asyncio.gather(*(run(named[n], syms) for n, syms in by_source.items()))
+            for report, got in done:
+                reports.append(report)
+                for sym in report.symbols:
+                    res = got.get(sym)
+                    if res is not None and res.rows:
+                        res.notes = [*tried[sym], *res.notes]
+                        results[sym] = res
+                        report.served.append(sym)
+                        report.rows += len(res.rows)
+                        pending.pop(sym, None)
+                        continue
+                    why = report.errors.get(sym) or (
+                        "; ".join(res.notes) if res and res.notes else "no values in the window"
+                    )
+                    tried[sym].append(f"{report.source}: {why}")
+                    if not pending.get(sym):
+                        pending.pop(sym, None)
+                        empty = SymbolResult(sym, "-", skipped=res.skipped if res else 0)
+                        empty.notes = tried[sym] or ["no source configured"]
+                        results[sym] = empty
+        requests = http.requests
+    for sym in wanted:  # a symbol without any source
+        results.setdefault(sym, SymbolResult(sym, "-", notes=["no source configured"]))
+    return DownloadResult([results[s] for s in wanted], requests, reports)
+
+
+#: REST hosts of the exchanges in the default orders, for the probe (others are not probed)
+CCXT_HOSTS = {
+    "bitstamp": "https://www.bitstamp.net",
+    "kraken": "https://api.kraken.com",
+    "coinbase": "https://api.coinbase.com",
+    "binance": "https://api.binance.com",
+    "okx": "https://www.okx.com",
+}
+
+
+def _ccxt_url(exchange: str) -> str:
+    return CCXT_HOSTS.get(exchange, "")
 
 
 # --------------------------------------------------------------------------- output
@@ -287,83 +409,29 @@ async def download_to_file(options: DownloadOptions, out: Path) -> DownloadResul
     return result
 
 
-# --------------------------------------------------------------------------- episodes
-
-
-@dataclass(frozen=True, slots=True)
-class Episode:
-    """A stress episode: the window of interest and the lead-in that warms the rule windows."""
-
-    start: date
-    end: date
-    lead_in_days: int = 10
-
-    @property
-    def download_from(self) -> date:
-        return self.start - timedelta(days=self.lead_in_days)
-
-
-#: 10 calendar days of lead-in: at least 6 weekday closes before the start even across a
-#: Monday holiday (2020-02-17 Presidents' Day), so 5-day windows of daily series are warm
-#: when the episode begins; hourly series get 240 bars.
-EPISODES: dict[str, Episode] = {
-    "312": Episode(date(2020, 2, 20), date(2020, 4, 10)),
-    "519": Episode(date(2021, 5, 5), date(2021, 5, 31)),
-}
-
-
-async def ensure_episode(
-    name: str = "312",
-    cache_dir: Path | None = None,
-    *,
-    fred_url: str = DEFAULT_FRED_URL,
-    markets: Mapping[str, MarketSpec] | None = None,
-    exchange_urls: Mapping[str, str] | None = None,
-    min_interval: float = DEFAULT_MIN_INTERVAL,
-    progress: Progress | None = None,
-) -> Path:
-    """A replay file of episode `name` in the cache, downloaded first when missing.
-
-    The file covers ``start - lead_in .. end`` (see :data:`EPISODES`) and lives at
-    ``<cache>/episodes/episode-<name>_<from>_<to>.csv``. The keyword arguments point the
-    download at other endpoints (tests) and are not part of the file's identity. Progress goes
-    to `progress`, else to this module's logger at INFO. A first download makes a few dozen
-    requests (about a minute at the default pacing of one request per second per host).
-    """
-    ep = EPISODES.get(name)
-    if progress is None:
-        progress = logging.getLogger(__name__).info
-    if ep is None:
-        raise HistoryDownloadError(
-            f"unknown episode {name!r}; known: {', '.join(sorted(EPISODES))}"
-        )
-    root = cache_dir or default_cache_dir()
-    out = root / "episodes" / f"episode-{name}_{ep.download_from}_{ep.end}.csv"
-    if out.exists():
-        return out
-    opts = DownloadOptions(
-        start=ep.download_from,
-        end=ep.end,
-        cache_dir=root,
-        fred_url=fred_url,
-        markets=markets,
-        exchange_urls=dict(exchange_urls or {}),
-        min_interval=min_interval,
-        progress=progress,
+def source_table(reports: Sequence[SourceReport]) -> str:
+    """One line per source tried: what it served, from where, and what failed and why."""
+    head = ("source", "symbols", "rows", "cached", "fetched", "result")
+    body = []
+    for r in reports:
+        served = ", ".join(r.served) if r.served else ", ".join(r.symbols)
+        body.append((r.source, served, str(r.rows), str(r.cached), str(r.fetched), r.outcome))
+    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head) - 1)]
+    return "\n".join(
+        "  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]])
+        for row in [head, *body]
     )
-    await download_to_file(opts, out)
-    return out
 
 
 __all__ = [
-    "EPISODES",
     "DownloadOptions",
     "DownloadResult",
-    "Episode",
+    "NoNetwork",
+    "SourceReport",
     "download",
     "download_to_file",
-    "ensure_episode",
     "replay_lines",
+    "source_table",
     "summary_table",
     "supported_symbols",
     "write_replay",

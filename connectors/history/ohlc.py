@@ -17,7 +17,9 @@ in Kraken's own OHLC. A market can force a method: ``kraken:PAXG/USD@ohlcv`` or 
 from __future__ import annotations
 
 import json
+import re
 import time as _time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,11 +30,17 @@ from bot.core.retry import BackoffPolicy
 from bot.core.retry_after import parse_retry_after
 from connectors.fred_format import SourceFormatError
 from connectors.history.common import (
+    STATUS_HINTS,
     ChunkCache,
     HistoryDownloadError,
     Progress,
     Row,
+    Source,
+    SourceContext,
+    SourceUnavailable,
     SymbolResult,
+    Tally,
+    excerpt,
     host_of,
     with_retries,
 )
@@ -79,6 +87,25 @@ DEFAULT_MARKETS: dict[str, MarketSpec] = {
     "BTC/USD": MarketSpec("bitstamp", "BTC/USD"),
     "XAU/USD": MarketSpec("kraken", "PAXG/USD"),
 }
+
+#: symbol -> exchange -> the ccxt market that stands for it there (gold: tokenised, PAXG)
+EXCHANGE_MARKETS: dict[str, dict[str, str]] = {
+    "BTC/USD": {
+        "bitstamp": "BTC/USD",
+        "kraken": "BTC/USD",
+        "coinbase": "BTC/USD",
+        "binance": "BTC/USDT",
+        "okx": "BTC/USDT",
+    },
+    "XAU/USD": {"kraken": "PAXG/USD", "binance": "PAXG/USDT", "okx": "PAXG/USDT"},
+}
+
+#: "binance GET https://api.binance.com/api/v3/exchangeInfo 451  {...}": ccxt's message of an
+#: HTTP error (Exchange.handle_http_status_code: id, method, url, status, reason, body)
+_CCXT_STATUS = re.compile(r"^\S+ [A-Z]+ \S+ (\d{3}) ")
+#: statuses that no retry changes (ccxt maps 403 and 451 to ExchangeNotAvailable, a
+#: NetworkError, which would otherwise be retried)
+REFUSED = (401, 403, 404, 410, 451)
 
 #: Bars per request; exchanges not listed get DEFAULT_PAGE_LIMIT.
 PAGE_LIMITS = {"kraken": 720, "bitstamp": 1000, "binance": 1000, "bitfinex": 1000, "coinbase": 300}
@@ -175,6 +202,8 @@ class ExchangeClient:
 
         def classify(e: BaseException) -> tuple[bool, float | None]:
             if isinstance(e, ccxt_async.NetworkError):  # 429, 5xx, timeouts, connection errors
+                if status_of(e) in REFUSED:
+                    return False, None
                 raw = ex.last_response_headers or {}
                 headers = {str(k).lower(): str(v) for k, v in raw.items()}
                 return True, parse_retry_after(headers.get("retry-after"))
@@ -192,7 +221,16 @@ class ExchangeClient:
                 pace=False,
             )
         except ccxt_async.BaseError as e:
-            raise HistoryDownloadError(f"{what}: {type(e).__name__}: {e}") from e
+            status = status_of(e)
+            if status is not None:
+                hint = STATUS_HINTS.get(status, "use another exchange for the symbol")
+                body = str(e).split(f" {status} ", 1)[-1]
+                raise SourceUnavailable(
+                    f"{what}: HTTP {status} ({type(e).__name__}): {excerpt(body)!r}; {hint}",
+                    status=status,
+                ) from None
+            text = excerpt(str(e), 300)
+            raise HistoryDownloadError(f"{what}: {type(e).__name__}: {text}") from e
 
     async def ensure_market(self, spec: MarketSpec) -> None:
         if not self._markets_loaded:
@@ -227,6 +265,12 @@ class ExchangeClient:
         return page
 
 
+def status_of(e: BaseException) -> int | None:
+    """The HTTP status in a ccxt error message, when it carries one."""
+    m = _CCXT_STATUS.match(str(e))
+    return int(m.group(1)) if m else None
+
+
 def _iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
@@ -256,6 +300,7 @@ async def month_bars(
     spec: MarketSpec,
     month: datetime,
     notes: list[str],
+    tally: Tally | None = None,
 ) -> list[list[Any]]:
     """Closed bars opening in `month` (UTC), ``[open_ms, o, h, l, c, v]``, from cache or paged."""
     end = _next_month(month)
@@ -270,6 +315,8 @@ async def month_bars(
     if body is not None:
         bars: list[list[Any]] = json.loads(body)["bars"]
         client.progress(f"{label}: {len(bars)} bars (cache)")
+        if tally is not None:
+            tally.cached += 1
         return bars
     await client.ensure_market(spec)
     if method == "trades":
@@ -278,6 +325,8 @@ async def month_bars(
         bars = await _paged_bars(client, spec, month, end, tf, notes)
     await cache.store(path, json.dumps({"bars": bars}, separators=(",", ":")).encode())
     client.progress(f"{label}: {len(bars)} bars")
+    if tally is not None:
+        tally.fetched += 1
     return bars
 
 
@@ -381,6 +430,7 @@ async def fetch_symbol(
     window: tuple[float, float],
     *,
     progress: Progress,
+    tally: Tally | None = None,
 ) -> SymbolResult:
     """Closes of `spec` as `symbol`, stamped at bar end, with ts inside `window` (inclusive)."""
     result = SymbolResult(symbol, str(spec))
@@ -392,7 +442,7 @@ async def fetch_symbol(
     methods: set[str] = set()
     while month <= last_month:
         methods.add(method_for(spec, month, tf, now))
-        for b in await month_bars(client, cache, spec, month, result.notes):
+        for b in await month_bars(client, cache, spec, month, result.notes, tally):
             end = int(b[0]) / 1000 + tf
             if not lo <= end <= hi:
                 continue
@@ -407,3 +457,56 @@ async def fetch_symbol(
     if not result.rows and not result.notes:
         result.notes.append(f"{spec} has no bars with ts in the window")
     return result
+
+
+def exchange_source(exchange: str, markets: dict[str, MarketSpec]) -> Source:
+    """A ccxt exchange as a history source for the symbols it has a market for in `markets`
+    (symbol -> spec, this exchange's) or :data:`EXCHANGE_MARKETS`."""
+    specs = {
+        sym: spec
+        for sym, spec in {
+            **{
+                s: MarketSpec(exchange, m[exchange])
+                for s, m in EXCHANGE_MARKETS.items()
+                if exchange in m
+            },
+            **markets,
+        }.items()
+        if spec.exchange == exchange
+    }
+
+    async def fetch(ctx: SourceContext, symbols: Sequence[str]) -> dict[str, SymbolResult]:
+        out: dict[str, SymbolResult] = {}
+        async with ExchangeClient(
+            exchange,
+            base_url=ctx.base_url or None,
+            pacer=ctx.http.pacer,
+            policy=ctx.http.policy,
+            timeout=ctx.http.timeout,
+            progress=ctx.progress,
+        ) as client:
+            try:
+                for symbol in symbols:  # one at a time: ccxt keeps per-instance response state
+                    out[symbol] = await fetch_symbol(
+                        client,
+                        ctx.cache,
+                        symbol,
+                        specs[symbol],
+                        ctx.window,
+                        progress=ctx.progress,
+                        tally=ctx.tally,
+                    )
+            finally:
+                ctx.http.requests += client.requests
+        return out
+
+    return Source(
+        name=exchange,
+        label=f"{exchange} through ccxt (1h bars)",
+        url="",
+        symbols=tuple(specs),
+        fetch=fetch,
+        granularity="1h (close, stamped at the bar end)",
+        lag="the bar's end",
+        limits="Kraken: latest 720 bars (older months from trades); Binance: 451 from the US",
+    )
