@@ -47,7 +47,6 @@ from connectors.fred_format import SourceFormatError
 if TYPE_CHECKING:
     import aiohttp
 
-DEFAULT_FRED_URL = "https://fred.stlouisfed.org/graph/fredgraph.csv"
 #: A chunk fetched this long after its period ended is final (late revisions have landed).
 SETTLE_SECONDS = 7 * 86400.0
 #: A chunk that is not final yet is reused for this long before it is fetched again.

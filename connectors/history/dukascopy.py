@@ -34,6 +34,7 @@ import lzma
 import struct
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from connectors.fred_format import SourceFormatError
 from connectors.history.common import Source, SourceContext, SymbolResult, keep
@@ -98,12 +99,17 @@ def _next_month(m: datetime) -> datetime:
     return datetime(m.year + (m.month == 12), m.month % 12 + 1, 1, tzinfo=UTC)
 
 
-async def _file(ctx: SourceContext, path: str, period_end: float, what: str) -> bytes:
+async def _candles(
+    ctx: SourceContext, path: str, period_end: float, what: str
+) -> list[tuple[int, int, int, int, int, float]]:
+    """The decoded candles of one file (a file that does not decode is never cached)."""
+
     async def get() -> bytes:
         url = f"{ctx.base_url.rstrip('/')}/{path}"
         return await ctx.http.get_bytes(url, {}, what, expect="binary", missing_ok=True)
 
-    return await ctx.chunk(("dukascopy", *path.split("/")), period_end, what, get, lambda b: b)
+    key = ("dukascopy", *path.split("/"))
+    return await ctx.chunk(key, period_end, what, get, partial(decode_candles, what=what))
 
 
 async def fetch(ctx: SourceContext, symbols: Sequence[str]) -> dict[str, SymbolResult]:
@@ -120,8 +126,8 @@ async def fetch(ctx: SourceContext, symbols: Sequence[str]) -> dict[str, SymbolR
             if end.timestamp() <= ctx.now:  # a complete month: its hourly file
                 path = f"{inst}/{month.year}/{month.month - 1:02d}/BID_candles_hour_1.bi5"
                 what = f"Dukascopy {inst} {month:%Y-%m}"
-                body = await _file(ctx, path, end.timestamp(), what)
-                closes.update(hourly_closes(decode_candles(body, what), month.timestamp(), scale))
+                records = await _candles(ctx, path, end.timestamp(), what)
+                closes.update(hourly_closes(records, month.timestamp(), scale))
             else:  # the current month: one minute file per complete day
                 first = datetime.fromtimestamp(lo - HOUR, UTC)
                 day = max(month, datetime(first.year, first.month, first.day, tzinfo=UTC))
@@ -130,8 +136,8 @@ async def fetch(ctx: SourceContext, symbols: Sequence[str]) -> dict[str, SymbolR
                     path = f"{folder}/BID_candles_min_1.bi5"
                     what = f"Dukascopy {inst} {day:%Y-%m-%d}"
                     day_end = (day + timedelta(days=1)).timestamp()
-                    body = await _file(ctx, path, day_end, what)
-                    closes.update(hourly_closes(decode_candles(body, what), day.timestamp(), scale))
+                    records = await _candles(ctx, path, day_end, what)
+                    closes.update(hourly_closes(records, day.timestamp(), scale))
                     day += timedelta(days=1)
                 if not result.notes:
                     result.notes.append(

@@ -7,6 +7,7 @@
 Description"``, ``"Unit:"``, ``"Multiplier:"``, ``"Currency:"``, ``"Unique Identifier: "``),
 the header ``"Time Period","RESBME_N.D","RESBMS_N.D","RESBM_N.D"`` and one row a date
 (``2026-08-11,,,3.65``); an empty field, or ``ND`` ("no data"), is a date without a value.
+The body is read by :func:`connectors.fred_format.parse_ddp_csv`, shared with the live feed.
 ``RESBM_N.D`` is IORB (from 2021-07-29), ``RESBME_N.D`` the IOER it replaced. Searched: this
 package id and shape are what public clients read (OpenBB's federal_reserve provider reads
 ``header=5``, ``"Time Period"``, ``RESBM_N.D`` and ``RESBME_N.D``; several dashboards and
@@ -29,13 +30,12 @@ own date, which would be up to ten days of look-ahead.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
 
+from connectors import fred_format
 from connectors.fred_format import SourceFormatError
 from connectors.history.common import (
     Source,
@@ -51,7 +51,7 @@ DEFAULT_URL = "https://www.federalreserve.gov/datadownload/Output.aspx"
 PRATES_PACKAGE = "c27939ee810cb2e929a920a6bd77d9f6"
 H10_PACKAGE = "60f32914ab61dfab590e0e470153e3ae"
 IORB_START = date(2021, 7, 29)
-NO_DATA = ("", "ND", "NC", "NA")
+NO_DATA = fred_format.DDP_NO_DATA
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,31 +77,16 @@ H10_SYMBOLS: dict[str, tuple[Column, ...]] = {
 }
 
 
-def parse_ddp_csv(body: bytes, what: str) -> dict[str, list[tuple[date, str]]]:
-    """Series code -> (date, value text) of a DDP CSV (label=include, layout=seriescolumn)."""
+def parse_ddp_csv(body: bytes, what: str, release: str) -> dict[str, list[tuple[date, str]]]:
+    """Series code -> (date, value text) of a DDP CSV, by the parser the live feed uses
+    (:func:`connectors.fred_format.parse_ddp_csv`); an empty body says why it is empty."""
     text = body.decode("utf-8-sig", "replace")
     if not text.strip():
         raise SourceFormatError(
             f"{what}: HTTP 200 with an empty body (the Board's Data Download Program answers "
             "so for ranges it no longer serves while it is retired); use the next source"
         )
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
-    head = next((i for i, r in enumerate(rows) if r and r[0].strip() == "Time Period"), None)
-    if head is None:
-        raise SourceFormatError(
-            f"{what}: no 'Time Period' header row (expected the label rows, then "
-            f'"Time Period",SERIES...; got {rows[0][:3] if rows else []!r}); did the DDP change?'
-        )
-    codes = [c.strip() for c in rows[head][1:]]
-    out: dict[str, list[tuple[date, str]]] = {c: [] for c in codes}
-    for n, row in enumerate(rows[head + 1 :], start=head + 2):
-        try:
-            d = date.fromisoformat(row[0].strip())
-        except ValueError as e:
-            raise SourceFormatError(f"{what}: line {n}: bad date {row[0][:20]!r}") from e
-        for code, value in zip(codes, row[1:], strict=False):
-            out[code].append((d, value.strip()))
-    return out
+    return fred_format.parse_ddp_csv(text, release)
 
 
 def _value(text: str, invert: bool) -> float | None:
@@ -154,7 +139,7 @@ async def _fetch_package(
             year_end(year),
             what,
             get,
-            partial(parse_ddp_csv, what=what),
+            partial(parse_ddp_csv, what=what, release=release),
         )
         for s in symbols:
             for col in table[s]:
