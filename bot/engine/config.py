@@ -37,3 +37,7 @@ class EngineConfig(Strict):
     # A tick further than this from the previous one of its symbol is held until the next
     # tick confirms it (a single wild print must not raise a crash alert). 0 disables.
     wild_print_pct: float = Field(default=15.0, ge=0)
+    # No tick of any symbol for this long (event time) is missing input, not a quiet market:
+    # windows do not compare across it. Longer than any weekend or holiday closure of daily
+    # data (at most 3.6 days in 2000-2021).
+    gap_after: Duration = 5 * 86400.0

@@ -16,6 +16,19 @@ Rule life cycle (as in Prometheus alerting rules)::
 A firing alert is sent unless the rule sent one less than `cooldown` ago; an episode that
 starts inside the cooldown is absorbed silently (and not resolved either). An unknown
 condition (missing data) changes nothing.
+
+Observation identity: a tick equal to the one held for its symbol and time is a duplicate and
+changes nothing (nothing is marked dirty, no derived point is made). Derived series are
+stamped at their inputs' times (`bot.engine.derived`).
+
+Gaps: when no tick at all arrives for longer than `gap_after` of event time, or a runner says
+input was lost (`mark_gap`), the span is recorded; window functions never compare across it
+(`bot.engine.series`).
+
+Determinism: everything that decides future output is in `snapshot()` (series with their
+bars, rule states, the evaluation, maintenance and derivation bookkeeping, gaps); the session
+caches are pure memos that are invalidated whenever a series they read changes. So a restore
+at any tick gives the same alerts, byte for byte, as a run that never stopped.
 """
 
 from __future__ import annotations
@@ -24,53 +37,54 @@ import logging
 import math
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import orjson
 
 from bot.core.models import INPUT_SYMBOLS, SYMBOLS, Alert, AlertKind, Kind, iso_utc
 from bot.engine.config import EngineConfig, SessionConfig
+from bot.engine.derived import (
+    SOFR_IORB_LAG,
+    USDX_CONSTANT,
+    USDX_LEG_MAX_AGE,
+    USDX_LEGS,
+    derived_inputs,
+    rebuild_spread,
+    rebuild_usdx,
+    usdx,
+)
 from bot.engine.rulefile import Rule, RuleSet
 from bot.engine.rulelang import EvalContext
-from bot.engine.series import TICK_RESOLUTION, Series
+from bot.engine.series import ABSORBED, BAR, CORRECTED, DUPLICATE, LATE, Series
 from bot.engine.sessions import Session, SessionReturns, sessions_from_config
+
+__all__ = [
+    "SOFR_IORB_LAG",
+    "USDX_CONSTANT",
+    "USDX_LEGS",
+    "USDX_LEG_MAX_AGE",
+    "Engine",
+    "EngineStats",
+    "RuleState",
+    "usdx",
+]
 
 log = logging.getLogger(__name__)
 
 HOUR = 3600.0
 DAY = 86400.0
 
-#: ICE US Dollar Index: USDX = 50.14348112 * prod(leg ** exponent).
-USDX_CONSTANT = 50.14348112
-USDX_LEGS: dict[str, float] = {
-    "EUR/USD": -0.576,
-    "USD/JPY": 0.136,
-    "GBP/USD": -0.119,
-    "USD/CAD": 0.091,
-    "USD/SEK": 0.042,
-    "USD/CHF": 0.036,
-}
-USDX_LEG_MAX_AGE = 5 * DAY  # an FX leg older than this counts as missing
-SOFR_IORB_LAG = 12 * HOUR  # SOFR for day D is published at 08:00 New York on D+1
 WILD_PRINT_GAP = 300.0  # only ticks this close together can be wild prints; bars are not
 REEVALUATE_EVERY = HOUR  # a rule whose inputs are quiet is still re-evaluated this often
 COMPACT_AFTER = 2 * HOUR  # history older than this is kept as 5-minute bars
-COMPACT_RESOLUTION = 300.0
+COMPACT_RESOLUTION = BAR
 MAINTAIN_EVERY = HOUR  # trim and compact the series this often (event time),
-MAINTAIN_GROWTH = 256  # once this many ticks arrived since the last time
+MAINTAIN_GROWTH = 256  # once the series hold this many more points than after the last time
 MIN_RETENTION = 2 * DAY  # history kept for symbols no rule looks at (status, charts)
 SERIES_KEEP = 8 * DAY  # history the store keeps for charts and /status
-
-
-def usdx(legs: dict[str, float]) -> float:
-    """ICE dollar index over the legs given; exponents are renormalised when legs are missing."""
-    scale = 1.0 if len(legs) == len(USDX_LEGS) else 1.0 / sum(abs(USDX_LEGS[k]) for k in legs)
-    v = USDX_CONSTANT
-    for k, x in legs.items():
-        v *= x ** (USDX_LEGS[k] * scale)
-    return v
+GAP_AFTER = 5 * DAY  # no tick at all for this long is missing input, not a quiet market
 
 
 @dataclass
@@ -92,6 +106,8 @@ class EngineStats:
     duplicates: int = 0
     wild_prints: int = 0
     too_old: int = 0
+    corrections: int = 0  # a new value for a time already held
+    gaps: int = 0  # spans of missing input recorded
     evaluations: int = 0
     alerts: Counter[str] = field(default_factory=Counter)
     absorbed: Counter[str] = field(default_factory=Counter)
@@ -106,9 +122,11 @@ class Engine:
         *,
         wild_print_pct: float = 15.0,
         evaluate_every: float = 1.0,
+        gap_after: float = GAP_AFTER,
     ) -> None:
         self.rules = rules.rules
-        self.series: dict[str, Series] = {s: Series(s, k) for s, k in SYMBOLS.items()}
+        self._gaps: list[tuple[float, float]] = []  # shared by every series
+        self.series: dict[str, Series] = {s: Series(s, k, self._gaps) for s, k in SYMBOLS.items()}
         self.sessions = SessionReturns(sessions)
         self.ctx = EvalContext(self.series, self.sessions)
         self.clock = -math.inf
@@ -119,17 +137,26 @@ class Engine:
         self.ticks = 0  # kept outside `stats` for the hot path; see `snapshot`
         self.wild_print_pct = wild_print_pct
         self.evaluate_every = evaluate_every  # seconds of event time between evaluations
+        self.gap_after = gap_after
         self._last_eval = -math.inf
+        self._last_input = -math.inf  # newest tick time (the clock may be ahead of it, live)
         self._held: dict[str, tuple[float, float, str]] = {}  # symbol -> unconfirmed tick
-        self._dirty: set[str] = set()
+        # symbol -> earliest time changed since the last evaluation
+        self._dirty: dict[str, float] = {}
         self.pending: list[Alert] = []  # raised and not yet taken by the runner
         self._last_trim = -math.inf
         self._last_forget = -math.inf
-        self._ticks_at_trim = 0
+        self._size_at_trim = 0
+        self._bars_before = -math.inf  # points older than this are bars
         self._usdx_missing: frozenset[str] | None = None
         lookback = rules.lookback
-        self._retention = {s: max(lookback.get(s, 0.0) + DAY, MIN_RETENTION) for s in SYMBOLS}
-        self._inputs = {r.id: frozenset(r.inputs) | _derived_inputs(r.inputs) for r in self.rules}
+        ret = {s: max(lookback.get(s, 0.0) + DAY, MIN_RETENTION) for s in SYMBOLS}
+        for leg in USDX_LEGS:  # inputs are kept as long as what is derived from them
+            ret[leg] = max(ret[leg], ret["USDX"])
+        ret["SOFR"] = max(ret["SOFR"], ret["SOFR-IORB"])
+        ret["IORB"] = max(ret["IORB"], ret["SOFR-IORB"] + SOFR_IORB_LAG)
+        self._retention = ret
+        self._inputs = {r.id: frozenset(r.inputs) | derived_inputs(r.inputs) for r in self.rules}
         prices = frozenset(s for s, k in INPUT_SYMBOLS.items() if k is Kind.PRICE)
         self._holdable = prices if wild_print_pct else frozenset()
 
@@ -145,42 +172,52 @@ class Engine:
             sessions_from_config(sessions),
             wild_print_pct=engine.wild_print_pct,
             evaluate_every=engine.evaluate_every,
+            gap_after=engine.gap_after,
         )
 
     def add(self, ts: float, symbol: str, value: float, source: str = "") -> None:
         """Take one tick. Evaluates the rules first if it moves the clock forward."""
         if ts > self.clock:
+            if ts - self._last_input > self.gap_after and self._last_input > -math.inf:
+                self._add_gap(self._last_input, ts)
             if self.clock == -math.inf:
                 self.first_clock = ts
             self._step()
-            self.clock = ts
+            self.clock = self._last_input = ts
+        elif ts > self._last_input:
+            if ts - self._last_input > self.gap_after and self._last_input > -math.inf:
+                self._add_gap(self._last_input, ts)
+            self._last_input = ts
         self.ticks += 1
         series = self.series[symbol]
         tss = series.ts
-        if symbol in self._holdable and (
-            symbol in self._held
-            or (
-                tss
-                and ts - tss[-1] < WILD_PRINT_GAP
-                and abs(value / series.values[-1] - 1.0) * 100.0 > self.wild_print_pct
-            )
-        ):
-            self._hold(series, ts, value, source)
-            return
-        if tss and ts > tss[-1]:  # the common case, inlined
-            if ts - tss[-1] < TICK_RESOLUTION and ts // 1.0 == tss[-1] // 1.0:
-                tss[-1] = ts  # same second: the newer tick stands for it
-                series.values[-1] = value
-            else:
+        if tss and ts > tss[-1]:
+            last = tss[-1]
+            if symbol in self._holdable and (
+                symbol in self._held
+                or (
+                    ts - last < WILD_PRINT_GAP
+                    and abs(value / series.values[-1] - 1.0) * 100.0 > self.wild_print_pct
+                )
+            ):
+                self._hold(series, ts, value, source)
+                return
+            # the common case, inlined: a new second, after the last evaluation
+            if ts > self._last_eval and (ts - last >= 1.0 or ts // 1.0 != last // 1.0):
                 tss.append(ts)
                 series.values.append(value)
-            self._dirty.add(symbol)
-        else:
-            self._put(series, ts, value)
+                if symbol not in self._dirty:
+                    self._dirty[symbol] = ts
+                return
+        self._put(series, ts, value)
 
     def _hold(self, series: Series, ts: float, value: float, source: str) -> None:
         """A single wild print is held until the next tick confirms or refutes it."""
         symbol = series.symbol
+        held = self._held.get(symbol)
+        if held is not None and held[0] == ts and held[1] == value:
+            self.stats.duplicates += 1  # the held tick again: it confirms nothing
+            return
         held = self._held.pop(symbol, None)
         if held is not None:
             if abs(value / held[1] - 1.0) * 100.0 <= self.wild_print_pct:
@@ -206,15 +243,25 @@ class Engine:
             self._put(series, ts, value)
 
     def _put(self, series: Series, ts: float, value: float) -> None:
-        if ts < self.clock - self._retention[series.symbol]:
+        sym = series.symbol
+        if ts < self.clock - self._retention[sym]:
             self.stats.too_old += 1  # older than any window looks: it would only be trimmed
             return
         how = series.add(ts, value)
-        if how == "late":
-            self.stats.late += 1
-        elif how == "duplicate":
+        if how == DUPLICATE:
             self.stats.duplicates += 1
-        self._dirty.add(series.symbol)
+            return
+        if how in (LATE, ABSORBED):
+            self.stats.late += 1
+            if how == ABSORBED:
+                return
+        elif how == CORRECTED:
+            self.stats.corrections += 1
+        if ts <= self._last_eval:
+            series.edits += 1  # what was evaluated before may read this point
+        d = self._dirty.get(sym)
+        if d is None or ts < d:
+            self._dirty[sym] = ts
 
     def finish(self) -> list[Alert]:
         """Evaluate at the final clock (end of input) and return every alert not yet taken."""
@@ -223,10 +270,49 @@ class Engine:
         return self.take_alerts()
 
     def advance_to(self, now: float) -> None:
-        """Move the clock to `now` without a tick (live: time passes while markets are quiet)."""
+        """Move the clock to `now` without a tick (live: time passes while markets are quiet;
+        the live loop calls this only once it has read every tick in the stream)."""
         if now > self.clock:
             self._step()
             self.clock = now
+
+    def mark_gap(self, start: float, end: float) -> None:
+        """Record that input between `start` and `end` is missing (e.g. ticks trimmed from
+        the stream while the engine was down): no window compares across it."""
+        if end > start:
+            self._add_gap(start, end)
+
+    def _add_gap(self, start: float, end: float) -> None:
+        gaps = self._gaps
+        merged = [(start, end)]
+        keep = []
+        for g in gaps:
+            if g[1] < merged[0][0] or g[0] > merged[0][1]:
+                keep.append(g)
+            else:
+                merged[0] = (min(g[0], merged[0][0]), max(g[1], merged[0][1]))
+        gaps[:] = sorted(keep + merged)  # in place: every series holds this list
+        self.stats.gaps += 1
+        log.info(
+            "input missing from %s to %s: no window compares across it", *map(iso_utc, merged[0])
+        )
+        for sym, s in self.series.items():
+            s.edits += 1
+            if s.ts:
+                self._dirty.setdefault(sym, math.inf)  # re-evaluate, nothing to recompute
+
+    def gaps(self) -> list[tuple[float, float]]:
+        """The spans of missing input recorded (oldest first)."""
+        return list(self._gaps)
+
+    def dirty_symbols(self) -> set[str]:
+        """Symbols changed since the last evaluation."""
+        return set(self._dirty)
+
+    @property
+    def last_input(self) -> float:
+        """Event time of the newest tick taken (the clock may be ahead of it live)."""
+        return self._last_input
 
     def queue(self, alerts: list[Alert]) -> None:
         """Queue alerts raised outside the rules (feed health), committed like any other."""
@@ -246,30 +332,32 @@ class Engine:
         now = self.clock
         if now == -math.inf or (now - self._last_eval < self.evaluate_every and not force):
             return
+        before = self._last_eval
         self._last_eval = now
         dirty = self._dirty
         if dirty:
-            self._update_derived(now, dirty)
+            self._update_derived(now, before, dirty)
         ctx = self.ctx
         ctx.now = now
         if now >= self.evaluate_from:
             states, inputs = self.states, self._inputs
+            keys = dirty.keys()
             for rule in self.rules:
                 st = states[rule.id]
                 if (
                     st.state == "inactive"
                     and st.last_eval is not None
                     and now - st.last_eval < REEVALUATE_EVERY
-                    and dirty.isdisjoint(inputs[rule.id])
+                    and keys.isdisjoint(inputs[rule.id])
                     and not rule.condition.uses_clock
                 ):
                     continue
                 self._evaluate(rule, st, now)
-        self._dirty = set()
-        if now - self._last_trim >= MAINTAIN_EVERY and (
-            self.ticks - self._ticks_at_trim >= MAINTAIN_GROWTH
-        ):
-            self._trim(now)
+        self._dirty = {}
+        if now - self._last_trim >= MAINTAIN_EVERY:
+            size = sum(len(s.ts) for s in self.series.values())
+            if size - self._size_at_trim >= MAINTAIN_GROWTH:
+                self._trim(now)
 
     def _evaluate(self, rule: Rule, st: RuleState, now: float) -> None:
         self.stats.evaluations += 1
@@ -328,50 +416,60 @@ class Engine:
             )
         )
 
-    def _update_derived(self, now: float, dirty: set[str]) -> None:
-        if not dirty.isdisjoint(USDX_LEGS):
-            oldest = now - USDX_LEG_MAX_AGE
-            legs = {
-                leg: s.values[-1]
-                for leg in USDX_LEGS
-                if (s := self.series[leg]).ts and s.ts[-1] >= oldest
-            }
-            if legs:
-                missing = frozenset(USDX_LEGS) - legs.keys()
+    def _update_derived(self, now: float, before: float, dirty: dict[str, float]) -> None:
+        """Recompute the derived series from the earliest input time changed."""
+        t0 = min((t for leg, t in dirty.items() if leg in USDX_LEGS), default=math.inf)
+        if t0 < math.inf:
+            n, partial, missing = rebuild_usdx(self.series, t0)
+            if n:
+                usd = self.series["USDX"]
+                if t0 <= before:
+                    usd.edits += 1
+                self._recompact(usd)
+                dirty["USDX"] = min(dirty.get("USDX", math.inf), t0)
+                self.stats.usdx_partial += partial
                 if missing != self._usdx_missing:
                     self._usdx_missing = missing
                     if missing:
                         log.info(
                             "dollar index USDX from %d of 6 legs (missing %s), "
                             "weights renormalised, at %s",
-                            len(legs),
+                            6 - len(missing),
                             ", ".join(sorted(missing)),
                             iso_utc(now),
                         )
                     else:
                         log.info("dollar index USDX has all 6 legs again at %s", iso_utc(now))
-                if missing:
-                    self.stats.usdx_partial += 1
-                self.series["USDX"].add(now, usdx(legs))
-                dirty.add("USDX")
-        if "SOFR" in dirty:
-            sofr = self.series["SOFR"].last()
-            iorb = self.series["IORB"].value_at(now - SOFR_IORB_LAG)
-            if sofr is not None and iorb is not None:
-                self.series["SOFR-IORB"].add(now, round((sofr - iorb) * 100.0, 6))
-                dirty.add("SOFR-IORB")
+        t0 = min(dirty.get("SOFR", math.inf), dirty.get("IORB", math.inf) + SOFR_IORB_LAG)
+        if t0 < math.inf:
+            spread = self.series["SOFR-IORB"]
+            had = len(spread.ts)
+            if rebuild_spread(self.series, t0) or len(spread.ts) != had:
+                if t0 <= before:
+                    spread.edits += 1
+                self._recompact(spread)
+                dirty["SOFR-IORB"] = min(dirty.get("SOFR-IORB", math.inf), t0)
+
+    def _recompact(self, s: Series) -> None:
+        """A derived series recomputed into the compacted past is compacted again."""
+        if s.nb < len(s.ts) and s.ts[s.nb] < self._bars_before:
+            s.compact(self._bars_before)
 
     def _trim(self, now: float) -> None:
         self._last_trim = now
-        self._ticks_at_trim = self.ticks
         bars_before = (now - COMPACT_AFTER) // COMPACT_RESOLUTION * COMPACT_RESOLUTION
+        self._bars_before = max(self._bars_before, bars_before)
         for sym, s in self.series.items():
             if s.ts:
                 s.trim(now - self._retention[sym])
-                s.compact(bars_before, COMPACT_RESOLUTION)
+                s.compact(self._bars_before)
+        self._size_at_trim = sum(len(s.ts) for s in self.series.values())
+        oldest = now - max(self._retention.values()) - 2 * DAY
+        if self._gaps and self._gaps[0][1] < oldest:
+            self._gaps[:] = [g for g in self._gaps if g[1] >= oldest]
         if now - self._last_forget >= DAY:
             self._last_forget = now
-            self.sessions.forget_before(now - max(self._retention.values()) - 2 * DAY)
+            self.sessions.forget_before(oldest)
 
     # ---- state for the store ---------------------------------------------------------------
 
@@ -403,17 +501,27 @@ class Engine:
         return out
 
     def snapshot(self, extra: dict[str, Any] | None = None) -> bytes:
+        """Everything that decides future output, as JSON (with the runner's `extra`)."""
         return orjson.dumps(
             {
-                "clock": self.clock if self.clock > -math.inf else None,
-                "first_clock": self.first_clock if self.first_clock > -math.inf else None,
-                "evaluate_from": None if self.evaluate_from == -math.inf else self.evaluate_from,
+                "clock": _num(self.clock),
+                "first_clock": _num(self.first_clock),
+                "evaluate_from": _num(self.evaluate_from),
                 "series": {k: s.snapshot() for k, s in self.series.items() if s.ts},
                 "states": {k: asdict(v) for k, v in self.states.items()},
                 "held": self._held,
-                "dirty": sorted(self._dirty),
+                "dirty": {k: _num(v) for k, v in self._dirty.items()},
                 "stats": {**_stats_json(self.stats), "ticks": self.ticks},
                 "usdx_missing": None if self._usdx_missing is None else sorted(self._usdx_missing),
+                "bookkeeping": {
+                    "last_eval": _num(self._last_eval),
+                    "last_input": _num(self._last_input),
+                    "last_trim": _num(self._last_trim),
+                    "last_forget": _num(self._last_forget),
+                    "size_at_trim": self._size_at_trim,
+                    "bars_before": _num(self._bars_before),
+                },
+                "gaps": self._gaps,
                 "extra": extra or {},
             }
         )
@@ -421,11 +529,9 @@ class Engine:
     def restore(self, raw: bytes) -> dict[str, Any]:
         """Restore a snapshot; returns the `extra` the runner stored with it."""
         d = orjson.loads(raw)
-        self.clock = d["clock"] if d["clock"] is not None else -math.inf
-        fc = d.get("first_clock")
-        self.first_clock = fc if fc is not None else -math.inf
-        ef = d.get("evaluate_from")
-        self.evaluate_from = -math.inf if ef is None else ef
+        self.clock = _inf(d["clock"])
+        self.first_clock = _inf(d.get("first_clock"))
+        self.evaluate_from = _inf(d.get("evaluate_from"))
         for k, data in d["series"].items():
             if k in self.series:
                 self.series[k].restore(data)
@@ -433,23 +539,34 @@ class Engine:
             if k in self.states:  # a rule removed since the snapshot is forgotten
                 self.states[k] = RuleState(**v)
         self._held = {k: (v[0], v[1], v[2]) for k, v in d["held"].items()}
-        self._dirty = set(d["dirty"])
+        dirty = d["dirty"]
+        if isinstance(dirty, list):  # a checkpoint from before dirty times were kept
+            self._dirty = dict.fromkeys(dirty, -math.inf)
+        else:
+            self._dirty = {k: math.inf if v is None else v for k, v in dirty.items()}
         self.stats = _stats_from_json(d["stats"])
         self.ticks = self.stats.ticks
         um = d.get("usdx_missing")
         self._usdx_missing = None if um is None else frozenset(um)
+        b = d.get("bookkeeping", {})
+        self._last_eval = _inf(b.get("last_eval"))
+        self._last_input = _inf(b.get("last_input", d["clock"]))
+        self._last_trim = _inf(b.get("last_trim"))
+        self._last_forget = _inf(b.get("last_forget"))
+        self._size_at_trim = int(b.get("size_at_trim", 0))
+        self._bars_before = _inf(b.get("bars_before"))
+        self._gaps[:] = [(g[0], g[1]) for g in d.get("gaps", [])]
         extra: dict[str, Any] = d.get("extra", {})
         return extra
 
 
-def _derived_inputs(inputs: Iterable[str]) -> frozenset[str]:
-    """A rule on a derived series also reads the series it is derived from."""
-    out: set[str] = set()
-    if "USDX" in inputs:
-        out.update(USDX_LEGS)
-    if "SOFR-IORB" in inputs:
-        out.update(("SOFR", "IORB"))
-    return frozenset(out)
+def _num(x: float) -> float | None:
+    """JSON has no infinities: they are stored as null."""
+    return x if math.isfinite(x) else None
+
+
+def _inf(x: float | None) -> float:
+    return -math.inf if x is None else float(x)
 
 
 def _stats_json(s: EngineStats) -> dict[str, Any]:
@@ -460,7 +577,8 @@ def _stats_json(s: EngineStats) -> dict[str, Any]:
 
 
 def _stats_from_json(d: dict[str, Any]) -> EngineStats:
-    s = EngineStats(**{k: v for k, v in d.items() if k not in ("alerts", "absorbed")})
+    known = {f.name for f in fields(EngineStats)} - {"alerts", "absorbed"}
+    s = EngineStats(**{k: v for k, v in d.items() if k in known})
     s.alerts = Counter(d.get("alerts", {}))
     s.absorbed = Counter(d.get("absorbed", {}))
     return s

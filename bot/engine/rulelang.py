@@ -20,14 +20,17 @@ Functions (windows are duration strings such as "24h", "5d"):
 ``bp(SYM, W)``                         change over W in basis points (yields, rates, spreads)
 ``drawdown(SYM, W)``                   percent below the highest value in W
 ``rally(SYM, W)``                      percent above the lowest value in W
-``high(SYM, W)`` ``low(SYM, W)``       highest / lowest value in W
-``mean(SYM, W)``                       mean of the values in W
+``high(SYM, W)`` ``low(SYM, W)``       highest / lowest value in W (older history is kept as
+                                       5-minute bars that keep their highs and lows)
+``mean(SYM, W)``                       time-weighted mean of the values in W
 ``session_ret(SYM, SESSION, W)``       sum of the symbol's percent returns within the named
                                        trading session, over the sessions begun in W
 ``count_falling([SYM, ...], W, PCT)``  how many of the symbols fell by more than PCT % in W
 ``count_rising([SYM, ...], W, PCT)``   how many rose by more than PCT % in W
 ``low_last(SYM, N)``                   lowest of the last N observations (persistence in
 ``high_last(SYM, N)``                  publications, e.g. daily rates over weekends)
+``prev(SYM)``                          the observation before the latest (the previous
+                                       fixing of a daily rate)
 ``zscore(SYM, W, LOOKBACK)``           the latest change over W in standard deviations of
                                        the W-changes before it across LOOKBACK (how
                                        unusual a move is for the regime it broke from)
@@ -39,6 +42,12 @@ Functions (windows are duration strings such as "24h", "5d"):
 
 ``count_falling`` and ``count_rising`` count among the symbols that have data; ``min`` and
 ``max`` ignore unknown values. Each is unknown only when none of its inputs is known.
+
+Missing input (a span with no tick at all, or ticks lost) is never read as a move: a value
+is not "known at t" when missing input lies between its observation and t, so a return or
+change whose window starts across a gap is unknown; ``high``, ``low`` and ``mean`` use the
+observations inside the window; ``low_last``, ``high_last`` and ``prev`` are unknown when a
+gap lies among the observations they would use.
 """
 
 from __future__ import annotations
@@ -130,6 +139,7 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], T, frozenset[Kind] | None]] = {
     "count_rising": ((SYMLIST, DUR, PCT), T.NUM, frozenset({Kind.PRICE})),
     "low_last": ((SYM, COUNT), T.NUM, None),
     "high_last": ((SYM, COUNT), T.NUM, None),
+    "prev": ((SYM,), T.NUM, None),
     "stale": ((SYM, DUR), T.BOOL, None),
     "zscore": ((SYM, DUR, DUR), T.NUM, None),
     "abs": ((NUM,), T.NUM, None),
@@ -415,6 +425,8 @@ class _Compiler:
             lookback = {s: window + 86400.0 for s in syms}  # the oldest session may start earlier
         elif count:
             lookback = {s: count * 4 * 86400.0 for s in syms}  # N daily prints, with holidays
+        elif name == "prev":
+            lookback = {s: 2 * 4 * 86400.0 for s in syms}
         elif name == "zscore":
             window, span = windows
             if span < 11 * window:
@@ -548,10 +560,17 @@ def _window_fn(name: str, syms: list[str], w: float, session: str, pct: float, c
         agg = min if name == "low_last" else max
 
         def last_n(c: EvalContext) -> Value:
-            v = c.series[s0].values
-            return agg(v[-count:]) if len(v) >= count else None
+            v = c.series[s0].last_n(count)
+            return None if v is None else agg(v)
 
         return last_n
+    if name == "prev":
+
+        def prev(c: EvalContext) -> Value:
+            v = c.series[s0].last_n(2)
+            return None if v is None else v[0]
+
+        return prev
     if name == "stale":
 
         def stale(c: EvalContext) -> Value:

@@ -85,37 +85,43 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 class SessionReturns:
     """Sums of a symbol's percent returns within one session over a lookback of days.
 
-    Returns of sessions that have ended are cached: they cannot change as time moves on
-    (a late tick inside an ended session is the one thing that would, and is ignored).
+    Returns of sessions that have ended are cached, but only as a memo: each entry remembers
+    the series' `edits` counter, so a late tick, a correction, compaction, trimming or a new
+    gap (anything but an append after the last evaluation) recomputes them. A cold cache and a
+    warm one give the same answer; the cache is not part of the engine's snapshot.
     """
 
     def __init__(self, sessions: dict[str, Session]) -> None:
         self.sessions = sessions
         self._tables = {name: _WindowTable(s) for name, s in sessions.items()}
-        self._done: dict[tuple[str, str, int], float | None] = {}
-        # (symbol, session, lookback) -> (windows version, sum of ended sessions, any known)
-        self._ended: dict[tuple[str, str, float], tuple[int, float, bool]] = {}
+        # (symbol, session, local date) -> (series edits, return)
+        self._done: dict[tuple[str, str, int], tuple[int, float | None]] = {}
+        # (symbol, session, lookback) -> (windows version, series edits, sum of ended, known)
+        self._ended: dict[tuple[str, str, float], tuple[int, int, float, bool]] = {}
 
     def sum(self, series: Series, session: str, now: float, lookback: float) -> float | None:
         """Sum of percent returns of `series` in `session` over sessions begun in the lookback."""
         version, wins = self._tables[session].windows(now, lookback)
         key = (series.symbol, session, lookback)
+        edits = series.edits
         cached = self._ended.get(key)
-        if cached is not None and cached[0] == version:
-            _, total, seen = cached
+        if cached is not None and cached[0] == version and cached[1] == edits:
+            _, _, total, seen = cached
         else:
             total, seen = 0.0, False
             for day, s, e in wins:
                 if e <= now:
                     dkey = (series.symbol, session, day)
-                    if dkey in self._done:
-                        r = self._done[dkey]
+                    done = self._done.get(dkey)
+                    if done is not None and done[0] == edits:
+                        r = done[1]
                     else:
-                        r = self._done[dkey] = _ret(series, s, e)
+                        r = _ret(series, s, e)
+                        self._done[dkey] = (edits, r)
                     if r is not None:
                         total += r
                         seen = True
-            self._ended[key] = (version, total, seen)
+            self._ended[key] = (version, edits, total, seen)
         if wins and wins[-1][2] > now:  # the session under way counts up to now
             r = _ret(series, wins[-1][1], now)
             if r is not None:
