@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from bot.cli.replay import rules_for
+from bot.cli.common import rules_for
 from bot.notify import deliver_pending
 from bot.notify.service import accepts
 from bot.runtime.replay import ReplayOptions, run_replay

@@ -39,7 +39,7 @@ def add_to(rules_actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
 async def _calibrate(args: argparse.Namespace) -> int:
     import asyncio
 
-    from bot.cli.replay import rules_for
+    from bot.cli.common import rules_for
     from bot.core.errors import StressbotError
     from bot.runtime.calibrate import calibrate_file, format_report, load_episodes
     from bot.runtime.config import load_config

@@ -65,7 +65,7 @@ def _env_fields(model: BaseModel) -> list[tuple[str, str]]:
 
 
 async def _check(args: argparse.Namespace) -> int:
-    from bot.cli.replay import rules_for
+    from bot.cli.common import rules_for
     from bot.core.errors import RuleError
     from bot.runtime.config import load_config
 

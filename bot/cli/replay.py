@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from bot.cli import calibrate
+from bot.cli.common import rules_for
 from bot.core.errors import RuleError, StressbotError
 from bot.core.models import parse_iso_utc
-from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
-from bot.runtime.config import Config, load_config
+from bot.runtime.config import load_config
 from bot.store.connection import open_store
 
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -99,11 +99,6 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="replay at most N ticks per second (default: as fast as possible)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-
-
-def rules_for(config: Config, override: Path | None) -> RuleSet:
-    d = override or config.engine.rules_dir or default_rules_dir()
-    return load_rules(d, config.sessions)
 
 
 def _report_rule_problems(e: RuleError) -> int:
