@@ -224,3 +224,21 @@ def test_a_restart_at_any_position_sees_the_rest_and_the_same_rejects(
         with HistoryInput([a, b], sort_limit=4) as inp:
             assert rows(inp, pos) == full[taken:]
             assert inp.rejects.total == full_rejects == 2
+
+
+def test_a_future_time_repeated_across_blocks_is_rejected_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_file, "_BLOCK", 40)  # about a row per block
+    p = _write(
+        tmp_path / "h.csv",
+        "2020-03-12T10:00:00Z,BTC/USD,1",
+        "2099-01-01T00:00:00Z,BTC/USD,2",
+        "2099-01-01T00:00:00Z,XAU/USD,3",
+        "2099-01-01T00:00:00Z,SPX,4",
+        "2020-03-12T11:00:00Z,BTC/USD,5",
+    )
+    rejects = Rejects()
+    got = [r[4] for r in read_history([p], rejects, not_after=0.0 + 2e9)]
+    assert got == [1.0, 5.0]
+    assert rejects.counts == {"time in the future": 3}

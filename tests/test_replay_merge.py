@@ -129,3 +129,20 @@ async def test_resume_over_several_files_gives_the_alerts_of_an_uninterrupted_ru
         assert _jsonl(resumed.alerts, tmp_path / "r.jsonl") == _jsonl(
             straight.alerts, tmp_path / "s.jsonl"
         ), f"resumed after alert {crash_after}"
+
+
+async def test_an_alert_raised_by_the_last_evaluation_is_committed(
+    store: Store, tmp_path: Path
+) -> None:
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "drop.toml").write_text(
+        '[[rule]]\nid = "drop"\npattern = "custom"\nseverity = "info"\n'
+        'when = \'ret("BTC/USD", "30m") < -10\'\nfor = "0s"\ncooldown = "1h"\n'
+        'summary = "BTC down"\n'
+    )
+    rules = load_rules(rules_dir, Config().sessions)
+    calm = [f"2020-03-12T{9 + m // 60:02d}:{m % 60:02d}:00Z,BTC/USD,100" for m in range(0, 66, 5)]
+    data = _write(tmp_path / "h.csv", [*calm, "2020-03-12T10:11:00Z,BTC/USD,80"])
+    r = await run_replay(ReplayOptions(files=[data]), Config(), store, rules)
+    assert [a.id for a in r.alerts] == ["drop@2020-03-12T10:11:00Z"]  # raised by finish()

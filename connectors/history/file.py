@@ -52,6 +52,8 @@ CHUNK = 4096  # rows handed to the replay loop at a time
 _BLOCK = 1 << 20  # characters read at a time
 _MAX_EXAMPLES = 5
 _INF = math.inf
+_CANONICAL = {s: s for s in INPUT_SYMBOLS}
+_RATES = frozenset(s for s, k in INPUT_SYMBOLS.items() if k is Kind.RATE)
 _READ_ERRORS = (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile, zlib.error)
 
 
@@ -238,17 +240,17 @@ class HistoryFile:
         self, lines: list[str], ts: list[float], syms: list[str], vals: array[float]
     ) -> bool:
         """The hot loop: False at the first row that is not good or not in order."""
-        kinds = INPUT_SYMBOLS
-        rate = Kind.RATE
+        canon = _CANONICAL.get
+        rates = _RATES
         fromiso = datetime.fromisoformat
         isfinite = math.isfinite
         not_after = self.not_after
-        last_text, last_ts = self._last_text, self._last_ts
+        last_text, last_ts = "", 0.0  # the first time of a block is checked afresh
         prev = self._prev
         add_t, add_s, add_v = ts.append, syms.append, vals.append
         try:
             for line in lines:
-                ts_text, sym, val_text = line.split(",")
+                ts_text, sym_text, val_text = line.split(",")
                 if ts_text != last_text:
                     dt = fromiso(ts_text)
                     if dt.tzinfo is None:
@@ -256,13 +258,13 @@ class HistoryFile:
                     last_ts = dt.timestamp()
                     if last_ts < prev or last_ts > not_after:
                         return False
-                    last_text = ts_text
-                if sym not in kinds:
+                    last_text, prev = ts_text, last_ts
+                sym = canon(sym_text)  # the one str object per symbol: less memory, fast keys
+                if sym is None:
                     return False
                 value = float(val_text)  # tolerates a carriage return
-                if not 0.0 < value < _INF and (kinds[sym] is not rate or not isfinite(value)):
+                if not 0.0 < value < _INF and (sym not in rates or not isfinite(value)):
                     return False
-                prev = last_ts
                 add_t(last_ts)
                 add_s(sym)
                 add_v(value)
@@ -279,15 +281,15 @@ class HistoryFile:
         """Every row checked, every reject counted with its line and reason."""
         reject = self.rejects.add
         name = self.name
-        kinds = INPUT_SYMBOLS
-        rate = Kind.RATE
+        canon = _CANONICAL.get
+        rates = _RATES
         not_after = self.not_after
         last_text, last_ts = self._last_text, self._last_ts
         prev, prev_text = self._prev, self._prev_text
         add_t, add_s, add_v = ts.append, syms.append, vals.append
         for line_no, line in enumerate(lines, self._line + 1):
             try:
-                ts_text, sym, val_text = line.split(",")
+                ts_text, sym_text, val_text = line.split(",")
             except ValueError:
                 if line.strip():
                     reject("malformed row", f"{name}:{line_no}: {line.strip()[:80]}")
@@ -299,8 +301,9 @@ class HistoryFile:
                     reject(str(e), f"{name}:{line_no}: {ts_text[:40]!r}")
                     continue
                 last_text, last_ts = ts_text, t
-            if sym not in kinds:
-                reject("unknown symbol", f"{name}:{line_no}: {sym[:40]!r}")
+            sym = canon(sym_text)
+            if sym is None:
+                reject("unknown symbol", f"{name}:{line_no}: {sym_text[:40]!r}")
                 continue
             try:
                 value = float(val_text)  # tolerates a carriage return
@@ -311,7 +314,7 @@ class HistoryFile:
                 if not math.isfinite(value):
                     reject("not a number", f"{name}:{line_no}: {val_text.strip()[:40]!r}")
                     continue
-                if kinds[sym] is not rate:
+                if sym not in rates:
                     reject("zero or negative price", f"{name}:{line_no}: {sym} {value}")
                     continue
             if last_ts > not_after:
