@@ -26,7 +26,10 @@ def register_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "replay",
         help="replay history files through the engine",
         description="Feed CSV history (ts,symbol,value; .gz accepted) through "
-        "the engine, store and rules, on the data's own clock.",
+        "the engine, store and rules, on the data's own clock. Several files are merged by "
+        "time (rows of one instant in the order the files are given); a file out of time "
+        "order is sorted on read and the summary says so. Bad rows, and rows stamped more "
+        "than a day after the wall clock, are counted with file:line and skipped.",
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     _common(p)
