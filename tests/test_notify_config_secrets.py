@@ -41,7 +41,5 @@ def test_defect9_no_error_about_a_webhook_echoes_its_url(tmp_path: Path) -> None
         f'[[notify.discord.webhooks]]\nname = "ops"\nurl = "{loop}"\n',
     )
     assert "must be unique" in dup and SECRET not in dup
-    bad_name = _load(
-        tmp_path, f'[[notify.discord.webhooks]]\nname = "o p s"\nurl = "{loop}"\n'
-    )
+    bad_name = _load(tmp_path, f'[[notify.discord.webhooks]]\nname = "o p s"\nurl = "{loop}"\n')
     assert "destination name" in bad_name and SECRET not in bad_name
