@@ -138,10 +138,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--market",
         action="append",
         metavar="SYMBOL=EXCHANGE:MARKET",
-        help="exchange market for a symbol, e.g. XAU/USD=kraken:PAXG/USD "
-        "(defaults: BTC/USD=bitstamp:BTC/USD, XAU/USD=kraken:PAXG/USD). "
-        "Append @ohlcv or @trades to force how bars are made; by default "
-        "Kraken months older than its latest 720 bars are built from trades",
+        help="take a symbol from this exchange market, e.g. XAU/USD=kraken:PAXG/USD (its "
+        "only source unless --source names others; the defaults are in the README's source "
+        "matrix). Append @ohlcv or @trades to force how bars are made; by default Kraken "
+        "months older than its latest 720 bars are built from trades",
     )
     p.add_argument(
         "--exchange-url",

@@ -263,10 +263,6 @@ class HttpClient:
             await self._session.close()
             self._session = None
 
-    async def get_text(self, url: str, params: Mapping[str, str], what: str) -> str:
-        body = await self.get_bytes(url, params, what, expect="csv")
-        return body.decode("utf-8", "replace")
-
     async def get_bytes(
         self,
         url: str,

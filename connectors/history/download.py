@@ -263,6 +263,7 @@ async def download(options: DownloadOptions) -> DownloadResult:
     results: dict[str, SymbolResult] = {}
     reports: list[SourceReport] = []
     tried: dict[str, list[str]] = {s: [] for s in wanted}  # symbol -> why earlier sources failed
+    refused: dict[str, str] = {}  # source -> why it is not asked again in this run
     pending = {s: list(o) for s, o in orders.items()}
     async with HttpClient(pacer, options.retry, options.timeout, progress) as http:
 
@@ -274,15 +275,16 @@ async def download(options: DownloadOptions) -> DownloadResult:
             ctx = SourceContext(http, cache, url, options.window, progress, now)
             host = host_of(url or _ccxt_url(src.name))
             got: dict[str, SymbolResult] = {}
-            dead: str | None = None  # refused or unreachable: not asked again in this run
             if host in unreachable:
-                dead = f"{src.name}: {unreachable[host]}; no network, or the host is down"
+                refused[src.name] = (
+                    f"{src.name}: {unreachable[host]}; no network, or the host is down"
+                )
                 report.network = True
-            else:
+            elif src.name not in refused:
                 progress(f"{src.name}: {', '.join(symbols)} ...")
             for sym in symbols:  # one at a time: one series failing costs only itself
-                if dead is not None:
-                    report.errors[sym] = dead
+                if src.name in refused:  # refused or unreachable: not asked again in this run
+                    report.errors[sym] = refused[src.name]
                     continue
                 try:
                     got.update(await src.fetch(ctx, [sym]))
@@ -297,12 +299,12 @@ async def download(options: DownloadOptions) -> DownloadResult:
                         log.debug("history source %s failed", src.name, exc_info=True)
                     progress(f"{src.name}: {sym}: FAILED: {why}")
                     if network or status in REFUSED:
-                        dead = why
+                        refused[src.name] = why
+                    continue
+                res = got.get(sym)
+                if options.on_result is not None and res is not None and res.rows:
+                    await options.on_result(res)  # at once: nothing slower holds it up
             report.cached, report.fetched = ctx.tally.cached, ctx.tally.fetched
-            if options.on_result is not None:  # at once: a slower source holds nothing up
-                for res in got.values():
-                    if res.rows:
-                        await options.on_result(res)
             return report, got
 
         while pending:

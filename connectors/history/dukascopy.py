@@ -43,7 +43,9 @@ DEFAULT_URL = "https://datafeed.dukascopy.com/datafeed"
 CANDLE = struct.Struct(">5i1f")
 HOUR = 3600
 
-#: symbol -> (Dukascopy instrument, points per unit of price)
+#: symbol -> (Dukascopy instrument, points per unit of price). The scales of USDSEK and
+#: JPNIDXJPY follow the pattern of their classes (FX 100000, indices 1000) and were not seen
+#: in a recording; :data:`PLAUSIBLE` catches a wrong one instead of writing prices off by 10x.
 INSTRUMENTS: dict[str, tuple[str, float]] = {
     "EUR/USD": ("EURUSD", 1e5),
     "GBP/USD": ("GBPUSD", 1e5),
@@ -56,6 +58,22 @@ INSTRUMENTS: dict[str, tuple[str, float]] = {
     "SPX": ("USA500IDXUSD", 1e3),
     "NDX": ("USATECHIDXUSD", 1e3),
     "N225": ("JPNIDXJPY", 1e3),
+}
+
+
+#: symbol -> (low, high): a decoded close outside this band means a wrong scale or format
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "EUR/USD": (0.5, 2.5),
+    "GBP/USD": (0.8, 3.0),
+    "USD/CAD": (0.8, 2.5),
+    "USD/CHF": (0.4, 2.5),
+    "USD/SEK": (4.0, 20.0),
+    "USD/JPY": (50.0, 400.0),
+    "XAU/USD": (200.0, 20000.0),
+    "XAG/USD": (2.0, 500.0),
+    "SPX": (300.0, 50000.0),
+    "NDX": (500.0, 150000.0),
+    "N225": (3000.0, 300000.0),
 }
 
 
@@ -145,6 +163,13 @@ async def fetch(ctx: SourceContext, symbols: Sequence[str]) -> dict[str, SymbolR
                         "exist once the day is over)"
                     )
             month = end
+        lo_ok, hi_ok = PLAUSIBLE[symbol]
+        odd = [v for v in closes.values() if not lo_ok <= v <= hi_ok]
+        if odd:
+            raise SourceFormatError(
+                f"Dukascopy {inst}: {len(odd)} closes outside {lo_ok:g}..{hi_ok:g} (e.g. "
+                f"{odd[0]:g}): the price scale {scale:g} looks wrong for this instrument"
+            )
         for opened in sorted(closes):
             keep(result, opened + HOUR, closes[opened], ctx.window, ctx.now)
     return out
