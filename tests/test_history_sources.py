@@ -105,6 +105,19 @@ def test_treasury_csv_of_the_shared_recording_parses_by_column_name() -> None:
     assert (day["2 Yr"], day["10 Yr"], day["30 Yr"]) == ("3.99", "4.24", "4.51")
 
 
+def test_treasury_xml_entry_of_the_shared_recording_parses() -> None:
+    props = shared_path("fixtures", "treasury", "yield_curve_raw_properties.xml").read_text()
+    feed = (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom" '
+        'xmlns:m="http://schemas.microsoft.com/ado/2007/08/dataservices/metadata" '
+        'xmlns:d="http://schemas.microsoft.com/ado/2007/08/dataservices"><entry>'
+        f'<content type="application/xml">{props}</content></entry></feed>'
+    )
+    assert treasury.parse_par_yields(feed.encode()) == [
+        (date(2022, 2, 1), {"2 Yr": "1.18", "10 Yr": "1.81", "30 Yr": "2.12"})
+    ]
+
+
 def test_nyfed_answer_of_the_shared_recording_parses() -> None:
     body = shared_path("fixtures", "nyfed", "sofr_search_2024-06-01_2024-06-06.json")
     assert nyfed.parse_ref_rates(body.read_bytes(), "SOFR", "t") == [

@@ -11,7 +11,10 @@ public clients use (searched: several repositories build exactly this URL and re
 ``../shared/fixtures/treasury/daily-treasury-par-yield-curve-2025-01-02.csv`` has the columns
 (re-exported with ISO dates, which the parser accepts too). The Atom/XML feed of the same
 data (``.../pages/xml?data=daily_treasury_yield_curve&field_tdr_date_value_month=YYYYMM``)
-is what the live feed polls (:mod:`connectors.feeds.treasury`).
+is what the live feed polls (:mod:`connectors.feeds.treasury`); a body in that format (an
+Atom ``<feed>`` of ``<m:properties>`` with ``<d:NEW_DATE>``, ``<d:BC_2YEAR>``, ...; the shared
+fixture ``yield_curve_raw_properties.xml`` is one real entry) is read too, so a mirror that
+serves the XML works.
 
 Yields are par yields at the close, stamped 16:00 New York on their date (the convention of
 the history README for CMT yields; Treasury publishes them after the close). One cache file
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from functools import partial
@@ -50,6 +54,40 @@ def _date(text: str) -> date:
     if "/" in t:
         return datetime.strptime(t, "%m/%d/%Y").date()
     return date.fromisoformat(t)
+
+
+#: XML field of each CSV column (the Atom feed's ``<d:BC_10YEAR>`` is the CSV's ``"10 Yr"``)
+XML_FIELDS = {"BC_2YEAR": "2 Yr", "BC_10YEAR": "10 Yr", "BC_30YEAR": "30 Yr"}
+
+
+def parse_par_yield_xml(body: bytes, what: str = "Treasury") -> list[tuple[date, dict[str, str]]]:
+    """The same rows from the Atom/XML feed: each ``<m:properties>`` has ``<d:NEW_DATE>`` and
+    ``<d:BC_2YEAR>`` ... (the shared fixture ``yield_curve_raw_properties.xml``)."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as e:
+        raise SourceFormatError(f"{what}: not well-formed XML ({e})") from e
+    out: list[tuple[date, dict[str, str]]] = []
+    for props in root.iter():
+        if props.tag.rsplit("}", 1)[-1] != "properties":
+            continue
+        fields = {c.tag.rsplit("}", 1)[-1]: (c.text or "").strip() for c in props}
+        try:
+            d = date.fromisoformat(fields.get("NEW_DATE", "")[:10])
+        except ValueError as e:
+            raise SourceFormatError(f"{what}: an entry without a valid NEW_DATE") from e
+        out.append((d, {col: fields.get(f, "") for f, col in XML_FIELDS.items()}))
+    if not out and root.tag.rsplit("}", 1)[-1] not in ("feed", "properties"):
+        raise SourceFormatError(f"{what}: XML without <m:properties> entries ({root.tag})")
+    out.sort(key=lambda r: r[0])
+    return out
+
+
+def parse_par_yields(body: bytes, what: str = "Treasury") -> list[tuple[date, dict[str, str]]]:
+    """Rows of either format Treasury serves: the CSV, or the Atom/XML feed."""
+    if body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<":
+        return parse_par_yield_xml(body, what)
+    return parse_par_yield_csv(body, what)
 
 
 def parse_par_yield_csv(body: bytes, what: str = "Treasury") -> list[tuple[date, dict[str, str]]]:
@@ -107,7 +145,7 @@ async def fetch(ctx: SourceContext, symbols: Sequence[str]) -> dict[str, SymbolR
             year_end(year),
             what,
             get,
-            partial(parse_par_yield_csv, what=what),
+            partial(parse_par_yields, what=what),
         )
         for d, values in rows:
             for s in symbols:
