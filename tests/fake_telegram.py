@@ -9,6 +9,16 @@
 - ``script`` queues canned answers (e.g. the recorded 429 bodies in ../shared/fixtures/telegram)
   that the next send requests get instead of success.
 - ``updates`` feeds ``getUpdates`` (long polling honours ``timeout`` and ``offset``).
+- Flood limits like Telegram's, when set: ``chat_limit`` (messages per window to one chat),
+  ``group_limit`` (to one group, supergroup or channel: a negative id or an ``@username``) and
+  ``global_limit`` (the whole bot); over a limit the answer is a 429 with
+  ``parameters.retry_after`` (whole seconds, as the Bot API sends it), counted in ``flooded``.
+- ``migrate(old, new)``: the group ``old`` became the supergroup ``new``; sends to ``old`` get
+  400 "group chat was upgraded to a supergroup chat" with ``parameters.migrate_to_chat_id``.
+- Faults: ``down`` answers every send with that HTTP status before accepting it (an outage
+  behind a proxy); ``faults`` queues what happens *after* the next sends were accepted:
+  ``"500"`` (an error answer although the message was posted), ``"drop"`` (the connection is
+  closed without an answer) or ``"slow"`` (the answer comes after ``slow_seconds``).
 
 Run standalone for demos: ``python -m tests.fake_telegram --port 8081 --token 123:abc``.
 """
@@ -151,6 +161,15 @@ class FakeTelegram:
         self.after_accept: Callable[[Sent], Awaitable[None]] | None = None
         self.send_requests = 0
         self.delay = 0.0  # seconds before each send answer
+        self.chat_limit: tuple[int, float] | None = None  # (messages, seconds) per chat
+        self.group_limit: tuple[int, float] | None = None  # per group / supergroup / channel
+        self.global_limit: tuple[int, float] | None = None  # the whole bot
+        self.flooded = 0  # 429s answered because of the limits above
+        self._windows: dict[str, list[float]] = {}
+        self.migrated: dict[str, int] = {}  # old chat id -> supergroup id
+        self.down: int | None = None  # answer sends with this status, before accepting
+        self.faults: list[str] = []  # after acceptance: "500" | "drop" | "slow"
+        self.slow_seconds = 3.0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -194,8 +213,48 @@ class FakeTelegram:
         self.updates.append({"update_id": self._update_id, "message": msg})
         self._new_update.set()
 
+    def push_service_message(self, chat_id: int, fields: dict[str, Any]) -> None:
+        """Queue a service message in a group, e.g. ``{"migrate_to_chat_id": -100...}``."""
+        self._update_id += 1
+        msg: dict[str, Any] = {
+            "message_id": self._next_message_id(),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "group", "title": "desk"},
+            "from": {"id": 1, "is_bot": False, "first_name": "admin"},
+            **fields,
+        }
+        self.updates.append({"update_id": self._update_id, "message": msg})
+        self._new_update.set()
+
     def to_chat(self, chat_id: int | str) -> list[Sent]:
         return [s for s in self.sent if s.chat_id == str(chat_id)]
+
+    def migrate(self, old: int, new: int) -> None:
+        """The group `old` was upgraded to the supergroup `new`."""
+        self.migrated[str(old)] = new
+
+    def _flood_wait(self, chat_id: str) -> int | None:
+        """Seconds to wait when sending to `chat_id` now would exceed a limit, else None (and
+        the message is counted)."""
+        now = time.monotonic()
+        group = chat_id.startswith(("-", "@"))
+        checks = [
+            ("chat:" + chat_id, self.chat_limit),
+            ("group:" + chat_id, self.group_limit if group else None),
+            ("global", self.global_limit),
+        ]
+        for key, lim in checks:
+            if lim is None:
+                continue
+            n, window = lim
+            recent = [t for t in self._windows.get(key, []) if now - t < window]
+            self._windows[key] = recent
+            if len(recent) >= n:
+                return max(1, int(recent[0] + window - now + 0.999))
+        for key, lim in checks:
+            if lim is not None:
+                self._windows[key].append(now)
+        return None
 
     # ---- protocol ----------------------------------------------------------------------------
 
@@ -256,7 +315,7 @@ class FakeTelegram:
         if method == "getUpdates":
             return await self._get_updates(params)
         if method in SEND_METHODS:
-            return await self._send(method, params, photo)
+            return await self._send(request, method, params, photo)
         return self._error(404, "Not Found")
 
     def _me(self) -> dict[str, Any]:
@@ -283,7 +342,7 @@ class FakeTelegram:
         return self._answer(200, {"ok": True, "result": self.updates[:limit]})
 
     async def _send(
-        self, method: str, params: dict[str, Any], photo: bytes | None
+        self, request: web.Request, method: str, params: dict[str, Any], photo: bytes | None
     ) -> web.StreamResponse:
         self.send_requests += 1
         n = self.send_requests
@@ -294,8 +353,16 @@ class FakeTelegram:
         if self.script:
             c = self.script.pop(0)
             return self._answer(c.status, c.body, c.headers)
+        if self.down is not None:
+            return web.Response(status=self.down, text="<html>Bad Gateway</html>")
         if "chat_id" not in params:
             return self._error(400, "Bad Request: chat_id is empty")
+        if str(params["chat_id"]) in self.migrated:
+            return self._error(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": self.migrated[str(params["chat_id"])]},
+            )
         text_key = "text" if method == "sendMessage" else "caption"
         text = str(params.get(text_key, ""))
         if method == "sendMessage" and not text:
@@ -317,6 +384,10 @@ class FakeTelegram:
                 if limit == 4096
                 else "Bad Request: message caption is too long",
             )
+        wait = self._flood_wait(str(params["chat_id"]))
+        if wait is not None:
+            self.flooded += 1
+            return self._error(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
         thread = params.get("message_thread_id")
         chat_id = params["chat_id"]
         sent = Sent(
@@ -333,6 +404,15 @@ class FakeTelegram:
         self.sent.append(sent)
         if self.after_accept is not None:
             await self.after_accept(sent)
+        fault = self.faults.pop(0) if self.faults else None
+        if fault == "500":
+            return self._error(500, "Internal Server Error")
+        if fault == "drop":
+            assert request.transport is not None
+            request.transport.abort()  # accepted, but the answer never leaves
+            return web.Response(status=200)
+        if fault == "slow":
+            await asyncio.sleep(self.slow_seconds)
         result: dict[str, Any] = {
             "message_id": sent.message_id,
             "date": int(sent.at),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bot.core.models import Alert, AlertKind
@@ -10,7 +14,7 @@ from bot.runtime.config import Config
 from bot.store.redis_store import Store
 from tests.conftest import shared_path
 from tests.fake_discord import Canned as DCanned
-from tests.fake_discord import FakeDiscord
+from tests.fake_discord import FakeDiscord, Posted
 from tests.fake_telegram import Canned as TCanned
 from tests.fake_telegram import FakeTelegram
 
@@ -60,6 +64,7 @@ def notify_config(
     telegram: dict[str, Any] = {
         "token_env": TOKEN_ENV,
         "min_interval": 0,
+        "group_min_interval": 0,
         "global_min_interval": 0,
         "allowed_users": allowed_users or [],
         "poll_timeout": 1,
@@ -100,3 +105,97 @@ def dc_fixture(name: str) -> DCanned:
     """A recorded Discord 429 answer (status, headers, body) from ../shared/fixtures/discord."""
     d = json.loads(shared_path("fixtures", "discord", name).read_text())
     return DCanned(int(d["status"]), d["body"], dict(d["headers"]))
+
+
+#: What every "this may repeat" note says (the restart note and the retry note both do).
+MAY_REPEAT = "may repeat an earlier message"
+_ID = re.compile(r"id:? (\S+)$", re.M)
+
+
+def tg_ids(fake: FakeTelegram, chat: int | str | None = None) -> list[str]:
+    """Alert ids in the order the fake Telegram accepted them (one per text message)."""
+    sent = fake.sent if chat is None else fake.to_chat(chat)
+    return [m.group(1) for s in sent if (m := re.search(r"id: (\S+)", s.visible))]
+
+
+def tg_noted(fake: FakeTelegram) -> list[bool]:
+    """For each message the fake Telegram accepted: whether it says it may repeat."""
+    return [MAY_REPEAT in s.visible for s in fake.sent if re.search(r"id: (\S+)", s.visible)]
+
+
+def dc_text(p: Posted) -> str:
+    if p.embeds:
+        e = p.embeds[0]
+        return f"{e.get('description', '')}\n{e['footer']['text']}"
+    return p.content
+
+
+def dc_ids(fake: FakeDiscord) -> list[str]:
+    out = []
+    for p in fake.posted:
+        m = _ID.search(dc_text(p).replace("\\", ""))
+        if m:
+            out.append(m.group(1))
+    return out
+
+
+def dc_noted(fake: FakeDiscord) -> list[bool]:
+    return [MAY_REPEAT in dc_text(p).replace("\\", "") for p in fake.posted]
+
+
+@dataclass
+class Tally:
+    """Per destination: what the receiving end saw of the expected alerts."""
+
+    delivered: int = 0  # alerts that arrived (once or more)
+    duplicated_with_note: int = 0  # arrived more than once, every extra copy saying so
+    duplicated_without_note: int = 0  # arrived more than once, an extra copy not saying so
+    parked: int = 0  # not arrived, parked in the ledger (visible, redeliverable)
+    lost: int = 0  # not arrived and not parked: must be 0
+    out_of_order: int = 0
+
+    def line(self, name: str) -> str:
+        return (
+            f"{name}: delivered {self.delivered}, duplicated with note "
+            f"{self.duplicated_with_note}, without note {self.duplicated_without_note}, "
+            f"parked {self.parked}, lost {self.lost}"
+        )
+
+
+def tally(
+    expected: list[str], got: list[str], noted: list[bool], parked: set[str] | None = None
+) -> Tally:
+    t = Tally()
+    parked = parked or set()
+    for aid in expected:
+        copies = [n for g, n in zip(got, noted, strict=True) if g == aid]
+        if not copies:
+            if aid in parked:
+                t.parked += 1
+            else:
+                t.lost += 1
+            continue
+        t.delivered += 1
+        if len(copies) > 1:
+            if all(copies[1:]):
+                t.duplicated_with_note += 1
+            else:
+                t.duplicated_without_note += 1
+    first = [g for i, g in enumerate(got) if g in expected and g not in got[:i]]
+    in_order = sorted(first, key=expected.index)
+    t.out_of_order = sum(1 for a, b in zip(first, in_order, strict=True) if a != b)
+    return t
+
+
+async def until(
+    pred: Callable[[], bool | Awaitable[bool]], limit: float = 20.0, step: float = 0.02
+) -> None:
+    """Wait until `pred()` (sync or async) is true; TimeoutError after `limit` seconds."""
+    async with asyncio.timeout(limit):
+        while True:
+            r = pred()
+            if not isinstance(r, bool):
+                r = await r
+            if r:
+                return
+            await asyncio.sleep(step)

@@ -197,9 +197,13 @@ async def test_5xx_is_retried_with_backoff_then_delivered_once(
     assert report.destinations["ops"].retries == 2
 
 
-async def test_repeated_failure_keeps_the_alert_as_a_dead_letter(
+async def test_repeated_failure_parks_the_alert_and_the_next_success_redelivers_it(
     store: Store, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Was test_repeated_failure_keeps_the_alert_as_a_dead_letter, which asserted that the
+    # alert stayed a dead letter for good (issue 11, defect 3): now it is parked after
+    # max_attempts, the next alert is not held up, and the success of the next alert brings
+    # the parked one with it (saying it may repeat: a 500 may have been posted).
     tg.script += [
         TCanned(500, {"ok": False, "error_code": 500, "description": "Internal Server Error"})
     ] * 3
@@ -209,13 +213,13 @@ async def test_repeated_failure_keeps_the_alert_as_a_dead_letter(
         report = await deliver_pending(
             notify_config(store, tg, delivery={"max_attempts": 3}), store
         )
-    assert report.destinations["desk"].dead == 1
-    assert _tg_ids(tg) == ["btc_crash:2:firing"]  # the next alert is not held up
-    dead = await Ledger(store).dead_letters()
-    assert [(d.dest, d.alert_id) for d in dead] == [("desk", "btc_crash:1:firing")]
-    assert dead[0].alert is not None and dead[0].alert.summary.startswith("BTC fell")
-    assert any("dead letter" in r.getMessage() for r in caplog.records)
-    assert report.complete  # nothing left pending: kept in the dead-letter stream instead
+    assert report.destinations["desk"].dead == 1  # parked once...
+    assert report.destinations["desk"].redelivered == 1  # ...and redelivered
+    assert _tg_ids(tg) == ["btc_crash:2:firing", "btc_crash:1:firing"]  # 2 not held up
+    assert "may repeat" in tg.sent[1].visible
+    assert await Ledger(store).parked("desk") == []
+    assert any("parked" in r.getMessage() for r in caplog.records)
+    assert report.complete
 
 
 async def test_a_permanent_error_is_dead_lettered_without_retries(

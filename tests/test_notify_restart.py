@@ -31,9 +31,10 @@ N = 10
 def _config(store: Store, tg: FakeTelegram | None, dc: FakeDiscord | None) -> str:
     lines = [
         f'[redis]\nprefix = "{store.prefix}"\n',
-        "[notify.delivery]\nbackoff_base = 0.01\nbackoff_max = 0.05\nrequest_timeout = 5\n",
+        "[notify.delivery]\nbackoff_base = 0.01\nbackoff_max = 0.05\nrequest_timeout = 5\n"
+        'lease_ttl = "1s"\n',  # a killed process's destinations are taken over after 1 s
         f'[notify.telegram]\ntoken_env = "{TOKEN_ENV}"\nmin_interval = 0\n'
-        "global_min_interval = 0\n",
+        "global_min_interval = 0\ngroup_min_interval = 0\n",
     ]
     if tg is not None:
         lines.append(

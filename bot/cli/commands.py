@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Callable
 
 from bot.cli.config import register as register_config
+from bot.cli.deadletters import register as register_deadletters
 from bot.cli.feeds import register as register_feeds
 from bot.cli.history import register as register_history
 from bot.cli.notify import register as register_notify
@@ -23,5 +24,6 @@ REGISTRY: list[Register] = [
     register_history,
     register_feeds,
     register_notify,
+    register_deadletters,
     register_config,
 ]

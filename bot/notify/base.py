@@ -1,19 +1,24 @@
-"""What every destination shares: outcomes of a send, reports, secret redaction.
+"""What every destination shares: outcomes of a send, routing, stopping, reports, redaction.
 
 Pacing and backoff are :mod:`bot.core.pacing` and :mod:`bot.core.retry`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
 from bot.core.errors import StressbotError
-from bot.core.models import Alert
+from bot.core.models import Alert, AlertKind
+from bot.core.pacing import Pacer
+from bot.notify.config import Route
 
 
 class DeliveryError(StressbotError):
@@ -30,7 +35,18 @@ class RateLimited(DeliveryError):
 
 
 class TransientError(DeliveryError):
-    """A 5xx answer, a timeout or a network error: retry with backoff."""
+    """A 5xx answer, a timeout or a network error: retry with backoff.
+
+    `maybe_sent` says whether the destination may have posted the message all the same: true
+    (the default) for an error answer, a connection lost after the request went out, or an
+    answer slower than the client timeout; false when the request provably never reached the
+    destination (the connection could not be made). A resend after a failure that may have
+    been sent carries a note saying it may repeat an earlier message.
+    """
+
+    def __init__(self, message: str, *, maybe_sent: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
 
 
 async def post(
@@ -46,6 +62,10 @@ async def post(
 
     A timeout or a network error becomes a TransientError naming `what`, never the URL (it
     holds the bot token or the webhook secret), and without the client error chained to it.
+    A connection that could not be made (``aiohttp.ClientConnectorError``, which covers a
+    refused connection and a failed DNS lookup, or ``ConnectionTimeoutError``) is known not to
+    have delivered anything; any other failure may have happened after the destination took
+    the request (``maybe_sent``).
     """
     try:
         if form is None:
@@ -59,14 +79,32 @@ async def post(
             req = session.post(url, data=form, timeout=client_timeout)
         async with req as resp:
             return resp.status, await resp.read(), resp.headers
+    except aiohttp.ConnectionTimeoutError:
+        raise TransientError(
+            f"{what}: no connection within the timeout", maybe_sent=False
+        ) from None
     except TimeoutError as e:
         raise TransientError(f"{what}: no answer within the timeout") from e
+    except aiohttp.ClientConnectorError as e:
+        raise TransientError(
+            f"{what}: network error {type(e).__name__}", maybe_sent=False
+        ) from None
     except aiohttp.ClientError as e:
         raise TransientError(f"{what}: network error {type(e).__name__}") from None
 
 
 class PermanentError(DeliveryError):
-    """The destination refuses this message for good (4xx): keep it as a dead letter."""
+    """The destination refuses this message (4xx): it is parked instead of retried.
+
+    `destination` marks a refusal of the destination as a whole (the bot was removed from the
+    chat, the token or the webhook is no longer valid): such alerts are redelivered once the
+    destination accepts messages again. Otherwise the refusal is about this message and the
+    alert waits for ``stressbot deadletters retry``.
+    """
+
+    def __init__(self, message: str, *, destination: bool = False) -> None:
+        super().__init__(message)
+        self.destination = destination
 
 
 class FormattingRejected(DeliveryError):
@@ -81,6 +119,78 @@ class DrainDeadline(DeliveryError):
     """A bounded drain ran out of time while waiting; the alert stays pending."""
 
 
+class Stopped(DeliveryError):
+    """The service is stopping; the alert in hand stays pending."""
+
+
+class LeaseLost(DeliveryError):
+    """Another process delivers to this destination now; the alert in hand stays pending."""
+
+
+class TakenOver(DeliveryError):
+    """Another process delivered (or parked) the alert in hand meanwhile."""
+
+
+def accepts(route: Route, alert: Alert) -> bool:
+    """Whether `route` wants `alert` (severity, pattern, rule, resolved messages)."""
+    if alert.kind is AlertKind.RESOLVED and not route.resolved:
+        return False
+    if alert.severity.lower() not in route.severities:
+        return False
+    if route.patterns and alert.pattern not in route.patterns:
+        return False
+    return not (route.rules and alert.rule not in route.rules)
+
+
+def entry_time(entry_id: str) -> float:
+    """The wall-clock time Redis assigned to an outbox entry id ("ms-seq")."""
+    try:
+        return int(entry_id.split("-", 1)[0]) / 1000.0
+    except ValueError:
+        return time.time()
+
+
+@dataclass(slots=True)
+class _Stop:
+    event: asyncio.Event | None
+    deadline: float | None  # monotonic
+
+    def check(self, wait: float = 0.0) -> None:
+        if self.event is not None and self.event.is_set():
+            raise Stopped("stopping")
+        if self.deadline is not None and time.monotonic() + wait > self.deadline:
+            raise DrainDeadline(f"would wait {wait:.1f}s past the drain deadline")
+
+    async def wait(self, aw: Awaitable[None]) -> None:
+        """Await `aw` (a pacer's wait), but no longer than the deadline or the stop event."""
+        self.check()
+        task: asyncio.Future[None] = asyncio.ensure_future(aw)
+        waiters: set[asyncio.Future[Any]] = {task}
+        if self.event is not None:
+            waiters.add(asyncio.ensure_future(self.event.wait()))
+        timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            for t in waiters:
+                t.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        if task in done and not task.cancelled():
+            task.result()
+            return
+        self.check()
+        raise DrainDeadline("a pacing wait reached the drain deadline")
+
+    async def sleep(self, seconds: float) -> None:
+        self.check(seconds)
+        if self.event is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), seconds)
+        self.check()
+
+
 @dataclass(slots=True)
 class Part:
     """One message to send. `plain` is the same content without formatting."""
@@ -92,9 +202,17 @@ class Part:
 
 
 class Sender(Protocol):
-    """A platform client bound to one destination."""
+    """A platform client bound to one destination, with its pacers (`gate` for the
+    destination, whose parent paces the whole platform; `global_gate` for platform-wide
+    pauses such as Discord's global 429)."""
 
     name: str
+
+    @property
+    def gate(self) -> Pacer: ...
+
+    @property
+    def global_gate(self) -> Pacer: ...
 
     def render(self, alert: Alert, chart: bytes | None, note: str | None) -> list[Part]: ...
 
@@ -111,12 +229,20 @@ class DestinationReport:
     muted: int = 0
     stale: int = 0
     already_delivered: int = 0  # outbox entries whose alert id was delivered before
-    dead: int = 0
+    parked: int = 0  # set aside after the retry horizon or a refusal (kept in the ledger)
+    redelivered: int = 0  # parked alerts delivered later (recovery, probe or operator)
     deferred: int = 0  # still pending when a bounded drain stopped
     rate_limited: int = 0
     retries: int = 0
+    may_repeat: int = 0  # messages resent after an attempt whose outcome was unknown
+    reclaimed: int = 0  # pending entries taken over from a consumer that is gone
     fallbacks: int = 0  # plain text or no-image fallbacks
     latencies: list[float] = field(default_factory=list)  # outbox write -> accepted, seconds
+
+    @property
+    def dead(self) -> int:
+        """Alerts parked (the name dead letters had before they could be redelivered)."""
+        return self.parked
 
 
 @dataclass(slots=True)
@@ -131,8 +257,8 @@ class DeliveryReport:
 
     @property
     def complete(self) -> bool:
-        """True when nothing was left undelivered in the outbox (dead letters are kept, and
-        counted apart)."""
+        """True when nothing was left undelivered in the outbox (parked alerts are kept in the
+        ledger, and counted apart)."""
         return self.total("deferred") == 0 and not self.unavailable
 
     def summary(self) -> str:
@@ -140,8 +266,8 @@ class DeliveryReport:
         for name, r in self.destinations.items():
             parts.append(
                 f"{name}: {r.delivered} delivered, {r.skipped} not routed, {r.muted} muted, "
-                f"{r.already_delivered} already delivered, {r.dead} dead-lettered, "
-                f"{r.deferred} left pending"
+                f"{r.already_delivered} already delivered, {r.parked} parked, "
+                f"{r.redelivered} redelivered, {r.deferred} left pending"
             )
         for name, why in self.unavailable.items():
             parts.append(f"{name}: NOT DELIVERED ({why})")

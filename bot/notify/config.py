@@ -160,6 +160,8 @@ class TelegramConfig(_Strict):
     allowed_users: list[int] = Field(default_factory=list)
     commands: bool = True
     min_interval: Duration = 1.0  # per chat; Telegram asks for <= 1 msg/s per chat
+    # per group, supergroup or channel (negative chat ids, @usernames): 20 a minute
+    group_min_interval: Duration = 3.0
     global_min_interval: Duration = 1.0 / 30  # whole bot: about 30 msgs/s
     poll_timeout: Duration = 30.0  # getUpdates long-poll
 
@@ -178,9 +180,22 @@ class DiscordConfig(_Strict):
 
 class DeliveryConfig(_Strict):
     request_timeout: Duration = 15.0
-    max_attempts: int = Field(default=6, ge=1, description="5xx/network tries before dead letter")
+    # 429s, 5xx answers and network errors are retried (capped exponential backoff with
+    # jitter) while the destination's current run of failures is younger than this; then the
+    # alert is parked, and redelivered when the destination accepts messages again.
+    retry_horizon: Duration = 6 * 3600.0
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        description="park an alert after this many failed tries (None: only the horizon counts)",
+    )
     backoff_base: Duration = 1.0
     backoff_max: Duration = 60.0
+    # While alerts are parked, the oldest is tried again at growing intervals up to this.
+    probe_interval: Duration = 600.0
+    # A notifier process delivers to a destination while it holds the destination's lease;
+    # the lease of a process that died runs out after this, and another one takes over.
+    lease_ttl: Duration = Field(default=15.0, gt=0)
     chart_timeout: Duration = 20.0
     # The live service acknowledges without sending alerts older than this (0: never), so a
     # destination added later is not flooded with history. Replay delivery ignores it.

@@ -1,18 +1,41 @@
-"""The notifiers' own Redis state: delivery marks, in-flight marks, dead letters, mutes.
+"""The notifiers' own Redis state: delivery marks, attempts, claims, leases, parked alerts.
 
-Keys (under the store prefix ``{p}``):
+Keys (under the store prefix ``{p}``; ``{dest}`` is a destination name):
 
-``{p}:notify:sent:{dest}``      hash    alert id -> JSON {status: sent|partial|dead, parts, ids, at}
-``{p}:notify:inflight:{dest}``  string  "alert id#part" while a request is out (crash evidence)
-``{p}:notify:dead``             stream  dead letters: dest, alert id, outbox entry, error, alert
-``{p}:notify:mutes``            hash    rule id or ``*`` -> expiry (epoch seconds, UTC)
+``{p}:notify:sent:{dest}``       hash    alert id -> JSON mark {status, parts, ids, noted, at};
+                                         status is sent | partial | parked | dropped
+``{p}:notify:attempt:{dest}``    hash    alert id -> "part|sending" while a request is out,
+                                         "part|unknown" after one whose outcome is unknown
+``{p}:notify:claim:{dest}:{id}`` string  owner (consumer name) working on that alert, with a TTL
+``{p}:notify:lease:{dest}``      string  owner delivering to the destination, with a TTL
+``{p}:notify:parked:{dest}``     hash    alert id -> JSON {alert, entry, reason, error, at, tries}
+``{p}:notify:retry:{dest}``      hash    alert id -> when an operator asked for a redelivery
+``{p}:notify:outage:{dest}``     hash    since (first failure of the current run of failures),
+                                         failures, error; deleted by the next success
+``{p}:notify:dead``              stream  log of parkings and drops (capped: the parked hashes
+                                         are the record, this is the history)
+``{p}:notify:mutes``             hash    rule id or ``*`` -> expiry (epoch seconds, UTC)
+``{p}:notify:telegram:migrated`` hash    old Telegram chat id -> the supergroup it became
+``{p}:notify:upgraded``          string  set once the state of older versions was carried over
 
-A delivery mark is written in the same MULTI/EXEC as the XACK of the outbox entry, so an
-entry is either pending and unmarked, or acknowledged and marked.
+A delivery mark is written in the same MULTI/EXEC as the XACK of the outbox entry (or, for a
+parked alert, as its removal from the parked hash), so an alert is either still to do or done
+and marked. Parking acknowledges the outbox entry in the same transaction that records the
+alert in the parked hash: a parked alert is never only in one place or in neither.
+
+Exactly once across processes: a process delivers to a destination only while it holds the
+destination's lease (``SET NX PX`` with its consumer name, renewed well inside the TTL), and
+before each request it checks, in the same script that writes the attempt mark, that it still
+holds the claim of the alert (``SET NX PX`` per alert and destination). A process paused past
+its TTL therefore cannot start a request after another one took over; a request it had
+already started is recorded by its attempt mark, so the new owner's resend says it may repeat.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,23 +47,74 @@ from bot.store.redis_store import Store
 
 DEAD_MAXLEN = 10_000
 ALL = "*"
+#: Why an alert is parked. The first two are redelivered when the destination recovers;
+#: "rejected" (the platform refused that message) waits for ``stressbot deadletters retry``.
+OUTAGE, UNAVAILABLE, REJECTED = "outage", "unavailable", "rejected"
+AUTO_REDELIVER = frozenset({OUTAGE, UNAVAILABLE})
+SENDING, UNKNOWN = "sending", "unknown"
+
+
+def consumer_name() -> str:
+    """A consumer name of its own for each process (and each delivery run within it):
+    ``host:pid:random``."""
+    return f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 @dataclass(slots=True)
 class Mark:
-    status: str  # sent | partial | dead
+    status: str  # sent | partial | parked | dropped
     parts: int  # parts accepted so far
     ids: list[str]
+    noted: bool = False  # the parts were rendered with a "may repeat" note
 
 
 @dataclass(slots=True)
-class DeadLetter:
-    entry: str  # id in the dead-letter stream
+class Attempt:
+    part: int
+    state: str  # SENDING (a request is out) | UNKNOWN (its outcome is unknown)
+
+
+@dataclass(slots=True)
+class Parked:
     dest: str
     alert_id: str
-    error: str
-    at: float
     alert: Alert | None
+    entry: str  # the outbox entry it came from
+    reason: str  # OUTAGE | UNAVAILABLE | REJECTED
+    error: str
+    at: float  # when it was (last) parked
+    tries: int  # delivery attempts made so far
+    retry: bool = False  # an operator asked for a redelivery
+
+
+#: The DeadLetter name of the status command (a parked alert is a dead letter that can return).
+DeadLetter = Parked
+
+
+def _entry_key(entry: str) -> tuple[int, int]:
+    ms, _, seq = entry.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return (2**62, 0)
+
+
+def _mark(raw: bytes | str | None) -> Mark | None:
+    if raw is None:
+        return None
+    d = orjson.loads(raw)
+    status = "parked" if d["status"] == "dead" else str(d["status"])  # "dead": older versions
+    return Mark(status, int(d.get("parts", 0)), list(d.get("ids", [])), bool(d.get("noted")))
+
+
+def _attempt(raw: bytes | str | None) -> Attempt | None:
+    if raw is None:
+        return None
+    part, _, state = _s(raw).partition("|")
+    try:
+        return Attempt(int(part), state or SENDING)
+    except ValueError:
+        return None
 
 
 class Ledger:
@@ -49,127 +123,310 @@ class Ledger:
         self.redis = store.redis
         self.k_dead = store.key("notify:dead")
         self.k_mutes = store.key("notify:mutes")
+        self.k_migrated = store.key("notify:telegram:migrated")
+        self._claim = self.redis.register_script(_CLAIM)
+        self._begin = self.redis.register_script(_BEGIN)
+        self._lease = self.redis.register_script(_LEASE)
+        self._renew = self.redis.register_script(_RENEW)
+        self._release = self.redis.register_script(_RELEASE)
 
     def group(self, dest: str) -> str:
         return f"notify:{dest}"
 
-    def _k_sent(self, dest: str) -> str:
-        return self.store.key(f"notify:sent:{dest}")
+    def _k(self, what: str, dest: str) -> str:
+        return self.store.key(f"notify:{what}:{dest}")
 
-    def _k_inflight(self, dest: str) -> str:
-        return self.store.key(f"notify:inflight:{dest}")
+    def _k_claim(self, dest: str, alert_id: str) -> str:
+        return self.store.key(f"notify:claim:{dest}:{alert_id}")
 
-    # ---- delivery marks ----------------------------------------------------------------------
+    # ---- delivery marks and attempts -----------------------------------------------------
 
     async def mark(self, dest: str, alert_id: str) -> Mark | None:
-        raw = await self.redis.hget(self._k_sent(dest), alert_id)
-        if raw is None:
-            return None
-        d = orjson.loads(raw)
-        return Mark(status=d["status"], parts=int(d.get("parts", 0)), ids=list(d.get("ids", [])))
+        return _mark(await self.redis.hget(self._k("sent", dest), alert_id))
 
     async def lookup(
         self, dest: str, alert_id: str, now: float | None = None
-    ) -> tuple[Mark | None, str | None, dict[str, float]]:
-        """(delivery mark, in-flight mark, active mutes) in one round trip."""
+    ) -> tuple[Mark | None, Attempt | None, dict[str, float]]:
+        """(delivery mark, attempt mark, active mutes) in one round trip."""
         now = time.time() if now is None else now
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hget(self._k_sent(dest), alert_id)
-        pipe.get(self._k_inflight(dest))
+        pipe.hget(self._k("sent", dest), alert_id)
+        pipe.hget(self._k("attempt", dest), alert_id)
         pipe.hgetall(self.k_mutes)
-        raw_mark, raw_inflight, raw_mutes = await pipe.execute()
-        mark = None
-        if raw_mark is not None:
-            d = orjson.loads(raw_mark)
-            mark = Mark(
-                status=d["status"], parts=int(d.get("parts", 0)), ids=list(d.get("ids", []))
-            )
+        raw_mark, raw_attempt, raw_mutes = await pipe.execute()
         mutes = {_s(k): float(v) for k, v in raw_mutes.items() if float(v) > now}
-        return mark, (_s(raw_inflight) if raw_inflight is not None else None), mutes
+        return _mark(raw_mark), _attempt(raw_attempt), mutes
 
-    async def inflight(self, dest: str) -> str | None:
-        raw = await self.redis.get(self._k_inflight(dest))
-        return raw.decode() if isinstance(raw, bytes) else raw
+    async def attempt(self, dest: str, alert_id: str) -> Attempt | None:
+        return _attempt(await self.redis.hget(self._k("attempt", dest), alert_id))
 
-    async def set_inflight(self, dest: str, alert_id: str, part: int) -> None:
-        await self.redis.set(self._k_inflight(dest), f"{alert_id}#{part}")
+    async def claim(self, dest: str, alert_id: str, owner: str, ttl: float) -> bool:
+        """Take (or keep) the claim of one alert at one destination; False while another
+        owner holds it."""
+        r = await self._claim(keys=[self._k_claim(dest, alert_id)], args=[owner, _ms(ttl)])
+        return bool(int(r))
+
+    async def begin_attempt(
+        self, dest: str, alert_id: str, part: int, owner: str, ttl: float
+    ) -> int:
+        """Just before a request: check that the claim is still ours (renewing it) and that
+        the delivery mark still says `part` is next, and write the attempt mark, atomically.
+        1: send. 0: another owner holds the claim. -1: the part was delivered (or the alert
+        parked or dropped) by another owner meanwhile."""
+        r = await self._begin(
+            keys=[self._k_claim(dest, alert_id), self._k("attempt", dest), self._k("sent", dest)],
+            args=[owner, _ms(ttl), alert_id, f"{part}|{SENDING}", part],
+        )
+        return int(r)
+
+    async def end_attempt(self, dest: str, alert_id: str, part: int, *, unknown: bool) -> None:
+        """After a failed request: `unknown` keeps the evidence that it may have been posted;
+        otherwise (known not sent) the attempt mark goes."""
+        if unknown:
+            await self.redis.hset(self._k("attempt", dest), alert_id, f"{part}|{UNKNOWN}")
+        else:
+            await self.redis.hdel(self._k("attempt", dest), alert_id)
 
     async def record_part(
-        self, dest: str, alert_id: str, parts: int, ids: list[str], *, final: bool, entry_id: str
+        self,
+        dest: str,
+        alert_id: str,
+        parts: int,
+        ids: list[str],
+        *,
+        final: bool,
+        entry_id: str | None,
+        noted: bool = False,
     ) -> None:
-        """Record an accepted part; on the final one also acknowledge the outbox entry."""
+        """Record an accepted part. On the final one also acknowledge the outbox entry (or,
+        for a parked alert, `entry_id` None, take it out of the parked hash) and release the
+        claim, in the same transaction."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(
-            self._k_sent(dest),
-            alert_id,
-            orjson.dumps(
-                {
-                    "status": "sent" if final else "partial",
-                    "parts": parts,
-                    "ids": ids,
-                    "at": time.time(),
-                }
-            ),
-        )
-        pipe.delete(self._k_inflight(dest))
+        status = "sent" if final else "partial"
+        doc = {"status": status, "parts": parts, "ids": ids, "noted": noted, "at": time.time()}
+        pipe.hset(self._k("sent", dest), alert_id, orjson.dumps(doc))
+        pipe.hdel(self._k("attempt", dest), alert_id)
         if final:
-            pipe.xack(self.store.k_outbox, self.group(dest), entry_id)
+            if entry_id is not None:
+                pipe.xack(self.store.k_outbox, self.group(dest), entry_id)
+            pipe.hdel(self._k("parked", dest), alert_id)
+            pipe.hdel(self._k("retry", dest), alert_id)
+            pipe.delete(self._k_claim(dest, alert_id))
         await pipe.execute()
 
-    async def ack_only(self, dest: str, entry_id: str) -> None:
-        """Acknowledge an entry that is not for this destination (routing, mute, duplicate)."""
-        await self.redis.xack(self.store.k_outbox, self.group(dest), entry_id)
-
-    async def dead_letter(self, dest: str, entry_id: str, alert: Alert, error: str) -> None:
-        """Keep the alert in the dead-letter stream, mark it and acknowledge it, atomically."""
+    async def ack_only(self, dest: str, entry_id: str, alert_id: str | None = None) -> None:
+        """Acknowledge an entry that is not to be sent here (routing, mute, duplicate) and
+        release the alert's claim."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(
-            self.k_dead,
-            {
-                "dest": dest,
-                "alert_id": alert.id,
-                "entry": entry_id,
-                "error": error[:1000],
-                "at": repr(time.time()),
-                "alert": alert.dumps(),
-            },
-            maxlen=DEAD_MAXLEN,
-            approximate=True,
-        )
-        pipe.hset(
-            self._k_sent(dest),
-            alert.id,
-            orjson.dumps(
-                {"status": "dead", "parts": 0, "ids": [], "at": time.time(), "error": error[:300]}
-            ),
-        )
-        pipe.delete(self._k_inflight(dest))
         pipe.xack(self.store.k_outbox, self.group(dest), entry_id)
+        if alert_id is not None:
+            pipe.delete(self._k_claim(dest, alert_id))
         await pipe.execute()
 
-    async def dead_letters(self, n: int = 10) -> list[DeadLetter]:
+    async def release_claim(self, dest: str, alert_id: str, owner: str) -> None:
+        await self._release(keys=[self._k_claim(dest, alert_id)], args=[owner])
+
+    # ---- parked alerts ---------------------------------------------------------------------
+
+    async def park(
+        self,
+        dest: str,
+        alert: Alert,
+        *,
+        entry_id: str | None,
+        entry: str,
+        reason: str,
+        error: str,
+        tries: int,
+        mark: Mark | None,
+        now: float,
+    ) -> None:
+        """Set the alert aside for this destination: parked record, mark, log entry and (when
+        it comes from the outbox) the XACK, in one transaction. The attempt mark stays: if the
+        last attempt's outcome is unknown, the redelivery says it may repeat."""
+        rec = {
+            "alert": alert.dumps().decode(),
+            "entry": entry,
+            "reason": reason,
+            "error": error[:1000],
+            "at": now,
+            "tries": tries,
+        }
+        doc = {
+            "status": "parked",
+            "parts": mark.parts if mark else 0,
+            "ids": mark.ids if mark else [],
+            "noted": mark.noted if mark else False,
+            "at": now,
+            "error": error[:300],
+        }
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self._k("parked", dest), alert.id, orjson.dumps(rec))
+        pipe.hset(self._k("sent", dest), alert.id, orjson.dumps(doc))
+        pipe.hdel(self._k("retry", dest), alert.id)
+        event: dict[Any, Any] = {
+            "dest": dest,
+            "alert_id": alert.id,
+            "entry": entry,
+            "event": f"parked: {reason}",
+            "error": error[:1000],
+            "at": repr(now),
+        }
+        pipe.xadd(self.k_dead, event, maxlen=DEAD_MAXLEN, approximate=True)
+        if entry_id is not None:
+            pipe.xack(self.store.k_outbox, self.group(dest), entry_id)
+        pipe.delete(self._k_claim(dest, alert.id))
+        await pipe.execute()
+
+    async def parked(self, dest: str) -> list[Parked]:
+        """The alerts parked for `dest`, in outbox order."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self._k("parked", dest))
+        pipe.hgetall(self._k("retry", dest))
+        raw, retry = await pipe.execute()
+        asked = {_s(k) for k in retry}
         out = []
-        rows: Any = await self.redis.xrevrange(self.k_dead, "+", "-", count=n)
-        for eid, f in rows:
-            d = {_s(k): v for k, v in f.items()}
+        for k, v in raw.items():
+            d = orjson.loads(v)
             try:
                 alert: Alert | None = Alert.loads(d["alert"])
-            except (KeyError, ValueError):
+            except (KeyError, ValueError, TypeError):
                 alert = None
+            aid = _s(k)
             out.append(
-                DeadLetter(
-                    entry=_s(eid),
-                    dest=_s(d.get("dest", b"")),
-                    alert_id=_s(d.get("alert_id", b"")),
-                    error=_s(d.get("error", b"")),
-                    at=float(d.get("at", b"0")),
+                Parked(
+                    dest=dest,
+                    alert_id=aid,
                     alert=alert,
+                    entry=str(d.get("entry", "")),
+                    reason=str(d.get("reason", REJECTED)),
+                    error=str(d.get("error", "")),
+                    at=float(d.get("at", 0.0)),
+                    tries=int(d.get("tries", 0)),
+                    retry=aid in asked,
                 )
             )
-        return out
+        return sorted(out, key=lambda p: _entry_key(p.entry))
 
-    async def dead_count(self) -> int:
-        return int(await self.redis.xlen(self.k_dead))
+    async def parked_count(self, dest: str) -> int:
+        return int(await self.redis.hlen(self._k("parked", dest)))
+
+    async def request_retry(self, dest: str, alert_ids: list[str] | None = None) -> int:
+        """Ask for a redelivery of parked alerts (all of `dest` when `alert_ids` is None);
+        returns how many are parked among those asked for."""
+        present = [p.alert_id for p in await self.parked(dest)]
+        ids = present if alert_ids is None else [a for a in alert_ids if a in present]
+        if ids:
+            await self.redis.hset(
+                self._k("retry", dest), mapping={a: repr(time.time()) for a in ids}
+            )
+        return len(ids)
+
+    async def drop(self, dest: str, alert_ids: list[str], *, why: str = "dropped") -> int:
+        """Give up parked alerts for good (marked "dropped", logged); returns how many."""
+        present = {p.alert_id for p in await self.parked(dest)}
+        n = 0
+        for aid in alert_ids:
+            if aid not in present:
+                continue
+            doc = {"status": "dropped", "parts": 0, "ids": [], "at": time.time(), "why": why}
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hdel(self._k("parked", dest), aid)
+            pipe.hdel(self._k("retry", dest), aid)
+            pipe.hset(self._k("sent", dest), aid, orjson.dumps(doc))
+            pipe.xadd(
+                self.k_dead,
+                {"dest": dest, "alert_id": aid, "event": why, "at": repr(time.time())},
+                maxlen=DEAD_MAXLEN,
+                approximate=True,
+            )
+            await pipe.execute()
+            n += 1
+        return n
+
+    async def dead_letters(self, dests: list[str], n: int = 10) -> list[Parked]:
+        """The most recently parked alerts over `dests`, newest first."""
+        every = [p for d in dests for p in await self.parked(d)]
+        return sorted(every, key=lambda p: p.at, reverse=True)[:n]
+
+    async def dead_count(self, dests: list[str]) -> int:
+        return sum([await self.parked_count(d) for d in dests])
+
+    # ---- failures in a row (the retry horizon) ---------------------------------------------
+
+    async def outage_begin(self, dest: str, now: float, error: str) -> float:
+        """Note one more failure; returns when the current run of failures began."""
+        k = self._k("outage", dest)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hsetnx(k, "since", repr(now))
+        pipe.hincrby(k, "failures", 1)
+        pipe.hset(k, "error", error[:300])
+        pipe.hget(k, "since")
+        res = await pipe.execute()
+        return float(res[-1])
+
+    async def outage_end(self, dest: str) -> None:
+        await self.redis.delete(self._k("outage", dest))
+
+    async def outage(self, dest: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(self._k("outage", dest))
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+    # ---- one deliverer per destination -------------------------------------------------------
+
+    async def acquire_lease(self, dest: str, owner: str, ttl: float) -> str | None:
+        """Take or renew the destination's lease; None when held, else the holder's name."""
+        r = await self._lease(keys=[self._k("lease", dest)], args=[owner, _ms(ttl)])
+        return None if r in (1, b"1", "1") else _s(r)
+
+    async def renew(self, dest: str, owner: str, ttl: float, alert_id: str | None) -> bool:
+        """Extend the lease (and the claim of the alert in hand); False if the lease is lost."""
+        keys = [self._k("lease", dest)]
+        if alert_id is not None:
+            keys.append(self._k_claim(dest, alert_id))
+        return bool(int(await self._renew(keys=keys, args=[owner, _ms(ttl)])))
+
+    async def release_lease(self, dest: str, owner: str) -> None:
+        await self._release(keys=[self._k("lease", dest)], args=[owner])
+
+    async def take_over(self, dest: str, consumer: str, min_idle: float) -> tuple[int, list[str]]:
+        """XAUTOCLAIM every outbox entry of the destination's group pending for at least
+        `min_idle` seconds with another consumer. Returns (entries taken, ids whose message is
+        gone from the outbox: Redis drops those from the pending list).
+
+        Relied on (redis.io XAUTOCLAIM, Redis >= 7): the reply is the cursor to pass as the next
+        start ("0-0" when the scan is complete), the claimed entries, and the ids of entries
+        that no longer exist in the stream, which are removed from the pending list; COUNT
+        bounds each call (it scans at most ten times as many pending entries).
+        """
+        start, taken, gone = "0-0", 0, []
+        while True:
+            res: Any = await self.redis.xautoclaim(
+                self.store.k_outbox,
+                self.group(dest),
+                consumer,
+                min_idle_time=_ms(min_idle) if min_idle > 0 else 0,
+                start_id=start,
+                count=100,
+            )
+            start = _s(res[0])
+            taken += len(res[1])
+            if len(res) > 2:
+                gone += [_s(x) for x in res[2]]
+            if start == "0-0":
+                return taken, gone
+
+    async def read_pending(self, dest: str, consumer: str, count: int) -> list[tuple[str, Any]]:
+        """This consumer's unacknowledged entries: (id, Alert) or (id, None) when the entry's
+        message is gone from the stream."""
+        resp: Any = await self.redis.xreadgroup(
+            self.group(dest), consumer, {self.store.k_outbox: "0"}, count=count
+        )
+        out: list[tuple[str, Any]] = []
+        for _stream, entries in resp or ():
+            for eid, f in entries:
+                out.append((_s(eid), Alert.loads(f[b"alert"]) if f else None))
+        return out
 
     async def pending_count(self, dest: str) -> int:
         try:
@@ -177,6 +434,55 @@ class Ledger:
         except Exception:  # the group does not exist yet
             return 0
         return int(info.get("pending", 0)) if isinstance(info, dict) else 0
+
+    async def upgrade(self, dests: list[str]) -> int:
+        """Carry over the state of versions before parking (once per store): the in-flight
+        string becomes an attempt mark, and dead letters whose mark says "dead" become parked
+        alerts ("rejected": they wait for ``stressbot deadletters retry``). Returns how many
+        dead letters were carried over."""
+        if not await self.redis.set(self.store.key("notify:upgraded"), "1", nx=True):
+            return 0
+        for d in dests:
+            raw = await self.redis.get(self._k("inflight", d))
+            if raw is not None and await self.redis.type(self._k("inflight", d)) in (
+                b"string",
+                "string",
+            ):
+                aid, _, part = _s(raw).rpartition("#")
+                if aid and part.isdigit():
+                    await self.redis.hset(self._k("attempt", d), aid, f"{part}|{SENDING}")
+                await self.redis.delete(self._k("inflight", d))
+        n = 0
+        rows: Any = await self.redis.xrange(self.k_dead, "-", "+")
+        for _eid, f in rows:
+            e = {_s(k): v for k, v in f.items()}
+            if "event" in e or "alert" not in e:
+                continue
+            dest, aid = _s(e.get("dest", b"")), _s(e.get("alert_id", b""))
+            mark = await self.mark(dest, aid)
+            if dest in dests and mark is not None and mark.status == "parked":
+                if await self.redis.hexists(self._k("parked", dest), aid):
+                    continue
+                rec = {
+                    "alert": _s(e["alert"]),
+                    "entry": _s(e.get("entry", b"")),
+                    "reason": REJECTED,
+                    "error": _s(e.get("error", b"")),
+                    "at": float(e.get("at", b"0")),
+                    "tries": 0,
+                }
+                await self.redis.hset(self._k("parked", dest), aid, orjson.dumps(rec))
+                n += 1
+        return n
+
+    # ---- Telegram chat migrations ----------------------------------------------------------
+
+    async def chat_migrations(self) -> dict[str, int]:
+        raw = await self.redis.hgetall(self.k_migrated)
+        return {_s(k): int(v) for k, v in raw.items()}
+
+    async def record_migration(self, old: int | str, new: int) -> None:
+        await self.redis.hset(self.k_migrated, str(old), str(new))
 
     # ---- mutes -------------------------------------------------------------------------------
 
@@ -212,5 +518,68 @@ class Ledger:
         return max(hits) if hits else None
 
 
+def follow_migrations(chat_id: int | str, migrations: dict[str, int]) -> int | str:
+    """The chat id `chat_id` is known now by (following a chain of migrations)."""
+    seen: set[str] = set()
+    cur: int | str = chat_id
+    while str(cur) in migrations and str(cur) not in seen:
+        seen.add(str(cur))
+        cur = migrations[str(cur)]
+    return cur
+
+
 def _s(x: bytes | str) -> str:
     return x.decode() if isinstance(x, bytes) else x
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+# KEYS[1] claim; ARGV owner, ttl ms. 1: ours (taken or renewed), 0: another owner's.
+_CLAIM = """
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+# KEYS[1] claim, KEYS[2] attempts, KEYS[3] marks; ARGV owner, ttl ms, alert id,
+# "part|sending", part. Marks are compact JSON (orjson): {"status":"...","parts":N,...}.
+_BEGIN = """
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+local m = redis.call('HGET', KEYS[3], ARGV[3])
+local part = tonumber(ARGV[5])
+if m then
+  local st = string.match(m, '"status":"(%a+)"')
+  local done = tonumber(string.match(m, '"parts":(%d+)') or '0')
+  if st == 'sent' or st == 'dropped' or done ~= part then return -1 end
+elseif part ~= 0 then
+  return -1
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+return 1
+"""
+# KEYS[1] lease; ARGV owner, ttl ms. 1 when ours, else the holder's name.
+_LEASE = """
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return cur end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+# KEYS[1] lease, KEYS[2] (optional) claim; ARGV owner, ttl ms. 0 when the lease is not ours.
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if KEYS[2] then
+  local c = redis.call('GET', KEYS[2])
+  if c == false or c == ARGV[1] then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
+end
+return 1
+"""
+# KEYS[1] a lease or a claim; ARGV owner.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""

@@ -15,405 +15,66 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-import time
-import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+import re
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
-from bot.core.durations import format_duration, parse_duration
-from bot.core.errors import ConfigError, DurationError, StressbotError
-from bot.core.models import SYMBOLS, Alert, AlertKind, Kind
-from bot.engine.config import SessionConfig
+from bot.core.errors import ConfigError
 from bot.notify.base import install_redaction
-from bot.notify.chart import ChartRenderer, render_chart
-from bot.notify.config import NotifySettings
-from bot.notify.format import TG_CAPTION_LIMIT, TG_TEXT_LIMIT, Line, fmt_number, split_lines
-from bot.notify.ledger import ALL, Ledger
-from bot.notify.service import accepts
+from bot.notify.chart import ChartRenderer
+from bot.notify.format import TG_CAPTION_LIMIT, TG_TEXT_LIMIT, Line, split_lines, tg_len, trim
+from bot.notify.telegram import shared_pacing
+from bot.telegram.commands import (
+    HELP,
+    CommandBotSettings,
+    CommandError,
+    Commands,
+    Reply,
+    shown,
+)
+from bot.telegram.limiter import PacedRateLimiter
 
 if TYPE_CHECKING:
-    from telegram import Update
-    from telegram.ext import ContextTypes
+    from telegram import Message, Update
+    from telegram.ext import Application
 
     from bot.store.redis_store import Store
 
 log = logging.getLogger(__name__)
 
-
-class CommandBotSettings(NotifySettings, Protocol):
-    """What the command bot reads of the whole configuration (the root `Config` provides it)."""
-
-    @property
-    def sessions(self) -> Mapping[str, SessionConfig]: ...
-
-
-e = html.escape
-
-MIN_MUTE = 60.0
-MAX_MUTE = 30 * 86400.0
-MAX_HISTORY = 50
-MAX_CHART_WINDOW = 7 * 86400.0
-DOLLAR_SYMBOLS = ("USDX", "DXY")
-
-HELP = """<b>stressbot</b>: market-stress alerts
-/status: prices, 1h and 24h moves, dollar by session, feeds, what is firing
-/rules: every rule and its state
-/mute RULE|all DURATION: silence alerts, e.g. <code>/mute btc_crash 2h</code>
-/unmute [RULE|all]: end a mute (all mutes without an argument)
-/history [N]: the last N alerts (default 10, at most 50)
-/chart [SYMBOLS] [WINDOW]: e.g. <code>/chart BTC/USD,DXY 24h</code>
-/test [info|warning|critical]: send a test alert through every matching destination
-/help: this text"""
-
-
-class CommandError(StressbotError):
-    """A command's arguments are invalid; the message is shown to the user (plain text)."""
-
-
-@dataclass(slots=True)
-class Reply:
-    html: str
-    photo: bytes | None = None
-
-
-def _now_text(ts: float, zone: str) -> str:
-    from bot.notify.format import fmt_times
-
-    u, loc = fmt_times(ts, zone)
-    return f"{u} · {loc}" if loc else u
-
-
-def _move(kind: Kind, old: float | None, new: float) -> str:
-    if old is None:
-        return "n/a"
-    if kind is Kind.PRICE:
-        return "n/a" if old == 0 else f"{(new / old - 1) * 100:+.2f}%"
-    scale = 100.0 if kind is Kind.RATE else 1.0
-    return f"{(new - old) * scale:+.1f}bp"
-
-
-def _value_at(points: list[tuple[float, float]], t: float) -> float | None:
-    best = None
-    for ts, v in points:
-        if ts <= t:
-            best = v
-        else:
-            break
-    return best
-
-
-def _ago(seconds: float) -> str:
-    return format_duration(max(0.0, seconds)) + " ago"
-
-
-class Commands:
-    """What each command answers, given the store. Arguments arrive as split words."""
-
-    def __init__(
-        self, config: CommandBotSettings, store: Store, *, renderer: ChartRenderer | None = None
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.ledger = Ledger(store)
-        self.zone = config.display.timezone
-        self.renderer = renderer or render_chart
-
-    async def clock(self) -> float:
-        """'Now' for market data: the newest value the engine holds (replays live in the
-        past), or the wall clock when there is none."""
-        latest = await self.store.latest()
-        return max((t for t, _ in latest.values()), default=time.time())
-
-    # ---- /status ---------------------------------------------------------------------------
-
-    async def status(self) -> Reply:
-        now = await self.clock()
-        latest = await self.store.latest()
-        out = [f"<b>Status</b> · {e(_now_text(now, self.zone))}"]
-        if latest:
-            rows = []
-            for sym in sorted(latest):
-                _t, v = latest[sym]
-                kind = SYMBOLS.get(sym, Kind.PRICE)
-                pts = await self.store.series(sym, now - 86400 - 3600, now)
-                m1 = _move(kind, _value_at(pts, now - 3600), v)
-                m24 = _move(kind, _value_at(pts, now - 86400), v)
-                rows.append(f"{sym:<10} {fmt_number(v):>12} 1h {m1:>9} 24h {m24:>9}")
-            out.append("<b>Latest</b>\n<pre>" + e("\n".join(rows)) + "</pre>")
-        else:
-            out.append("<b>Latest</b>: no prices yet")
-        out.append(await self._session_lines(now))
-        feeds = await self.store.feed_statuses()
-        if feeds:
-            lines = []
-            for name, f in sorted(feeds.items()):
-                last = f.get("last_tick_ts")
-                age = f", last tick {_ago(time.time() - float(last))}" if last else ""
-                detail = f" ({f['detail']})" if f.get("detail") else ""
-                lines.append(
-                    f"• {e(name)}: <b>{e(str(f.get('state', '?')))}</b>{e(age)}{e(detail)}"
-                )
-            out.append("<b>Feeds</b>\n" + "\n".join(lines))
-        else:
-            out.append("<b>Feeds</b>: none reported")
-        states = await self.store.rule_states()
-        firing = [(r, s) for r, s in sorted(states.items()) if s.get("state") == "firing"]
-        if firing:
-            out.append(
-                "<b>Firing</b>\n"
-                + "\n".join(
-                    f"🔴 {e(r)} ({e(str(s.get('severity', '')))}) since "
-                    f"{e(_ts_text(s.get('firing_since')))}"
-                    for r, s in firing
-                )
-            )
-        else:
-            out.append("<b>Firing</b>: nothing")
-        mutes = await self.ledger.mutes()
-        if mutes:
-            out.append(
-                "<b>Muted</b>: "
-                + ", ".join(
-                    f"{e('all' if t == ALL else t)} until {e(_ts_text(u))}"
-                    for t, u in sorted(mutes.items())
-                )
-            )
-        dead = await self.ledger.dead_count()
-        if dead:
-            recent = await self.ledger.dead_letters(3)
-            out.append(
-                f"<b>Undelivered (dead letters)</b>: {dead}\n"
-                + "\n".join(f"• {e(d.dest)}: {e(d.alert_id)}: {e(d.error[:120])}" for d in recent)
-            )
-        pend = []
-        for name in self._destinations():
-            n = await self.ledger.pending_count(name)
-            if n:
-                pend.append(f"{e(name)} {n}")
-        if pend:
-            out.append("<b>Waiting to be delivered</b>: " + ", ".join(pend))
-        return Reply("\n\n".join(out))
-
-    async def _session_lines(self, now: float) -> str:
-        try:
-            from bot.engine.sessions import session_moves, sessions_from_config
-        except ImportError:  # pragma: no cover - sessions module not present
-            return "<b>Dollar by session</b>: not available"
-        sessions = sessions_from_config(self.config.sessions)
-        for sym in DOLLAR_SYMBOLS:
-            pts = await self.store.series(sym, now - 2 * 86400, now)
-            if pts:
-                moves = session_moves(pts, sessions, now, 1.0)
-                ref = pts[-1][1]
-                parts = []
-                for name, pct in moves.items():
-                    if pct is None:
-                        parts.append(f"{name} n/a")
-                    else:
-                        parts.append(f"{name} {pct:+.2f}% (≈{ref * pct / 100:+.3f} index pts)")
-                return f"<b>Dollar by session ({e(sym)}, last day)</b>\n" + e(" · ".join(parts))
-        return "<b>Dollar by session</b>: no dollar index data yet"
-
-    def _destinations(self) -> list[str]:
-        n = self.config.notify
-        return [c.name for c in n.telegram.chats] + [w.name for w in n.discord.webhooks]
-
-    # ---- /rules ----------------------------------------------------------------------------
-
-    async def rules(self) -> Reply:
-        states = await self.store.rule_states()
-        if not states:
-            return Reply("No rules have reported a state yet.")
-        mutes = await self.ledger.mutes()
-        icon = {"firing": "🔴", "pending": "🟡", "inactive": "🟢"}
-        lines = ["<b>Rules</b>"]
-        for r, s in sorted(states.items()):
-            st = str(s.get("state", "?"))
-            extra = ""
-            if st == "firing":
-                extra = f" since {_ts_text(s.get('firing_since'))}"
-            elif st == "pending":
-                extra = f" since {_ts_text(s.get('pending_since'))}"
-            if s.get("last_sent"):
-                extra += f"; last alert {_ts_text(s.get('last_sent'))}"
-            muted = r in mutes or ALL in mutes
-            lines.append(
-                f"{icon.get(st, '⚪')} <b>{e(r)}</b> [{e(str(s.get('severity', '')))}"
-                f", {e(str(s.get('pattern', '')))}]: {e(st)}{e(extra)}" + (" 🔇" if muted else "")
-            )
-        return Reply("\n".join(lines))
-
-    # ---- /mute /unmute ----------------------------------------------------------------------
-
-    async def mute(self, args: list[str]) -> Reply:
-        if len(args) != 2:
-            raise CommandError("Usage: /mute RULE|all DURATION, e.g. /mute btc_crash 2h")
-        target, dur = args
-        try:
-            seconds = parse_duration(dur)
-        except DurationError as ex:
-            raise CommandError(f"{ex}. Usage: /mute RULE|all DURATION") from None
-        if not MIN_MUTE <= seconds <= MAX_MUTE:
-            raise CommandError("A mute lasts from 1m to 30d.")
-        key = await self._rule_or_all(target)
-        until = time.time() + seconds
-        await self.ledger.mute(key, until)
-        log.info("mute %s until %s", key, _ts_text(until))
-        what = "all alerts" if key == ALL else f"rule <b>{e(key)}</b>"
-        return Reply(
-            f"🔇 Muted {what} for {e(format_duration(seconds))}, until "
-            f"{e(_now_text(until, self.zone))}."
-        )
-
-    async def unmute(self, args: list[str]) -> Reply:
-        if len(args) > 1:
-            raise CommandError("Usage: /unmute [RULE|all]")
-        if not args:
-            n = await self.ledger.unmute(None)
-            return Reply("🔔 All mutes removed." if n else "Nothing was muted.")
-        key = await self._rule_or_all(args[0])
-        n = await self.ledger.unmute(key)
-        what = "all alerts" if key == ALL else f"rule <b>{e(key)}</b>"
-        return Reply(f"🔔 Unmuted {what}." if n else f"{what[:1].upper()}{what[1:]} was not muted.")
-
-    async def _rule_or_all(self, target: str) -> str:
-        if target.lower() == "all":
-            return ALL
-        states = await self.store.rule_states()
-        if target not in states:
-            known = ", ".join(sorted(states)[:20]) or "none yet"
-            raise CommandError(f"Unknown rule {target!r}. Known rules: {known}.")
-        return target
-
-    # ---- /history ---------------------------------------------------------------------------
-
-    async def history(self, args: list[str]) -> Reply:
-        if len(args) > 1:
-            raise CommandError("Usage: /history [N]")
-        n = 10
-        if args:
-            if not args[0].isdigit() or not 1 <= int(args[0]) <= MAX_HISTORY:
-                raise CommandError(f"N must be a whole number from 1 to {MAX_HISTORY}.")
-            n = int(args[0])
-        alerts = await self.store.recent_alerts(n)
-        if not alerts:
-            return Reply("No alerts yet.")
-        lines = [f"<b>Last {len(alerts)} alerts</b> (newest first)"]
-        for _, a in alerts:
-            icon = (
-                "✅"
-                if a.kind is AlertKind.RESOLVED
-                else {"critical": "🔴", "warning": "🟠"}.get(a.severity, "🔵")
-            )
-            lines.append(f"{icon} {e(_ts_text(a.ts))} <b>{e(a.rule)}</b>: {e(a.summary[:200])}")
-        return Reply("\n".join(lines))
-
-    # ---- /chart -----------------------------------------------------------------------------
-
-    async def chart(self, args: list[str]) -> Reply:
-        window = 86400.0
-        words = list(args)
-        if words:
-            try:
-                window = parse_duration(words[-1])
-                words.pop()
-            except DurationError:
-                pass
-        if not 300 <= window <= MAX_CHART_WINDOW:
-            raise CommandError("WINDOW must be from 5m to 7d, e.g. 24h.")
-        symbols = [s.strip().upper() for w in words for s in w.split(",") if s.strip()]
-        unknown = [s for s in symbols if s not in SYMBOLS]
-        if unknown:
-            raise CommandError(
-                f"Unknown symbol {unknown[0]!r}. Known: {', '.join(sorted(SYMBOLS))}."
-            )
-        if len(symbols) > 6:
-            raise CommandError("At most 6 symbols in one chart.")
-        latest = await self.store.latest()
-        if not symbols:
-            defaults: tuple[str, ...] = ("BTC/USD", "USDX", "DXY", "US10Y")
-            symbols = [s for s in defaults if s in latest][:3]
-            if not symbols:
-                raise CommandError("No data yet to chart.")
-        now = await self.clock()
-        series = {s: await self.store.series(s, now - window, now) for s in symbols}
-        probe = Alert(
-            id="chart",
-            ts=now,
-            rule="chart",
-            pattern="custom",
-            severity="info",
-            summary="",
-            symbols=symbols,
-            window=window,
-        )
-        try:
-            png = await asyncio.wait_for(
-                asyncio.to_thread(self.renderer, probe, series, self.zone),
-                self.config.notify.delivery.chart_timeout,
-            )
-        except Exception as ex:  # the reply must still say what happened
-            log.warning("/chart failed: %s: %s", type(ex).__name__, ex)
-            return Reply(f"Could not draw the chart: {e(str(ex)[:200])}")
-        caption = f"{e(', '.join(symbols))} over {e(format_duration(window))}"
-        return Reply(caption, photo=png)
-
-    # ---- /test ------------------------------------------------------------------------------
-
-    async def test(self, args: list[str], requested_by: str) -> Reply:
-        sev = args[0].lower() if args else "info"
-        if len(args) > 1 or sev not in ("info", "warning", "critical"):
-            raise CommandError("Usage: /test [info|warning|critical]")
-        now = time.time()
-        a = Alert(
-            id=f"test:{uuid.uuid4().hex[:12]}",
-            ts=now,
-            rule="test",
-            pattern="custom",
-            severity=sev,
-            summary=f"Test alert requested by {requested_by}. "
-            "If you can read this, delivery works.",
-            values={"test_value": 42.0},
-            symbols=[],
-            window=0.0,
-        )
-        await self.store.publish_alert(a)
-        n = self.config.notify
-        routes = [*n.telegram.chats, *n.discord.webhooks]
-        to = [r.name for r in routes if accepts(r, a)]
-        where = ", ".join(to) if to else "no destination (check the routing in [notify])"
-        return Reply(f"🧪 Test alert <code>{e(a.id)}</code> ({e(sev)}) queued for: {e(where)}.")
-
-
-def _ts_text(ts: Any) -> str:
-    if ts is None:
-        return "?"
-    try:
-        return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M UTC")
-    except (TypeError, ValueError, OverflowError):
-        return "?"
+__all__ = ["CommandBotSettings", "CommandError", "Commands", "Reply", "TelegramCommandBot"]
 
 
 def reply_chunks(text: str, limit: int = TG_TEXT_LIMIT) -> list[str]:
-    """Split a reply at line boundaries (our replies keep tags within a line or a block)."""
-    if len(text) <= limit:
+    """Split an HTML reply into messages within `limit` (UTF-16 units, as Telegram counts,
+    both as sent and as shown). Our replies keep tags within a line or a <pre> block, so lines
+    are whole units; a reply with a <pre> block, or a line too long for one message, is split
+    as plain text instead (escaped again), so no tag is ever cut."""
+    if tg_len(text) <= limit:
         return [text]
-    if "<pre>" in text:  # a multi-line <pre> block must not be cut: drop formatting instead
+    lines = text.splitlines()
+    if "<pre>" in text or any(tg_len(x) > limit for x in lines):
         plain = html.unescape(_strip_tags(text))
         return split_lines([Line(html.escape(x), x) for x in plain.splitlines()], limit)
-    return split_lines([Line(x, x) for x in text.splitlines()], limit)
+    return split_lines([Line(x, x) for x in lines], limit)
 
 
 def _strip_tags(text: str) -> str:
-    import re
-
     return re.sub(r"</?[a-z-]+[^>]*>", "", text)
 
 
 class TelegramCommandBot:
-    """Runs :class:`Commands` on python-telegram-bot's Application with long polling."""
+    """Runs :class:`Commands` on python-telegram-bot's Application with long polling.
+
+    One ``CommandHandler`` per command, each with ``filters.User(allowed_users)``; a command
+    from anyone else falls through to the refusal (an empty allow-list refuses everyone:
+    ``filters.User`` with no ids and ``allow_empty=False`` lets nobody through). Replies go
+    through :class:`~bot.telegram.limiter.PacedRateLimiter`, on the pacers the alerts use, and
+    anything a handler raises reaches :meth:`_on_error` (without one PTB logs "No error
+    handlers are registered" and the reply is lost unnoticed). Service messages announcing
+    that a group became a supergroup (``migrate_to_chat_id`` / ``migrate_from_chat_id``) are
+    recorded, so alerts follow the group.
+    """
 
     COMMANDS = ("status", "rules", "mute", "unmute", "history", "chart", "test", "help", "start")
 
@@ -444,18 +105,12 @@ class TelegramCommandBot:
         tg = config.notify.telegram
         return tg.commands and tg.token() is not None
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Answer commands until `stop` is set. Raises ConfigError without a bot token."""
+    def build_application(self, token: str) -> Application[Any, Any, Any, Any, Any, Any]:
+        """The PTB application with its handlers, rate limiter and error handler (not started;
+        it must be built inside the running event loop, whose pacers it shares)."""
         from telegram.ext import ApplicationBuilder, CommandHandler, MessageHandler, filters
 
         tg = self.config.notify.telegram
-        if not tg.commands:
-            log.info("Telegram commands are off (notify.telegram.commands = false)")
-            return
-        token = tg.token()
-        if token is None:
-            raise ConfigError(f"the command bot needs the bot token: export {tg.token_env}")
-        install_redaction([token])
         base = tg.api_base.rstrip("/")
         app = (
             ApplicationBuilder()
@@ -466,11 +121,29 @@ class TelegramCommandBot:
             .read_timeout(15)
             .write_timeout(15)
             .get_updates_read_timeout(tg.poll_timeout + 10)
+            .rate_limiter(PacedRateLimiter(shared_pacing(token, tg)))
             .build()
         )
+        allowed = filters.User(user_id=sorted(self.allowed))
         for name in self.COMMANDS:
-            app.add_handler(CommandHandler(name, self._handle))
-        app.add_handler(MessageHandler(filters.COMMAND, self._handle))
+            app.add_handler(CommandHandler(name, self._command(name), filters=allowed))
+        app.add_handler(MessageHandler(filters.COMMAND & allowed, self._unknown))
+        app.add_handler(MessageHandler(filters.COMMAND, self._refuse))
+        app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self._migrated), group=1)
+        app.add_error_handler(self._on_error)
+        return app
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Answer commands until `stop` is set. Raises ConfigError without a bot token."""
+        tg = self.config.notify.telegram
+        if not tg.commands:
+            log.info("Telegram commands are off (notify.telegram.commands = false)")
+            return
+        token = tg.token()
+        if token is None:
+            raise ConfigError(f"the command bot needs the bot token: export {tg.token_env}")
+        install_redaction([token])
+        app = self.build_application(token)
         if not self.allowed:
             log.warning("notify.telegram.allowed_users is empty: every command will be refused")
         async with app:
@@ -487,41 +160,88 @@ class TelegramCommandBot:
                 await app.updater.stop()
                 await app.stop()
 
-    async def _handle(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        msg = update.effective_message
-        user = update.effective_user
-        if msg is None or msg.text is None:
+    def _command(self, name: str) -> Callable[[Update, Any], Coroutine[Any, Any, None]]:
+        async def handle(update: Update, context: Any) -> None:
+            await self._answer(name, update)
+
+        return handle
+
+    async def _answer(self, cmd: str, update: Update) -> None:
+        msg, user = update.effective_message, update.effective_user
+        if msg is None or msg.text is None or user is None:
             return
-        words = msg.text.split()
-        cmd = words[0][1:].split("@", 1)[0].lower() if words else ""
-        args = words[1:]
-        if user is None or user.id not in self.allowed:
-            self.refused += 1
-            log.warning(
-                "refused /%s from user %s (@%s) in chat %s: not in allowed_users",
-                cmd[:32],
-                user.id if user else "?",
-                user.username if user else "?",
-                msg.chat_id,
-            )
-            await msg.reply_text("Sorry, you are not allowed to use this bot.")
-            return
+        args = msg.text.split()[1:]
         try:
             reply = await self.dispatch(cmd, args, requested_by=f"@{user.username or user.id}")
-        except CommandError as ex:
-            await msg.reply_text(str(ex))  # plain text: nothing to escape
+        except CommandError as ex:  # plain text: nothing to escape
+            await msg.reply_text(trim(str(ex), TG_TEXT_LIMIT, measure=tg_len))
             return
         except Exception:
             log.exception("command /%s failed", cmd)
             await msg.reply_text("Something went wrong running that command; it was logged.")
             return
         if reply.photo is not None:
-            await msg.reply_photo(
-                reply.photo, caption=reply.html[:TG_CAPTION_LIMIT], parse_mode="HTML"
-            )
+            await msg.reply_photo(reply.photo, caption=_caption(reply.html), parse_mode="HTML")
             return
         for chunk in reply_chunks(reply.html):
             await msg.reply_text(chunk, parse_mode="HTML", disable_web_page_preview=True)
+
+    @staticmethod
+    def _name(msg: Message) -> str:
+        words = (msg.text or "").split()
+        return words[0][1:].split("@", 1)[0].lower()[:32] if words else ""
+
+    async def _unknown(self, update: Update, context: Any) -> None:
+        msg = update.effective_message
+        if msg is not None:
+            await msg.reply_text(f"Unknown command /{shown(self._name(msg))}. Try /help.")
+
+    async def _refuse(self, update: Update, context: Any) -> None:
+        msg, user = update.effective_message, update.effective_user
+        if msg is None:
+            return
+        self.refused += 1
+        log.warning(
+            "refused /%s from user %s (@%s) in chat %s: not in allowed_users",
+            self._name(msg),
+            user.id if user else "?",
+            (user.username or "")[:32] if user else "?",
+            msg.chat_id,
+        )
+        await msg.reply_text("Sorry, you are not allowed to use this bot.")
+
+    async def _migrated(self, update: Update, context: Any) -> None:
+        msg = update.effective_message
+        if msg is None:
+            return
+        if msg.migrate_to_chat_id:
+            old, new = msg.chat_id, int(msg.migrate_to_chat_id)
+        elif msg.migrate_from_chat_id:
+            old, new = int(msg.migrate_from_chat_id), msg.chat_id
+        else:
+            return
+        await self.commands.ledger.record_migration(old, new)
+        log.warning("Telegram group %s became the supergroup %s; alerts follow it", old, new)
+
+    async def _on_error(self, update: object, context: Any) -> None:
+        """Every error a handler raises: logged (the bot token is redacted by the log filter),
+        never lost; a chat migration seen here is recorded too."""
+        from telegram import Update as TgUpdate
+        from telegram.error import ChatMigrated, TelegramError
+
+        err = getattr(context, "error", None)
+        chat = update.effective_chat if isinstance(update, TgUpdate) else None
+        if isinstance(err, ChatMigrated) and chat is not None:
+            await self.commands.ledger.record_migration(chat.id, int(err.new_chat_id))
+        if isinstance(err, TelegramError):
+            log.warning(
+                "command bot: a reply%s failed: %s: %s",
+                f" to chat {chat.id}" if chat is not None else "",
+                type(err).__name__,
+                err,
+            )
+        else:
+            log.error("command bot: handling an update failed", exc_info=err)
 
     async def dispatch(self, cmd: str, args: list[str], *, requested_by: str = "?") -> Reply:
         c = self.commands
@@ -541,4 +261,11 @@ class TelegramCommandBot:
             return await c.test(args, requested_by)
         if cmd in ("help", "start"):
             return Reply(HELP)
-        raise CommandError(f"Unknown command /{cmd[:32]}. Try /help.")
+        raise CommandError(f"Unknown command /{shown(cmd)}. Try /help.")
+
+
+def _caption(text: str) -> str:
+    """A photo caption within Telegram's 1024 (our captions are one line of escaped text)."""
+    if tg_len(text) <= TG_CAPTION_LIMIT:
+        return text
+    return html.escape(trim(html.unescape(_strip_tags(text)), TG_CAPTION_LIMIT // 5))
