@@ -21,6 +21,14 @@ from bot.store.connection import RedisConfig, redis_url
 from connectors.config import FeedsConfig
 
 
+class MetricsConfig(Strict):
+    """`/metrics`, `/healthz` and `/readyz` over HTTP while `stressbot run` runs."""
+
+    enabled: bool = True
+    host: str = Field(default="127.0.0.1", description="0.0.0.0 to scrape from other hosts")
+    port: int = Field(default=9771, ge=0, le=65535)
+
+
 class Config(Strict):
     redis: RedisConfig = RedisConfig()
     engine: EngineConfig = EngineConfig()
@@ -28,6 +36,7 @@ class Config(Strict):
     sessions: dict[str, SessionConfig] = Field(default_factory=default_sessions)
     feeds: FeedsConfig = FeedsConfig()
     notify: NotifyConfig = NotifyConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @field_validator("sessions")
     @classmethod

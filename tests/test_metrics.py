@@ -1,0 +1,143 @@
+"""/metrics, /healthz and /readyz: what the store holds, scraped over HTTP from a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from bot.core.models import Alert, Tick
+from bot.runtime.metrics import MetricsServer
+from bot.store.redis_store import Checkpoint, Store
+
+
+@pytest.fixture
+async def server(store: Store) -> AsyncIterator[str]:
+    srv = MetricsServer(store, "127.0.0.1", 0, status_interval=2.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(srv.run(stop))
+    await asyncio.wait_for(srv.ready.wait(), 10)
+    yield f"http://127.0.0.1:{srv.bound_port}"
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def _get(url: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(url, timeout=aiohttp.ClientTimeout(total=10)) as r,
+    ):
+        return r.status, await r.text()
+
+
+async def _samples(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, text = await _get(f"{base}/metrics")
+    assert status == 200
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+def _feed(state: str, ticks: int, updated: float, **extra: object) -> dict[str, object]:
+    return {
+        "state": state,
+        "ticks": ticks,
+        "msgs": ticks + 1,
+        "errors": 2,
+        "dropped": {"stale": 3},
+        "last_tick_age": 1.5,
+        "kind": "kraken",
+        "serving": ["BTC/USD"],
+        "updated": updated,
+        **extra,
+    }
+
+
+async def test_metrics_show_feed_counters_and_states(store: Store, server: str) -> None:
+    await store.set_feed_status("kraken", _feed("ok", 41, time.time()))
+    m = await _samples(server)
+    assert m[("stressbot_redis_up", ())] == 1
+    assert m[("stressbot_feed_ticks_total", (("feed", "kraken"),))] == 41
+    assert m[("stressbot_feed_rejects_total", (("feed", "kraken"), ("reason", "stale")))] == 3
+    assert m[("stressbot_feed_state", (("feed", "kraken"), ("state", "ok")))] == 1
+    assert m[("stressbot_feed_state", (("feed", "kraken"), ("state", "down")))] == 0
+    assert m[("stressbot_symbol_source", (("feed", "kraken"), ("symbol", "BTC/USD")))] == 1
+
+
+async def test_counters_move_between_scrapes(store: Store, server: str) -> None:
+    await store.set_feed_status("kraken", _feed("ok", 10, time.time()))
+    before = await _samples(server)
+    await store.set_feed_status("kraken", _feed("ok", 25, time.time()))
+    after = await _samples(server)
+    key = ("stressbot_feed_ticks_total", (("feed", "kraken"),))
+    assert (before[key], after[key]) == (10, 25)
+
+
+async def test_a_feed_whose_process_stopped_reporting_is_not_shown_ok(
+    store: Store, server: str
+) -> None:
+    await store.set_feed_status("kraken", _feed("ok", 41, time.time() - 600))
+    m = await _samples(server)
+    assert m[("stressbot_feed_state", (("feed", "kraken"), ("state", "ok")))] == 0
+    assert m[("stressbot_feed_state", (("feed", "kraken"), ("state", "stale_report")))] == 1
+    status, body = await _get(f"{server}/readyz")
+    assert status == 503 and "no feed is ok" in body
+
+
+async def test_engine_lag_backlog_and_outbox_per_destination(store: Store, server: str) -> None:
+    await store.add_ticks([Tick(time.time() - 5, "BTC/USD", 50_000.0, "kraken")])
+    applied: list[tuple[bytes, object]] = await store.redis.xrange(store.k_ticks)  # type: ignore[assignment]
+    await store.add_ticks([Tick(time.time(), "BTC/USD", 50_010.0, "kraken")])
+    position = applied[0][0].decode()
+    alert = Alert(
+        "crypto_crash@1", time.time() - 60, "crypto_crash", "crypto_crash", "warning", "x"
+    )
+    await store.commit(
+        Checkpoint(position, "fp", time.time() - 60, b"{}"),
+        [alert, alert],
+        rule_states={"crypto_crash": {"state": "firing"}},
+    )
+    await store.ensure_group("desk")
+    await store.read_group("desk", "c1", count=1, block_ms=None)
+    m = await _samples(server)
+    assert m[("stressbot_engine_lag_seconds", ())] >= 60
+    assert m[("stressbot_engine_backlog_seconds", ())] >= 0
+    assert m[("stressbot_tick_stream_length", ())] == 2
+    assert m[("stressbot_outbox_length", ())] == 2
+    assert m[("stressbot_outbox_pending", (("destination", "desk"),))] == 1
+    assert m[("stressbot_outbox_lag", (("destination", "desk"),))] == 1
+    assert m[("stressbot_rule_state", (("rule", "crypto_crash"), ("state", "firing")))] == 1
+
+
+async def test_ready_when_a_feed_is_ok_and_redis_answers(store: Store, server: str) -> None:
+    await store.set_feed_status("kraken", _feed("down", 0, time.time()))
+    assert (await _get(f"{server}/readyz"))[0] == 503
+    await store.set_feed_status("okx", _feed("ok", 5, time.time()))
+    assert await _get(f"{server}/readyz") == (200, "ready\n")
+    assert await _get(f"{server}/healthz") == (200, "ok\n")
+
+
+async def test_readyz_flips_when_redis_goes_away() -> None:
+    gone = Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.5)
+    srv = MetricsServer(Store(gone, prefix="test:gone"), "127.0.0.1", 0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(srv.run(stop))
+    try:
+        await asyncio.wait_for(srv.ready.wait(), 10)
+        base = f"http://127.0.0.1:{srv.bound_port}"
+        status, body = await _get(f"{base}/readyz")
+        assert status == 503 and "Redis unavailable" in body
+        assert (await _get(f"{base}/healthz"))[0] == 200
+        m = await _samples(base)
+        assert m[("stressbot_redis_up", ())] == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await gone.aclose()
