@@ -265,7 +265,8 @@ class BackfillConfig(Strict):
     days: int = Field(default=10, ge=0, le=90)
     symbols: list[Canonical] = Field(default_factory=list)  # empty: every keyless symbol
     fred_url: str = "https://fred.stlouisfed.org/graph/fredgraph.csv"
-    exchange_urls: dict[str, str] = Field(default_factory=dict)  # history source name or ccxt exchange id -> base URL
+    # history source name (or ccxt exchange id) -> base URL, for mirrors and test servers
+    exchange_urls: dict[str, str] = Field(default_factory=dict)
     timeout: Seconds = 900.0  # the whole download; what is fetched by then is kept
 
 
