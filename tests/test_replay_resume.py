@@ -23,9 +23,6 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from bot.engine.engine import Engine
-from bot.engine.rulefile import default_rules_dir, load_rules
-from bot.runtime.config import Config
 from tests.conftest import REDIS_URL, ROOT, shared_path
 
 KILLS = 3
@@ -75,33 +72,7 @@ def _split(src: Path, tmp_path: Path, rng: random.Random) -> list[Path]:
     return out
 
 
-def _restore_loses_trim_bookkeeping() -> bool:
-    """Does an engine restored from its snapshot forget when it last trimmed and compacted
-    its series? Then its trim schedule restarts at the restore, and later alerts' chart
-    points (what a window still holds) differ from an uninterrupted run's."""
-    config = Config()
-    rules = load_rules(default_rules_dir(), config.sessions)
-    a = Engine.from_config(rules, config.engine, config.sessions)
-    try:
-        for i in range(3 * 3600 // 10):
-            a.add(1_584_000_000.0 + 10 * i, "BTC/USD", 7000.0 + i % 7)
-        b = Engine.from_config(rules, config.engine, config.sessions)
-        b.restore(a.snapshot())
-    except Exception:  # an engine that cannot do this fails the test itself, unmarked
-        return False
-    names = ("_last_trim", "_ticks_at_trim", "_last_forget")
-    return any(getattr(a, n, None) != getattr(b, n, None) for n in names)
-
-
 @pytest.mark.shared
-@pytest.mark.xfail(
-    _restore_loses_trim_bookkeeping(),
-    reason="Engine.snapshot() omits the trim/compaction bookkeeping (_last_trim, "
-    "_ticks_at_trim, _last_forget): a restored engine trims on its first step instead of on "
-    "the uninterrupted schedule, so alerts after a resume carry different chart points "
-    "(issue 8 defect 3, part A)",
-    strict=True,
-)
 @pytest.mark.parametrize("layout", ["one file", "three files"])
 async def test_kill_9_at_random_points_then_resume_gives_the_same_jsonl_byte_for_byte(
     redis: Redis, tmp_path: Path, layout: str
