@@ -90,6 +90,7 @@ def config(prefix: str, fakes: Fakes, charts: bool) -> Config:
                     "token_env": TOKEN_ENV,
                     "api_base": fakes.tg.base,
                     "min_interval": 0,
+                    "group_min_interval": 0,
                     "global_min_interval": 0,
                     "chats": [{"name": "tg", "chat_id": -100777, "charts": charts}],
                 },

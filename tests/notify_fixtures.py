@@ -152,13 +152,15 @@ class Tally:
     duplicated_without_note: int = 0  # arrived more than once, an extra copy not saying so
     parked: int = 0  # not arrived, parked in the ledger (visible, redeliverable)
     lost: int = 0  # not arrived and not parked: must be 0
+    noted_single: int = 0  # arrived once, saying it may repeat (the first try was not posted)
     out_of_order: int = 0
 
     def line(self, name: str) -> str:
         return (
             f"{name}: delivered {self.delivered}, duplicated with note "
             f"{self.duplicated_with_note}, without note {self.duplicated_without_note}, "
-            f"parked {self.parked}, lost {self.lost}"
+            f"parked {self.parked}, lost {self.lost} (arrived once with a note: "
+            f"{self.noted_single})"
         )
 
 
@@ -176,6 +178,8 @@ def tally(
                 t.lost += 1
             continue
         t.delivered += 1
+        if len(copies) == 1 and copies[0]:
+            t.noted_single += 1
         if len(copies) > 1:
             if all(copies[1:]):
                 t.duplicated_with_note += 1
