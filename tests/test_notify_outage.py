@@ -236,3 +236,23 @@ async def test_defect3_deadletters_list_retry_and_drop(
     assert "no parked alerts" in out
     code, _ = await cli("drop", "desk", "nosuch:id")
     assert code == 1
+
+
+async def test_a_parked_alert_of_a_muted_rule_waits_for_the_mute_to_end(
+    store: Store, tg: FakeTelegram
+) -> None:
+    forbidden = {"ok": False, "error_code": 403, "description": "Forbidden: bot was kicked"}
+    tg.script.append(TCanned(403, forbidden))
+    await store.publish_alert(alert(1))
+    cfg = notify_config(store, tg)
+    await deliver_pending(cfg, store)
+    ledger = Ledger(store)
+    await ledger.mute("btc_crash", 4_000_000_000.0)
+    await store.publish_alert(alert(2, rule="sofr"))
+    await deliver_pending(cfg, store)  # the destination is back, but btc_crash is muted
+    assert tg_ids(tg) == ["sofr:2:firing"]
+    assert [p.alert_id for p in await ledger.parked("desk")] == ["btc_crash:1:firing"]
+    await ledger.unmute("btc_crash")
+    await deliver_pending(cfg, store)
+    assert tg_ids(tg) == ["sofr:2:firing", "btc_crash:1:firing"]
+    assert await ledger.parked_count("desk") == 0

@@ -308,6 +308,10 @@ class Ledger:
             )
         return sorted(out, key=lambda p: _entry_key(p.entry))
 
+    async def retry_requested(self, dest: str) -> int:
+        """How many parked alerts of `dest` an operator asked to redeliver."""
+        return int(await self.redis.hlen(self._k("retry", dest)))
+
     async def parked_count(self, dest: str) -> int:
         return int(await self.redis.hlen(self._k("parked", dest)))
 

@@ -222,6 +222,7 @@ class Worker:
 
     async def _drain(self, stop: _Stop, block_ms: int | None, stale_after: float) -> None:
         self.failing = bool(await self.ledger.outage(self.name))
+        await self.redeliver(stop, recount=True)  # counts what is parked; probes if due
         last_takeover = time.monotonic()
         while True:
             stop.check()
@@ -505,15 +506,24 @@ class Worker:
 
     # ---- parked alerts -------------------------------------------------------------------------
 
-    async def redeliver(self, stop: _Stop) -> None:
+    async def redeliver(self, stop: _Stop, *, recount: bool = False) -> None:
         """Redeliver parked alerts that are due: all of them (but the rejected) once the
         destination accepted a message again, the oldest one as a probe when a probe is due,
-        and those an operator asked for."""
+        and those an operator asked for. An alert whose rule is muted now stays parked until
+        the mute ends. The parked hash is only read when something may be due."""
+        probe_due = time.monotonic() >= self.next_probe
+        nothing_due = self.parked_auto <= 0 or not (self.recovered or probe_due)
+        if not recount and nothing_due and not await self.ledger.retry_requested(self.name):
+            self.recovered = False
+            return
         records = await self.ledger.parked(self.name)
         self.parked_auto = sum(1 for p in records if p.reason in AUTO_REDELIVER)
-        probe = self.parked_auto > 0 and not self.recovered and time.monotonic() >= self.next_probe
+        mutes = await self.ledger.mutes()
+        probe = self.parked_auto > 0 and not self.recovered and probe_due
         for rec in records:
             if not (rec.retry or (rec.reason in AUTO_REDELIVER and (self.recovered or probe))):
+                continue
+            if rec.alert is not None and any(t in mutes for t in (rec.alert.rule, ALL)):
                 continue
             if await self._redeliver_one(rec, stop):
                 self.report.redelivered += 1
