@@ -8,6 +8,7 @@ consumer that died are taken over with XAUTOCLAIM once its lease has expired.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -160,3 +161,45 @@ async def test_defect5_several_notifier_processes_on_one_redis_deliver_each_aler
     assert t.out_of_order == d.out_of_order == 0
     text = log.read_text()
     assert tg.token not in text and HOOK_TOKEN not in text
+
+
+async def test_defect5_a_notifier_paused_past_its_lease_does_not_send_after_the_takeover(
+    store: Store, tg: FakeTelegram, dc: FakeDiscord, tmp_path: Path
+) -> None:
+    conf = tmp_path / "config.toml"
+    conf.write_text(_config(store, tg, dc))
+    env = dict(os.environ, REDIS_URL=REDIS_URL, PYTHONPATH=str(ROOT), **{TOKEN_ENV: tg.token})
+    log = tmp_path / "stderr.log"
+    procs = [await _serve(conf, env, log) for _ in range(2)]
+    expected = [f"btc_crash:{i}:firing" for i in range(N)]
+    paused: list[int] = []
+    lease = store.key("notify:lease:desk")
+
+    async def before_accept(n: int) -> bool:
+        if n == N // 4 and not paused:  # SIGSTOP the one delivering, with a request out
+            holder = (await store.redis.get(lease) or b"").decode()
+            pid = int(holder.rsplit(":", 2)[1])
+            os.kill(pid, signal.SIGSTOP)
+            paused.append(pid)
+        return True
+
+    tg.before_accept = before_accept
+    try:
+        await asyncio.sleep(1.0)
+        for i in range(N):
+            await store.publish_alert(alert(i))
+        await until(lambda: len(set(tg_ids(tg))) >= N and len(set(dc_ids(dc))) >= N, 60)
+        assert paused
+        os.kill(paused[0], signal.SIGCONT)  # it wakes up long after its lease ran out
+        await asyncio.sleep(2.0)  # whatever it still meant to send would arrive now
+    finally:
+        for pid in paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        for p in procs:
+            await _stop(p)
+    t = tally(expected, tg_ids(tg), tg_noted(tg))
+    print(t.line("telegram (paused past its lease)"))
+    assert t.lost == 0 and t.duplicated_without_note == 0
+    assert t.duplicated_with_note <= 1  # the request it had out when it was paused
+    assert t.out_of_order <= 1
