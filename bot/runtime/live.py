@@ -5,6 +5,14 @@ The engine's checkpoint holds the id of the last tick-stream entry it has applie
 committed with the checkpoint of the batch that raised them, so a restart continues exactly
 after the last applied tick: nothing is repeated, nothing lost (as in replay).
 
+Event time through a backlog: after downtime the stream holds hours of ticks. They are
+applied in stream order and the engine's clock moves with them alone, exactly as in replay,
+whatever the batch size; wall time moves the clock only once a read finds the end of the
+stream (`consume`). If ticks were trimmed from the stream before the engine applied them
+(it was down or behind by more than the stream's length), the missing span is logged, kept
+in the engine's status record (`Store.engine_status`) and marked as a gap in the engine, so
+no window compares across it.
+
 Rule files are watched: an edit that loads cleanly replaces the rules and keeps the market
 history and the state of every rule whose id is unchanged; an edit with mistakes is logged
 with file and line and the last good rules stay in force.
@@ -15,21 +23,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.core.errors import RuleError
-from bot.core.models import Alert, AlertKind, Pattern, Severity, iso_utc
+from bot.core.models import Alert, AlertKind, Pattern, Severity, Tick, iso_utc
 from bot.engine.engine import Engine
 from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
 from bot.notify.service import NotifierService
 from bot.runtime.config import Config
 from bot.store.connection import open_store
-from bot.store.redis_store import Checkpoint, Store
+from bot.store.redis_store import Checkpoint, Store, stream_id
 from bot.telegram.command_bot import TelegramCommandBot
 from connectors.history.backfill import Backfill
 from connectors.supervisor import FeedSupervisor
@@ -39,6 +48,20 @@ log = logging.getLogger(__name__)
 FEED_POLL = 2.0  # seconds between reads of the feeds' health records
 RULES_POLL = 5.0  # seconds between checks of the rule files for edits
 UNHEALTHY = frozenset({"stale", "down"})
+LOST_KEEP = 10  # input-lost records kept in the engine's status
+
+
+def consume(
+    engine: Engine, batch: Sequence[tuple[str, Tick]], *, caught_up: bool, now: float
+) -> None:
+    """The live loop's core (pure): apply ticks read from the stream, in stream order; wall
+    time `now` moves the clock only when the read reached the end of the stream. So ticks
+    of a backlog are evaluated at their own instants, as in replay, whatever the batch size."""
+    add = engine.add
+    for _eid, t in batch:
+        add(t.ts, t.symbol, t.value, t.source)
+    if caught_up:
+        engine.advance_to(now)
 
 
 @dataclass
@@ -72,49 +95,113 @@ class EngineService:
         self._series_sent: dict[str, float] = {}
         self._rules_mtime = self._mtime()
         self.ticks_applied = 0
+        self.stream_seen: int | None = 0  # stream entries ever added up to `position`
+        self.status: dict[str, Any] = {}
 
     def _new_engine(self, rules: RuleSet) -> Engine:
         return Engine.from_config(rules, self.config.engine, self.config.sessions)
 
     async def restore(self) -> None:
         cp = await self.store.load_checkpoint()
+        self.status = await self.store.engine_status()
+        wall = self._clock()
         if cp is None:
             # First start: whatever the stream already holds, or backfill adds, is history
             # that warms the windows; alerts start from now.
-            self.engine.evaluate_from = self._clock() - self.config.engine.max_lateness
+            self.engine.evaluate_from = wall - self.config.engine.max_lateness
+            info = await self.store.tick_stream_info()
+            self.stream_seen = info.removed if info else 0
             log.info(
                 "engine: first start; ticks before %s only warm the windows",
                 iso_utc(self.engine.evaluate_from),
             )
+            await self._set_status(state="started", started=iso_utc(wall))
             return
         extra = self.engine.restore(cp.state)
         self.position = cp.position
         self.feeds = {k: FeedAlertState(**v) for k, v in extra.get("feeds", {}).items()}
         self._series_sent = extra.get("series_sent", {})
+        seen = extra.get("stream_seen")
+        self.stream_seen = None if seen is None else int(seen)
         if cp.fingerprint != self.rules.fingerprint:
             log.info(
                 "engine: rules changed since the checkpoint; states of unchanged rule ids are kept"
             )
         log.info("engine: resumed at tick %s, event time %s", cp.position, iso_utc(cp.clock))
+        await self._set_status(
+            state="resumed", started=iso_utc(wall), resumed_at=cp.position, clock=iso_utc(cp.clock)
+        )
+        await self._check_lost()
+
+    async def _check_lost(self) -> None:
+        """Were entries after our position trimmed from the stream before we applied them?"""
+        info = await self.store.tick_stream_info()
+        if info is None or info.first_id is None or self.position == "0-0":
+            return
+        if stream_id(info.first_id) <= stream_id(self.position):
+            return  # our position is still held: nothing after it was trimmed
+        lost = None if self.stream_seen is None else info.removed - self.stream_seen
+        self.stream_seen = info.removed  # from here on we read on from the oldest entry held
+        if lost is not None and lost <= 0:
+            return
+        nxt = await self.store.read_ticks(self.position, count=1)
+        e = self.engine
+        start = e.last_input if e.last_input > -math.inf else e.clock
+        end = nxt[0][1].ts if nxt else self._clock() - self.config.engine.max_lateness
+        if end > start:
+            e.mark_gap(start, end)
+        what = f"{lost:,} tick(s)" if lost is not None else "ticks"
+        log.warning(
+            "engine: %s after the checkpoint (stream id %s) were trimmed from the tick stream "
+            "before the engine applied them; input from %s to %s is missing and no window "
+            "compares across it",
+            what,
+            self.position,
+            iso_utc(start),
+            iso_utc(end),
+        )
+        record = {
+            "detected": iso_utc(self._clock()),
+            "from": iso_utc(start),
+            "to": iso_utc(end),
+            "lost": lost,
+            "after": self.position,
+            "reason": "trimmed from the tick stream before the engine applied them",
+        }
+        self.status["input_lost"] = [*self.status.get("input_lost", []), record][-LOST_KEEP:]
+        await self._set_status()
+
+    async def _set_status(self, **fields: Any) -> None:
+        self.status.update(fields)
+        await self.store.set_engine_status(self.status)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.restore()
         cfg = self.config.engine
-        last_cp = last_feeds = last_rules = time.monotonic()
+        last_cp = last_feeds = last_rules = last_lost = time.monotonic()
         dirty = False
+        caught_up = True
         while not stop.is_set():
-            batch = await self.store.read_ticks(self.position, count=cfg.tick_batch, block_ms=250)
+            batch = await self.store.read_ticks(
+                self.position, count=cfg.tick_batch, block_ms=250 if caught_up else None
+            )
+            caught_up = len(batch) < cfg.tick_batch
+            consume(self.engine, batch, caught_up=caught_up, now=self._clock() - cfg.max_lateness)
+            if not caught_up:
+                await asyncio.sleep(0)  # let the other services run while catching up
             if batch:
-                add = self.engine.add
-                for _eid, t in batch:
-                    add(t.ts, t.symbol, t.value, t.source)
                 self.position = batch[-1][0]
                 self.ticks_applied += len(batch)
+                if self.stream_seen is not None:
+                    self.stream_seen += len(batch)
                 dirty = True
+            state = "live" if caught_up else "catching up"
+            if self.status.get("state") != state:
+                await self._set_status(state=state, since=iso_utc(self._clock()))
             now = time.monotonic()
-            # Time passes while markets are quiet: move event time with the wall clock,
-            # held back by the allowed lateness so ticks in flight are still in order.
-            self.engine.advance_to(self._clock() - cfg.max_lateness)
+            if not caught_up and now - last_lost >= cfg.checkpoint_every:
+                last_lost = now  # falling behind by more than the stream holds loses input
+                await self._check_lost()
             if now - last_feeds >= FEED_POLL:
                 last_feeds = now
                 await self._check_feeds()
@@ -132,6 +219,7 @@ class EngineService:
         extra: dict[str, Any] = {
             "feeds": {k: vars(v) for k, v in self.feeds.items()},
             "series_sent": self._series_sent,
+            "stream_seen": self.stream_seen,
         }
         points = e.points_since(self._series_sent)
         await self.store.commit(

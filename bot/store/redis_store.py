@@ -8,6 +8,7 @@ Key layout (every key starts with the store's prefix, default ``stressbot``):
 ``{p}:latest``         hash     symbol -> JSON {ts, value} of the newest value the engine holds
 ``{p}:outbox``         stream   alerts; each notifier destination reads it with its own group
 ``{p}:feeds``          hash     feed name -> JSON health record (connectors)
+``{p}:engine``         string   JSON status record of the engine (input lost on a resume, ...)
 ``{p}:series:{sym}``   zset     recent (ts, value) points per symbol, trimmed to a retention,
                                  for charts and /status (written by the engine at checkpoints)
 
@@ -27,6 +28,25 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bot.core.models import Alert, Tick
+
+
+@dataclass(slots=True, frozen=True)
+class StreamInfo:
+    """What the tick stream says about itself (XINFO STREAM)."""
+
+    added: int  # entries ever added
+    length: int  # entries held now (the rest were trimmed)
+    first_id: str | None  # the oldest entry still held
+
+    @property
+    def removed(self) -> int:
+        return self.added - self.length
+
+
+def stream_id(text: str) -> tuple[int, int]:
+    """A stream id ``ms-seq`` as a comparable pair."""
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 @dataclass(slots=True)
@@ -50,6 +70,7 @@ class Store:
         self.k_latest = f"{prefix}:latest"
         self.k_outbox = f"{prefix}:outbox"
         self.k_feeds = f"{prefix}:feeds"
+        self.k_engine = f"{prefix}:engine"
         self._add_script = redis.register_script(_ADD_TICKS)
 
     def key(self, name: str) -> str:
@@ -87,6 +108,22 @@ class Store:
                 eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                 out.append((eid, _tick_from_fields(f)))
         return out
+
+    async def tick_stream_info(self) -> StreamInfo | None:
+        """Entries added and held, and the oldest held: how many a trim removed. None when
+        there is no stream yet."""
+        try:
+            info: Any = await self.redis.xinfo_stream(self.k_ticks)
+        except ResponseError:
+            return None
+        first = info.get("first-entry")
+        added = info.get("entries-added")
+        length = int(info.get("length", 0))
+        return StreamInfo(
+            added=int(added) if added is not None else length,
+            length=length,
+            first_id=_s(first[0]) if first else None,
+        )
 
     # ---- engine checkpoint -----------------------------------------------------------------
 
@@ -221,6 +258,16 @@ class Store:
         ids = list(entry_ids)
         if ids:
             await self.redis.xack(self.k_outbox, group, *ids)
+
+    # ---- engine status (for `stressbot feeds` and /status) ----------------------------------
+
+    async def set_engine_status(self, status: dict[str, Any]) -> None:
+        await self.redis.set(self.k_engine, orjson.dumps(status))
+
+    async def engine_status(self) -> dict[str, Any]:
+        raw: Any = await self.redis.get(self.k_engine)
+        out: dict[str, Any] = orjson.loads(raw) if raw else {}
+        return out
 
     # ---- feed health ------------------------------------------------------------------------
 
