@@ -36,9 +36,8 @@ from __future__ import annotations
 import logging
 import math
 from bisect import bisect_right
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -59,6 +58,7 @@ from bot.engine.rulefile import Rule, RuleSet
 from bot.engine.rulelang import EvalContext
 from bot.engine.series import ABSORBED, BAR, CORRECTED, DUPLICATE, LATE, Series
 from bot.engine.sessions import Session, SessionReturns, sessions_from_config
+from bot.engine.state import EngineStats, RuleState, inf_or, num, stats_from_json, stats_json
 
 __all__ = [
     "SOFR_IORB_LAG",
@@ -85,33 +85,6 @@ MAINTAIN_GROWTH = 256  # once the series hold this many more points than after t
 MIN_RETENTION = 2 * DAY  # history kept for symbols no rule looks at (status, charts)
 SERIES_KEEP = 8 * DAY  # history the store keeps for charts and /status
 GAP_AFTER = 5 * DAY  # no tick at all for this long is missing input, not a quiet market
-
-
-@dataclass
-class RuleState:
-    state: str = "inactive"  # inactive | pending | firing
-    pending_since: float | None = None
-    firing_since: float | None = None
-    last_sent: float | None = None
-    alerted: bool = False  # the current firing episode produced an alert
-    absorbed: int = 0  # episodes that fell inside a cooldown
-    last_eval: float | None = None
-    last_value: bool | None = None
-
-
-@dataclass
-class EngineStats:
-    ticks: int = 0
-    late: int = 0
-    duplicates: int = 0
-    wild_prints: int = 0
-    too_old: int = 0
-    corrections: int = 0  # a new value for a time already held
-    gaps: int = 0  # spans of missing input recorded
-    evaluations: int = 0
-    alerts: Counter[str] = field(default_factory=Counter)
-    absorbed: Counter[str] = field(default_factory=Counter)
-    usdx_partial: int = 0  # dollar index points computed without every leg
 
 
 class Engine:
@@ -504,22 +477,22 @@ class Engine:
         """Everything that decides future output, as JSON (with the runner's `extra`)."""
         return orjson.dumps(
             {
-                "clock": _num(self.clock),
-                "first_clock": _num(self.first_clock),
-                "evaluate_from": _num(self.evaluate_from),
+                "clock": num(self.clock),
+                "first_clock": num(self.first_clock),
+                "evaluate_from": num(self.evaluate_from),
                 "series": {k: s.snapshot() for k, s in self.series.items() if s.ts},
                 "states": {k: asdict(v) for k, v in self.states.items()},
                 "held": self._held,
-                "dirty": {k: _num(v) for k, v in self._dirty.items()},
-                "stats": {**_stats_json(self.stats), "ticks": self.ticks},
+                "dirty": {k: num(v) for k, v in self._dirty.items()},
+                "stats": {**stats_json(self.stats), "ticks": self.ticks},
                 "usdx_missing": None if self._usdx_missing is None else sorted(self._usdx_missing),
                 "bookkeeping": {
-                    "last_eval": _num(self._last_eval),
-                    "last_input": _num(self._last_input),
-                    "last_trim": _num(self._last_trim),
-                    "last_forget": _num(self._last_forget),
+                    "last_eval": num(self._last_eval),
+                    "last_input": num(self._last_input),
+                    "last_trim": num(self._last_trim),
+                    "last_forget": num(self._last_forget),
                     "size_at_trim": self._size_at_trim,
-                    "bars_before": _num(self._bars_before),
+                    "bars_before": num(self._bars_before),
                 },
                 "gaps": self._gaps,
                 "extra": extra or {},
@@ -529,9 +502,9 @@ class Engine:
     def restore(self, raw: bytes) -> dict[str, Any]:
         """Restore a snapshot; returns the `extra` the runner stored with it."""
         d = orjson.loads(raw)
-        self.clock = _inf(d["clock"])
-        self.first_clock = _inf(d.get("first_clock"))
-        self.evaluate_from = _inf(d.get("evaluate_from"))
+        self.clock = inf_or(d["clock"])
+        self.first_clock = inf_or(d.get("first_clock"))
+        self.evaluate_from = inf_or(d.get("evaluate_from"))
         for k, data in d["series"].items():
             if k in self.series:
                 self.series[k].restore(data)
@@ -541,44 +514,20 @@ class Engine:
         self._held = {k: (v[0], v[1], v[2]) for k, v in d["held"].items()}
         dirty = d["dirty"]
         if isinstance(dirty, list):  # a checkpoint from before dirty times were kept
-            self._dirty = dict.fromkeys(dirty, -math.inf)
+            self._dirty = dict.fromkeys(dirty, self.clock)
         else:
             self._dirty = {k: math.inf if v is None else v for k, v in dirty.items()}
-        self.stats = _stats_from_json(d["stats"])
+        self.stats = stats_from_json(d["stats"])
         self.ticks = self.stats.ticks
         um = d.get("usdx_missing")
         self._usdx_missing = None if um is None else frozenset(um)
         b = d.get("bookkeeping", {})
-        self._last_eval = _inf(b.get("last_eval"))
-        self._last_input = _inf(b.get("last_input", d["clock"]))
-        self._last_trim = _inf(b.get("last_trim"))
-        self._last_forget = _inf(b.get("last_forget"))
+        self._last_eval = inf_or(b.get("last_eval"))
+        self._last_input = inf_or(b.get("last_input", d["clock"]))
+        self._last_trim = inf_or(b.get("last_trim"))
+        self._last_forget = inf_or(b.get("last_forget"))
         self._size_at_trim = int(b.get("size_at_trim", 0))
-        self._bars_before = _inf(b.get("bars_before"))
+        self._bars_before = inf_or(b.get("bars_before"))
         self._gaps[:] = [(g[0], g[1]) for g in d.get("gaps", [])]
         extra: dict[str, Any] = d.get("extra", {})
         return extra
-
-
-def _num(x: float) -> float | None:
-    """JSON has no infinities: they are stored as null."""
-    return x if math.isfinite(x) else None
-
-
-def _inf(x: float | None) -> float:
-    return -math.inf if x is None else float(x)
-
-
-def _stats_json(s: EngineStats) -> dict[str, Any]:
-    d = asdict(s)
-    d["alerts"] = dict(s.alerts)
-    d["absorbed"] = dict(s.absorbed)
-    return d
-
-
-def _stats_from_json(d: dict[str, Any]) -> EngineStats:
-    known = {f.name for f in fields(EngineStats)} - {"alerts", "absorbed"}
-    s = EngineStats(**{k: v for k, v in d.items() if k in known})
-    s.alerts = Counter(d.get("alerts", {}))
-    s.absorbed = Counter(d.get("absorbed", {}))
-    return s
