@@ -264,6 +264,7 @@ async def test_fault_suite_outages_storms_and_lost_acks(
         assert f.duplicated_without_note == 0, name
         assert f.parked == 0, name  # everything parked in E was redelivered
         assert f.delivered == len(expected), name
+        assert f.out_of_order == 0, name  # first copies in outbox order, parked ones too
         assert f.duplicated_with_note <= 3, name  # only phase D's three lost answers
     assert svc.report.destinations["desk"].parked >= 4
     assert svc.report.destinations["ops"].parked >= 4
