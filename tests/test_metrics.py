@@ -141,3 +141,20 @@ async def test_readyz_flips_when_redis_goes_away() -> None:
         stop.set()
         await asyncio.wait_for(task, 10)
         await gone.aclose()
+
+
+async def test_a_taken_port_leaves_the_bot_running_without_metrics(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = MetricsServer(store, "127.0.0.1", 0)
+    stop = asyncio.Event()
+    t1 = asyncio.create_task(first.run(stop))
+    await asyncio.wait_for(first.ready.wait(), 10)
+    assert first.bound_port is not None
+    second = MetricsServer(store, "127.0.0.1", first.bound_port)
+    t2 = asyncio.create_task(second.run(stop))
+    await asyncio.wait_for(second.ready.wait(), 10)
+    assert not t2.done()  # still running: waits for stop like every service
+    assert "metrics: cannot listen on 127.0.0.1" in caplog.text
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(t1, t2), 10)

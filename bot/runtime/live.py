@@ -37,6 +37,7 @@ from bot.engine.engine import Engine
 from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
 from bot.notify.service import NotifierService
 from bot.runtime.config import Config
+from bot.runtime.metrics import MetricsServer
 from bot.store.connection import open_store
 from bot.store.redis_store import Checkpoint, Store, stream_id
 from bot.telegram.command_bot import TelegramCommandBot
@@ -333,6 +334,10 @@ async def _run_services(config: Config, store: Store, rules: RuleSet, rules_dir:
     commands = TelegramCommandBot.from_config(config, store)
     if commands is not None:
         services.append(("telegram", commands))
+    if config.metrics.enabled:
+        m = config.metrics
+        interval = config.feeds.status_interval
+        services.append(("metrics", MetricsServer(store, m.host, m.port, status_interval=interval)))
     log.info(
         "stressbot: running %s with %d rule(s); Ctrl-C to stop",
         ", ".join(n for n, _ in services),

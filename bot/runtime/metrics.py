@@ -263,7 +263,18 @@ class MetricsServer:
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as e:  # the port is taken: the bot runs on, without metrics
+                log.error(
+                    "metrics: cannot listen on %s:%d (%s); set [metrics] port or enabled = false",
+                    self.host,
+                    self.port,
+                    e.strerror or e,
+                )
+                self.ready.set()
+                await stop.wait()
+                return
             server = site._server  # the bound socket, for port 0 in tests
             sockets = getattr(server, "sockets", None) or []
             self.bound_port = sockets[0].getsockname()[1] if sockets else self.port
