@@ -20,5 +20,8 @@ RUN pip install -e . \
     && chown -R stressbot /home/stressbot
 
 USER stressbot
+# /healthz answers while the process runs ([metrics], on by default on 127.0.0.1:9771).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9771/healthz', timeout=4)"]
 # Mount your config at /etc/stressbot/config.toml (see config.example.toml).
 CMD ["stressbot", "run", "--config", "/etc/stressbot/config.toml"]

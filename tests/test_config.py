@@ -91,3 +91,11 @@ def test_durations_parse(text: str, seconds: float) -> None:
 def test_bad_durations_are_rejected(text: str) -> None:
     with pytest.raises(DurationError):
         parse_duration(text)
+
+
+def test_a_directory_in_place_of_the_config_file_says_so(tmp_path: Path) -> None:
+    d = tmp_path / "config.toml"
+    d.mkdir()  # what Docker mounts when ./config.toml does not exist
+    with pytest.raises(ConfigError) as e:
+        load_config(d)
+    assert f"{d}: is a directory, not a config file" in str(e.value)

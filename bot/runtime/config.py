@@ -56,6 +56,11 @@ def load_config(path: Path | str | None) -> Config:
     if path is None:
         return Config()
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(
+            f"{p}: is a directory, not a config file (with Docker, create ./config.toml before "
+            "starting: a missing file is mounted as an empty directory)"
+        )
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
