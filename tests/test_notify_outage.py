@@ -256,3 +256,20 @@ async def test_a_parked_alert_of_a_muted_rule_waits_for_the_mute_to_end(
     await deliver_pending(cfg, store)
     assert tg_ids(tg) == ["sofr:2:firing", "btc_crash:1:firing"]
     assert await ledger.parked_count("desk") == 0
+
+
+async def test_an_old_outage_left_by_a_stopped_notifier_does_not_park_a_new_blip(
+    store: Store, tg: FakeTelegram
+) -> None:
+    clock = StepClock()
+    two_days_ago = repr(clock() - 2 * 86400)
+    await store.redis.hset(
+        store.key("notify:outage:desk"),
+        mapping={"since": two_days_ago, "last": two_days_ago, "failures": 99},
+    )
+    tg.script.append(TCanned(502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}))
+    await store.publish_alert(alert(1))
+    report = await deliver_pending(notify_config(store, tg), store, clock=clock)
+    assert report.destinations["desk"].parked == 0  # a new run of failures, not a 2-day one
+    assert tg_ids(tg) == IDS[:1]
+    assert await Ledger(store).outage("desk") == {}  # the success ended it

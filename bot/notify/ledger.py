@@ -358,13 +358,20 @@ class Ledger:
 
     # ---- failures in a row (the retry horizon) ---------------------------------------------
 
-    async def outage_begin(self, dest: str, now: float, error: str) -> float:
-        """Note one more failure; returns when the current run of failures began."""
+    async def outage_begin(
+        self, dest: str, now: float, error: str, *, gap: float, continuing: bool = False
+    ) -> float:
+        """Note one more failure; returns when the current run of failures began. Unless the
+        caller knows the run goes on (`continuing`), a failure more than `gap` seconds after
+        the recorded last one starts a new run: the destination was not tried meanwhile (the
+        notifier was stopped, say), so that old outage says nothing about this one."""
         k = self._k("outage", dest)
+        last = None if continuing else await self.redis.hget(k, "last")
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hsetnx(k, "since", repr(now))
+        if not continuing and (last is None or now - float(last) > gap):
+            pipe.hset(k, mapping={"since": repr(now), "failures": 0})
         pipe.hincrby(k, "failures", 1)
-        pipe.hset(k, "error", error[:300])
+        pipe.hset(k, mapping={"error": error[:300], "last": repr(now)})
         pipe.hget(k, "since")
         res = await pipe.execute()
         return float(res[-1])

@@ -145,6 +145,7 @@ class Worker:
         self.next_probe = 0.0  # monotonic: due at once when the worker starts
         self._standby_logged = False
         self._busy: str | None = None
+        self._last_failure: float | None = None  # monotonic, this process's last failure
 
     @property
     def sender_zone(self) -> str:
@@ -470,8 +471,18 @@ class Worker:
         destination has been failing for too long."""
         self.failing, self.recovered = True, False
         now = self.ctx.clock()
-        since = await self.ledger.outage_begin(self.name, now, str(e))
         cfg = self.ctx.cfg.delivery
+        # While a destination is down it is tried at least every backoff_max (an alert in
+        # hand) or probe_interval (only parked ones); a longer silence ends the run. Within
+        # this process that is timed on the monotonic clock; against the run recorded by an
+        # earlier process, on the wall clock.
+        gap = 2 * max(cfg.backoff_max, cfg.probe_interval) + cfg.request_timeout
+        mono = time.monotonic()
+        continuing = self._last_failure is not None and mono - self._last_failure <= gap
+        self._last_failure = mono
+        since = await self.ledger.outage_begin(
+            self.name, now, str(e), gap=gap, continuing=continuing
+        )
         if now - since >= cfg.retry_horizon:
             raise _Park(
                 OUTAGE, f"{e} (failing for {now - since:.0f}s, horizon {cfg.retry_horizon:.0f}s)"
@@ -480,6 +491,7 @@ class Worker:
             raise _Park(OUTAGE, f"{e} (after {failures} attempts)")
 
     async def _succeeded(self) -> None:
+        self._last_failure = None
         if self.failing:
             await self.ledger.outage_end(self.name)
             self.failing = False
