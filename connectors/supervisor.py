@@ -9,6 +9,12 @@ them with `Store.add_ticks` (optionally conflated to one tick per symbol per `co
 interval, so a busy market does not flood the engine). Health records go to
 `Store.set_feed_status` on every state change and every `status_interval`.
 
+A Redis outage stops nothing here: the writer keeps the ticks it cannot write in a bounded
+buffer (``feeds.max_buffer``; the oldest are dropped and counted past it) and retries with
+backoff; each health record carries the writer's state (``writer``: buffered, dropped on
+overflow, the last store error) so `stressbot feeds` shows it once Redis is back, and the
+status loop simply tries again at its next interval.
+
 Fallbacks: a symbol with several feeds is combined (``[feeds.combine]``, else failover in the
 order the feeds are configured); a feed whose health is down or stale (a source refused from
 this location included) stops counting at once, so the next source of the symbol takes over.
@@ -206,7 +212,19 @@ class FeedSupervisor:
     def statuses(self) -> dict[str, dict[str, object]]:
         """The current health record of every running feed (what is written to Redis)."""
         self.update_serving()
-        return {name: f.health.record() for name, f in self.feeds.items()}
+        return {name: self._record(f) for name, f in self.feeds.items()}
+
+    def _record(self, feed: Feed[Any]) -> dict[str, object]:
+        rec = feed.health.record()
+        w = self.writer
+        rec["writer"] = {
+            "buffered": w.pending,
+            "overflow": w.overflow,
+            "errors": w.errors,
+            "last_error": w.last_error,
+            "max_buffer": w.max_buffer,
+        }
+        return rec
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every feed until `stop` is set; then cancel and await all tasks, flush ticks."""
@@ -271,4 +289,4 @@ class FeedSupervisor:
     async def _write_statuses(self) -> None:
         self.update_serving()
         for name, f in self.feeds.items():
-            await self.store.set_feed_status(name, f.health.record())
+            await self.store.set_feed_status(name, self._record(f))

@@ -9,6 +9,12 @@ source in its priority order, ``[feeds.combine]`` or the order of the feeds in t
 all live ones for a median) and its other sources with why they are not serving: standby,
 down, stale, "unavailable here" (the source refuses this location: HTTP 451/403), skipped
 (the venue does not offer that instrument to this account), disabled.
+
+A record not refreshed for ``max(3 * feeds.status_interval, 30 s)`` (every record carries
+``updated``, the reporter's wall time) is shown as state ``no report`` ("no report for 2m (is
+`stressbot run` running?)"), never as the stale "ok" of a process that is gone, and makes the
+command exit 1 like a stale or down feed. When the tick writer could not reach Redis, the
+detail says how many ticks it held and dropped (``writer`` in the record).
 """
 
 from __future__ import annotations
@@ -82,10 +88,21 @@ def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float) -> l
                 serving=list(st.get("serving") or []),
                 unavailable=bool(st.get("unavailable")),
             )
+            w = st.get("writer") or {}
+            if w.get("buffered") or w.get("overflow"):
+                row["detail"] = (
+                    f"(Redis writes failing: {int(w.get('buffered', 0)):,} tick(s) buffered, "
+                    f"{int(w.get('overflow', 0)):,} dropped) " + row["detail"]
+                )
             if fc is None:
                 row["detail"] = "(not in the config) " + row["detail"]
             if lag > stale_report:
-                row["detail"] = f"(last report {_age(lag)} ago) " + row["detail"]
+                row["reported_state"] = row["state"]
+                row["state"] = "no report"
+                row["detail"] = (
+                    f"no report for {_age(lag)} (is `stressbot run` running?); last said "
+                    f"{row['reported_state']}" + (f": {row['detail']}" if row["detail"] else "")
+                )
         rows.append(row)
     return rows
 
@@ -227,5 +244,5 @@ async def _feeds(args: argparse.Namespace) -> int:
         print(format_table(rows, now))
         print()
         print(format_symbols(symbol_rows(config, statuses)))
-    unhealthy = [r for r in rows if r["state"] in ("stale", "down")]
+    unhealthy = [r for r in rows if r["state"] in ("stale", "down", "no report")]
     return 1 if unhealthy else 0

@@ -13,6 +13,17 @@ stream (`consume`). If ticks were trimmed from the stream before the engine appl
 in the engine's status record (`Store.engine_status`) and marked as a gap in the engine, so
 no window compares across it.
 
+Redis outages (a restart, a failover, a network cut) stop no service. The engine waits with
+capped, jittered backoff (:mod:`bot.core.retry`) and, when Redis answers again, resumes from
+the checkpoint: the alerts raised after it were not committed and are raised again, once, from
+the ticks re-read. When the checkpoint is gone too (a Redis restarted without persistence) it
+carries on from the state it holds in memory and writes a new checkpoint at once. Every other
+service is restarted by :func:`_guard` with the same backoff when it fails on the store; the
+feeds' writer buffers ticks meanwhile (bounded, see ``connectors/writer.py``). redis-py (8.x)
+retries a command itself only a few times (its default ``Retry(ExponentialWithJitterBackoff(
+base=1, cap=10), 3)`` on ``ConnectionError``/``TimeoutError``) and then raises; its pool
+reconnects lazily on the next command, so waiting and trying again is all that is needed.
+
 Rule files are watched: an edit that loads cleanly replaces the rules and keeps the market
 history and the state of every rule whose id is unchanged; an edit with mistakes is logged
 with file and line and the last good rules stay in force.
@@ -31,8 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from bot.core.errors import RuleError
 from bot.core.models import Alert, AlertKind, Pattern, Severity, Tick, iso_utc
+from bot.core.retry import Backoff, BackoffPolicy
 from bot.engine.engine import Engine
 from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
 from bot.notify.service import NotifierService
@@ -50,6 +65,15 @@ FEED_POLL = 2.0  # seconds between reads of the feeds' health records
 RULES_POLL = 5.0  # seconds between checks of the rule files for edits
 UNHEALTHY = frozenset({"stale", "down"})
 LOST_KEEP = 10  # input-lost records kept in the engine's status
+#: What a Redis outage raises (redis-py wraps socket errors; asyncio.wait_for raises TimeoutError).
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    TimeoutError,
+)
+#: Waiting for Redis to come back: from 0.2 s up to 5 s, jittered so that instances spread out.
+STORE_BACKOFF = BackoffPolicy(initial=0.2, max=5.0, multiplier=2.0, jitter=0.5)
 
 
 def consume(
@@ -98,6 +122,7 @@ class EngineService:
         self.ticks_applied = 0
         self.stream_seen: int | None = 0  # stream entries ever added up to `position`
         self.status: dict[str, Any] = {}
+        self.outages = 0  # store outages waited out
 
     def _new_engine(self, rules: RuleSet) -> Engine:
         return Engine.from_config(rules, self.config.engine, self.config.sessions)
@@ -177,7 +202,53 @@ class EngineService:
         await self.store.set_engine_status(self.status)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop`; a Redis outage is waited out, then the engine resumes."""
+        backoff = Backoff(STORE_BACKOFF)
+        started = False
+        while not stop.is_set():
+            try:
+                if not started:
+                    await self.restore()
+                    started = True
+                else:
+                    await self._resume()
+                backoff.reset()
+                await self._consume(stop)
+            except STORE_ERRORS as e:
+                delay = backoff.next_delay()
+                self.outages += 1
+                log.warning(
+                    "engine: store unavailable (%s: %s); retrying in %.1f s, then resuming "
+                    "from the checkpoint",
+                    type(e).__name__,
+                    e,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        try:
+            await self.commit()
+        except STORE_ERRORS as e:
+            log.warning("engine: final checkpoint not written (%s); resuming from the last", e)
+
+    async def _resume(self) -> None:
+        """After an outage: back to the checkpoint, or on from memory if Redis lost it."""
+        cp = await self.store.load_checkpoint()
+        if cp is None and (self.position != "0-0" or self.ticks_applied):
+            log.warning(
+                "engine: Redis came back without the checkpoint (restarted without "
+                "persistence?); carrying on from the state in memory at tick %s",
+                self.position,
+            )
+            await self._set_status(state="resumed", resumed_at=self.position, memory=True)
+            await self.commit()
+            return
+        self.engine = self._new_engine(self.rules)
+        self.position, self.ticks_applied = "0-0", 0
         await self.restore()
+        log.info("engine: Redis is back; resumed from the checkpoint")
+
+    async def _consume(self, stop: asyncio.Event) -> None:
         cfg = self.config.engine
         last_cp = last_feeds = last_rules = last_lost = time.monotonic()
         dirty = False
@@ -212,7 +283,6 @@ class EngineService:
             if self.engine.pending or (dirty and now - last_cp >= cfg.checkpoint_every):
                 await self.commit()
                 last_cp, dirty = now, False
-        await self.commit()
 
     async def commit(self) -> None:
         e = self.engine
@@ -223,12 +293,18 @@ class EngineService:
             "stream_seen": self.stream_seen,
         }
         points = e.points_since(self._series_sent)
-        await self.store.commit(
-            Checkpoint(self.position, self.rules.fingerprint, max(e.clock, 0.0), e.snapshot(extra)),
-            alerts,
-            rule_states=e.rule_states(),
-            latest=e.latest(),
-        )
+        try:
+            await self.store.commit(
+                Checkpoint(
+                    self.position, self.rules.fingerprint, max(e.clock, 0.0), e.snapshot(extra)
+                ),
+                alerts,
+                rule_states=e.rule_states(),
+                latest=e.latest(),
+            )
+        except BaseException:
+            e.queue(alerts)  # not committed (as far as we know): kept for the next commit
+            raise
         if points:
             keep = e.clock - e.chart_retention()
             await self.store.add_series(
@@ -345,15 +421,38 @@ async def _run_services(config: Config, store: Store, rules: RuleSet, rules_dir:
     )
     async with asyncio.TaskGroup() as tg:
         for name, svc in services:
-            tg.create_task(_guard(name, svc.run(stop), stop), name=name)
+            tg.create_task(_guard(name, svc, stop), name=name)
     return 0
 
 
-async def _guard(name: str, coro: Any, stop: asyncio.Event) -> None:
-    """One service failing stops the others cleanly instead of leaving them orphaned."""
-    try:
-        await coro
-    except Exception:
-        log.exception("%s failed; stopping stressbot", name)
-        stop.set()
-        raise
+async def _guard(name: str, svc: Any, stop: asyncio.Event) -> None:
+    """Run one service until `stop`. A failure on the store (Redis down) restarts it after a
+    capped, jittered backoff; any other failure stops the others cleanly instead of leaving
+    them orphaned."""
+    backoff = Backoff(STORE_BACKOFF)
+    while True:
+        began = time.monotonic()
+        try:
+            await svc.run(stop)
+            return
+        except STORE_ERRORS as e:
+            if stop.is_set():
+                return
+            if time.monotonic() - began > 60.0:
+                backoff.reset()  # it ran well for a while: a new outage
+            delay = backoff.next_delay()
+            log.warning(
+                "%s: store unavailable (%s: %s); restarting it in %.1f s",
+                name,
+                type(e).__name__,
+                e,
+                delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return
+        except Exception:
+            log.exception("%s failed; stopping stressbot", name)
+            stop.set()
+            raise
