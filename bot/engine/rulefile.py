@@ -12,6 +12,13 @@
     spread = 'last("SOFR-IORB")'
 
 Every problem is reported as ``FILE:LINE: rule 'ID': what is wrong: `offending text```.
+
+Loading cannot fail other than with :class:`RuleError`: a file that cannot be read (deleted
+while being loaded, no permission), is larger than :data:`MAX_RULE_FILE_BYTES`, is not UTF-8,
+is not TOML, or whose parsing or compiling runs out of stack (an expression nested hundreds
+deep: ``RecursionError``) or memory is reported as a problem with the file and the reason, so
+the live bot keeps its last good rules and `stressbot rules check` prints a message, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ from bot.core.config_types import Duration
 from bot.core.errors import RuleError
 from bot.core.models import Pattern, Severity
 from bot.engine.rulelang import Compiled, EvalContext, ExprError, T, compile_expr
+
+#: A rule file larger than this is refused unread (the shipped files are a few KiB each).
+MAX_RULE_FILE_BYTES = 256 * 1024
 
 
 class RuleSpec(BaseModel):
@@ -146,9 +156,22 @@ def load_rules(directory: Path | str, sessions: Iterable[str]) -> RuleSet:
     seen: dict[str, str] = {}
     digest = hashlib.sha256()
     for f in files:
-        text = f.read_text(encoding="utf-8")
+        text = _read(f, problems)
+        if text is None:
+            continue
         digest.update(f.name.encode() + b"\0" + text.encode() + b"\0")
-        for rule in _load_file(f, text, sessions, problems):
+        try:
+            loaded = _load_file(f, text, sessions, problems)
+        except RecursionError:
+            problems.append(f"{f}: nested too deeply to parse")
+            continue
+        except MemoryError:
+            problems.append(f"{f}: too large to load (out of memory)")
+            continue
+        except Exception as e:  # a shape no check above foresaw: a problem, not a crash
+            problems.append(f"{f}: cannot be loaded: {type(e).__name__}: {e}"[:500])
+            continue
+        for rule in loaded:
             if rule.id in seen:
                 problems.append(
                     f"{rule.source}: rule '{rule.id}': the id is already used at {seen[rule.id]}"
@@ -159,6 +182,31 @@ def load_rules(directory: Path | str, sessions: Iterable[str]) -> RuleSet:
     if problems:
         raise RuleError(problems)
     return RuleSet(rules, digest.hexdigest()[:16], files)
+
+
+def _read(path: Path, problems: list[str]) -> str | None:
+    """The file's text, or None with the reason in `problems` (unreadable, huge, not UTF-8)."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_RULE_FILE_BYTES + 1)
+    except OSError as e:
+        problems.append(f"{path}: cannot be read: {e.strerror or e}")
+        return None
+    if len(data) > MAX_RULE_FILE_BYTES:
+        problems.append(
+            f"{path}: larger than {MAX_RULE_FILE_BYTES // 1024} KiB; rule files are small text "
+            "files (split it, or check it is the file you meant)"
+        )
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        problems.append(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+            "save the file as UTF-8"
+        )
+        return None
 
 
 def _load_file(path: Path, text: str, sessions: list[str], problems: list[str]) -> list[Rule]:
@@ -179,6 +227,9 @@ def _load_file(path: Path, text: str, sessions: list[str], problems: list[str]) 
         return []
     out = []
     for raw in raw_rules:
+        if not isinstance(raw, dict):
+            problems.append(f"{path}: each [[rule]] must be a table of keys")
+            continue
         rid = str(raw.get("id", "?"))
         start = _rule_offset(text, rid)
         line = text.count("\n", 0, start) + 1
@@ -218,6 +269,11 @@ def _compile_rule(
             return compile_expr(expr, sessions, expect)
         except ExprError as e:
             problems.append(_expr_problem(path, text, start, spec.id, key, expr, e))
+            return None
+        except (RecursionError, MemoryError) as e:
+            what = "nested too deeply" if isinstance(e, RecursionError) else "too large"
+            line = _line_of(text, key.split(".")[-1], start)
+            problems.append(f"{path}:{line}: rule '{spec.id}': {key}: the expression is {what}")
             return None
 
     cond = compile_at(spec.when, "when", T.BOOL)

@@ -25,8 +25,14 @@ base=1, cap=10), 3)`` on ``ConnectionError``/``TimeoutError``) and then raises; 
 reconnects lazily on the next command, so waiting and trying again is all that is needed.
 
 Rule files are watched: an edit that loads cleanly replaces the rules and keeps the market
-history and the state of every rule whose id is unchanged; an edit with mistakes is logged
-with file and line and the last good rules stay in force.
+history and the state of every rule whose id is unchanged; an edit with mistakes (anything
+:func:`~bot.engine.rulefile.load_rules` reports: unreadable, too large, not UTF-8, not TOML,
+nested too deeply, invalid) is logged with file and reason, kept in the engine's status record
+(``rules``), and the last good rules stay in force. Changes are noticed by real file events
+(`watchfiles.awatch` on the folder: inotify on Linux, debounced, stopped by our stop event) and,
+as a fallback, by a poll every ``RULES_POLL`` seconds. Either way what is compared is the
+folder's signature: every ``*.toml`` with its size, mtime, ctime and inode, so a deleted or
+renamed file, or one copied in with an older mtime (``cp -p``), is a change too.
 """
 
 from __future__ import annotations
@@ -118,7 +124,10 @@ class EngineService:
         self.position = "0-0"
         self.feeds: dict[str, FeedAlertState] = {}
         self._series_sent: dict[str, float] = {}
-        self._rules_mtime = self._mtime()
+        self._rules_sig = self._signature()
+        self._rules_changed = asyncio.Event()  # set by the file watcher
+        self.reloads = 0  # rule sets loaded on an edit
+        self.reload_failures = 0  # edits refused (the last good rules stayed)
         self.ticks_applied = 0
         self.stream_seen: int | None = 0  # stream entries ever added up to `position`
         self.status: dict[str, Any] = {}
@@ -203,6 +212,18 @@ class EngineService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop`; a Redis outage is waited out, then the engine resumes."""
+        watcher = None
+        if self.rules_dir is not None:
+            watcher = asyncio.create_task(self._watch_rules(stop), name="engine:rules-watch")
+        try:
+            await self._run(stop)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    async def _run(self, stop: asyncio.Event) -> None:
         backoff = Backoff(STORE_BACKOFF)
         started = False
         while not stop.is_set():
@@ -277,8 +298,11 @@ class EngineService:
             if now - last_feeds >= FEED_POLL:
                 last_feeds = now
                 await self._check_feeds()
-            if self.rules_dir is not None and now - last_rules >= RULES_POLL:
+            if self.rules_dir is not None and (
+                self._rules_changed.is_set() or now - last_rules >= RULES_POLL
+            ):
                 last_rules = now
+                self._rules_changed.clear()
                 await self._maybe_reload_rules()
             if self.engine.pending or (dirty and now - last_cp >= cfg.checkpoint_every):
                 await self.commit()
@@ -359,30 +383,83 @@ class EngineService:
 
     # ---- rule reload -------------------------------------------------------------------------
 
-    def _mtime(self) -> float:
+    def _signature(self) -> tuple[tuple[str, int, int, int, int], ...]:
+        """Every rule file with size, mtime, ctime and inode: any edit, delete, rename or copy
+        (with an older mtime too) changes it."""
         if self.rules_dir is None:
-            return 0.0
-        return max((p.stat().st_mtime for p in self.rules_dir.glob("*.toml")), default=0.0)
+            return ()
+        out = []
+        for p in self.rules_dir.glob("*.toml"):
+            try:
+                st = p.stat()
+            except OSError:  # deleted between the listing and the stat
+                continue
+            out.append((p.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        return tuple(sorted(out))
+
+    async def _watch_rules(self, stop: asyncio.Event) -> None:
+        """Wake the reload check on file events in the rules folder (watchfiles, inotify).
+
+        ``awatch(path, debounce=ms, step=ms, stop_event=..., recursive=False)`` yields a set
+        of (Change, path) after changes settle for `step` ms (at most `debounce` ms grouped);
+        it returns when `stop_event` is set. Should watching fail (no inotify watches left,
+        the folder gone), the poll every RULES_POLL seconds still notices every change."""
+        assert self.rules_dir is not None
+        try:
+            from watchfiles import awatch
+
+            async for _changes in awatch(
+                self.rules_dir, stop_event=stop, debounce=400, step=50, recursive=False
+            ):
+                self._rules_changed.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning(
+                "rules: watching %s failed (%s: %s); checking it every %.0f s instead",
+                self.rules_dir,
+                type(e).__name__,
+                e,
+                RULES_POLL,
+            )
 
     async def _maybe_reload_rules(self) -> None:
         assert self.rules_dir is not None
-        m = await asyncio.to_thread(self._mtime)
-        if m == self._rules_mtime:
+        sig = await asyncio.to_thread(self._signature)
+        if sig == self._rules_sig:
             return
-        self._rules_mtime = m
+        self._rules_sig = sig
         try:
             rules = await asyncio.to_thread(load_rules, self.rules_dir, self.config.sessions)
         except RuleError as e:
+            problems = list(e.problems)
+        except Exception as e:  # load_rules reports everything as RuleError; belt and braces
+            problems = [f"{self.rules_dir}: {type(e).__name__}: {e}"[:500]]
+        else:
+            problems = []
+        if problems:
+            self.reload_failures += 1
             log.error(
-                "rules: the edited rules have problems, keeping the last good ones:\n%s",
-                "\n".join(e.problems),
+                "rules: the edited rules have problems, keeping the last good ones (%d rule(s)):"
+                "\n%s",
+                len(self.rules.rules),
+                "\n".join(problems[:20]),
+            )
+            await self._set_status(
+                rules={
+                    "state": "problems",
+                    "kept": len(self.rules.rules),
+                    "problems": problems[:10],
+                }
             )
             return
         engine = self._new_engine(rules)
         engine.restore(self.engine.snapshot())
         engine.queue(self.engine.take_alerts())  # nothing raised is lost
         self.engine, self.rules = engine, rules
+        self.reloads += 1
         log.info("rules: reloaded %d rule(s) from %s", len(rules.rules), self.rules_dir)
+        await self._set_status(rules={"state": "ok", "loaded": len(rules.rules)})
 
 
 async def run_live(config: Config, rules_dir: Path | None = None) -> int:
