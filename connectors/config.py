@@ -233,6 +233,25 @@ class TreasuryFeedConfig(PolledFeedConfig):
     interval: Seconds = 1800.0
 
 
+class YahooFeedConfig(PolledFeedConfig):
+    """Yahoo Finance chart API, keyless JSON: the latest index levels (delayed as Yahoo shows
+    them; each value is stamped with Yahoo's own quote time, so a delay is never look-ahead)."""
+
+    kind: Literal["yahoo"]
+    url: str = "https://query2.finance.yahoo.com/v8/finance/chart/{ticker}"
+    interval: Seconds = 60.0
+    max_past: Seconds = 4 * 86400.0  # the last close stays valid over a weekend
+    symbols: dict[str, Canonical] = Field(
+        default_factory=lambda: {
+            "^GSPC": "SPX",
+            "^NDX": "NDX",
+            "^N225": "N225",
+            "^VIX": "VIX",
+            "DX-Y.NYB": "DXY",
+        }
+    )
+
+
 FeedConfig = Annotated[
     CcxtFeedConfig
     | KrakenFeedConfig
@@ -241,7 +260,8 @@ FeedConfig = Annotated[
     | FredFeedConfig
     | FredCsvFeedConfig
     | BoardDdpFeedConfig
-    | TreasuryFeedConfig,
+    | TreasuryFeedConfig
+    | YahooFeedConfig,
     Field(discriminator="kind"),
 ]
 

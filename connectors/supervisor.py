@@ -58,6 +58,7 @@ FEED_CLASSES: Final[Mapping[str, str]] = {
     "fred_csv": "connectors.feeds.fred:FredCsvFeed",
     "board_ddp": "connectors.feeds.board_ddp:BoardDdpFeed",
     "treasury": "connectors.feeds.treasury:TreasuryFeed",
+    "yahoo": "connectors.feeds.yahoo:YahooFeed",
 }
 
 

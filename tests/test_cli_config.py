@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import bot
+from bot.engine.rulefile import default_rules_dir, load_rules
+from bot.runtime.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "https://discord.test/api/webhooks/1/s3cret-token-value"
@@ -45,7 +47,8 @@ def test_version_prints_the_package_version() -> None:
 def test_config_check_passes_the_embedded_defaults() -> None:
     out = _stressbot("config", "check")
     assert out.returncode == 0, out.stderr
-    assert "valid; 5 rule(s)" in out.stdout
+    shipped = len(load_rules(default_rules_dir(), Config().sessions).rules)
+    assert f"embedded defaults: valid; {shipped} rule(s)" in out.stdout
 
 
 def test_config_check_names_each_missing_secret_variable(tmp_path: Path) -> None:
