@@ -116,4 +116,4 @@ def test_rules_check_passes_the_shipped_rules() -> None:
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert r.returncode == 0, r.stderr
-    assert "5 rule(s) in 5 file(s) are valid" in r.stdout
+    assert "7 rule(s) in 5 file(s) are valid" in r.stdout

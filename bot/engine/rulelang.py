@@ -38,7 +38,22 @@ Functions (windows are duration strings such as "24h", "5d"):
 ``abs(X)``                             absolute value
 ``min(X, ...)`` ``max(X, ...)``        smallest / largest of the known values
 ``coalesce(X, Y, ...)``                the first known value (a default for missing data)
+``sigma(SYM, W, LOOKBACK[, TYPICAL])`` the change over W in units of the regime's typical
+                                       W-move: ``vol`` over LOOKBACK, ending one W before;
+                                       TYPICAL (% or bp) stands in while history is short
+``vol(SYM, W, LOOKBACK)``              RMS of the back-to-back W-changes across LOOKBACK
+                                       (percent for prices, bp for yields), sampled daily
+``max_drop(SYM, W)``                   deepest fall from a high to a later low in W, percent
+                                       (an intraday wick that already recovered counts)
+``age_h(SYM)``                         hours since the symbol's latest observation
+``count(COND, ...)``                   how many of the conditions are true
+``known(X)``                           true when X is known, false when unknown
 =====================================  ==================================================
+
+``sigma``/``vol`` are computed in `bot.engine.functions` (see there: the regime is sampled
+once a day and cached, so they are cheap at any evaluation rate). ``count`` ignores unknown
+conditions and is unknown only when all are; ``known`` lets a rule say what to do without an
+input, e.g. ``not known(ret("SPX", "5d")) or ret("SPX", "5d") > -5``.
 
 ``count_falling`` and ``count_rising`` count among the symbols that have data; ``min`` and
 ``max`` ignore unknown values. Each is unknown only when none of its inputs is known.
@@ -62,6 +77,7 @@ from typing import Any
 from bot.core.durations import parse_duration
 from bot.core.errors import DurationError
 from bot.core.models import SYMBOLS, Kind
+from bot.engine.functions import regime_fn, window_fn, zscore_fn
 from bot.engine.series import Series
 from bot.engine.sessions import SessionReturns
 
@@ -122,6 +138,7 @@ SYM, DUR, SESSION, PCT, NUMS, SYMLIST, NUM, COUNT = (
     "NUM",
     "COUNT",
 )
+BOOLS, ANY = "BOOLS", "ANY"
 
 #: name -> (argument kinds, result type, kinds of symbol it accepts or None for any)
 SIGNATURES: dict[str, tuple[tuple[str, ...], T, frozenset[Kind] | None]] = {
@@ -146,6 +163,12 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], T, frozenset[Kind] | None]] = {
     "min": ((NUMS,), T.NUM, None),
     "max": ((NUMS,), T.NUM, None),
     "coalesce": ((NUMS,), T.NUM, None),
+    "sigma": ((SYM, DUR, DUR), T.NUM, None),
+    "vol": ((SYM, DUR, DUR), T.NUM, None),
+    "max_drop": ((SYM, DUR), T.NUM, frozenset({Kind.PRICE})),
+    "age_h": ((SYM,), T.NUM, None),
+    "count": ((BOOLS,), T.NUM, None),
+    "known": ((ANY,), T.BOOL, None),
 }
 
 _KIND_HINT = {
@@ -335,6 +358,8 @@ class _Compiler:
             raise ExprError(f"{name}() takes its arguments by position only", node)
         kinds, result, accepts = sig
         args = node.args
+        if kinds == (BOOLS,) or kinds == (ANY,):
+            return self._logic_call(node, name)
         if kinds == (NUMS,):
             if not args:
                 raise ExprError(f"{name}() needs at least one number", node)
@@ -359,6 +384,12 @@ class _Compiler:
                 return agg(vals) if vals else None
 
             return self._derive(fn_nums, T.NUM, *parts)
+        typical = None
+        if name == "sigma" and len(args) == 4:
+            t = self.visit(args[3])
+            if t.type is not T.NUM or t.const is None or t.const <= 0:
+                raise ExprError("sigma()'s typical move must be a plain positive number", args[3])
+            typical, args = float(t.const), args[:3]
         if len(args) != len(kinds):
             raise ExprError(
                 f"{name}() takes {len(kinds)} argument{'s' if len(kinds) != 1 else ''} "
@@ -370,7 +401,30 @@ class _Compiler:
             self._want(x, T.NUM, args[0], "abs()")
             f = x.fn
             return self._derive(lambda c: None if (v := f(c)) is None else abs(v), T.NUM, x)
-        return self._window_call(node, name, kinds, result, accepts)
+        return self._window_call(node, name, kinds, result, accepts, typical)
+
+    def _logic_call(self, node: ast.Call, name: str) -> Compiled:
+        """count(B, ...): how many conditions are true (unknown when none is known);
+        known(X): whether X is known (never unknown itself)."""
+        if not node.args or (name == "known" and len(node.args) != 1):
+            raise ExprError(
+                f"{name}() needs {'one value' if name == 'known' else 'conditions'}", node
+            )
+        parts = [self.visit(a) for a in node.args]
+        if name == "known":
+            if parts[0].type not in (T.NUM, T.BOOL):
+                raise ExprError("known() needs a number or a condition", node.args[0])
+            f = parts[0].fn
+            return self._derive(lambda c: f(c) is not None, T.BOOL, parts[0])
+        for p, a in zip(parts, node.args, strict=True):
+            self._want(p, T.BOOL, a, "count()")
+        fns = [p.fn for p in parts]
+
+        def count(c: EvalContext) -> Value:
+            vals = [v for f in fns if (v := f(c)) is not None]
+            return float(sum(1 for v in vals if v)) if vals else None
+
+        return self._derive(count, T.NUM, *parts)
 
     def _window_call(
         self,
@@ -379,6 +433,7 @@ class _Compiler:
         kinds: tuple[str, ...],
         result: T,
         accepts: frozenset[Kind] | None,
+        typical: float | None = None,
     ) -> Compiled:
         syms: list[str] = []
         window = 0.0
@@ -386,7 +441,7 @@ class _Compiler:
         session = ""
         pct = 0.0
         count = 0
-        for kind, arg in zip(kinds, node.args, strict=True):
+        for kind, arg in zip(kinds, node.args[: len(kinds)], strict=True):
             if kind == SYM:
                 syms.append(self._symbol(arg, name, accepts))
             elif kind == SYMLIST:
@@ -427,19 +482,23 @@ class _Compiler:
             lookback = {s: count * 4 * 86400.0 for s in syms}  # N daily prints, with holidays
         elif name == "prev":
             lookback = {s: 2 * 4 * 86400.0 for s in syms}
-        elif name == "zscore":
+        elif name in ("zscore", "sigma", "vol"):
             window, span = windows
             if span < 11 * window:
                 raise ExprError(
-                    f"zscore() needs a lookback of at least 11 windows "
+                    f"{name}() needs a lookback of at least 11 windows "
                     f"(here {int(span // window)})",
                     node.args[2],
                 )
-            lookback = {s: span + window for s in syms}
-            fn = _zscore_fn(syms[0], window, span)
+            lookback = {s: span + 2 * window + 86400.0 for s in syms}
+            if name == "zscore":
+                fn = zscore_fn(syms[0], window, span)
+            else:
+                fn = regime_fn(syms[0], window, span, name == "sigma", typical)
             return Compiled(fn, result, symbols=syms, lookback=lookback)
-        fn = _window_fn(name, syms, window, session, pct, count)
-        return Compiled(fn, result, symbols=syms, lookback=lookback, uses_clock=(name == "stale"))
+        fn = window_fn(name, syms, window, session, pct, count)
+        clock = name in ("stale", "age_h")
+        return Compiled(fn, result, symbols=syms, lookback=lookback, uses_clock=clock)
 
     # helpers ----------------------------------------------------------------------------
 
@@ -499,6 +558,8 @@ _ARG_NAMES = {
     NUM: "number",
     NUMS: "numbers",
     COUNT: "count",
+    BOOLS: "conditions",
+    ANY: "value",
 }
 
 _CMP: dict[type, Callable[[float, float], bool]] = {
@@ -511,74 +572,8 @@ _CMP: dict[type, Callable[[float, float], bool]] = {
 }
 
 
-def _zscore_fn(sym: str, w: float, span: float) -> Fn:
-    return lambda c: c.series[sym].zscore(c.now, w, span)
-
-
 def _const(v: Any) -> Fn:
     return lambda c: v
-
-
-def _window_fn(name: str, syms: list[str], w: float, session: str, pct: float, count: int) -> Fn:
-    s0 = syms[0]
-    if name == "last":
-        return lambda c: c.series[s0].last()
-    if name == "ret":
-        return lambda c: c.series[s0].ret(c.now, w)
-    if name == "change":
-        return lambda c: c.series[s0].change(c.now, w)
-    if name == "bp":
-        scale = 1.0 if SYMBOLS[s0] is Kind.SPREAD_BP else 100.0
-
-        def bp(c: EvalContext) -> Value:
-            v = c.series[s0].change(c.now, w)
-            return None if v is None else v * scale
-
-        return bp
-    if name in ("drawdown", "rally", "high", "low", "mean"):
-        method = getattr(Series, name)
-        return lambda c: method(c.series[s0], c.now, w)
-    if name == "session_ret":
-        return lambda c: c.sessions.sum(c.series[s0], session, c.now, w)
-    if name in ("count_falling", "count_rising"):
-        falling = name == "count_falling"
-
-        def counter(c: EvalContext) -> Value:
-            n = 0
-            known = False
-            for s in syms:
-                r = c.series[s].ret(c.now, w)
-                if r is None:
-                    continue
-                known = True
-                if (r < -pct) if falling else (r > pct):
-                    n += 1
-            return float(n) if known else None
-
-        return counter
-    if name in ("low_last", "high_last"):
-        agg = min if name == "low_last" else max
-
-        def last_n(c: EvalContext) -> Value:
-            v = c.series[s0].last_n(count)
-            return None if v is None else agg(v)
-
-        return last_n
-    if name == "prev":
-
-        def prev(c: EvalContext) -> Value:
-            v = c.series[s0].last_n(2)
-            return None if v is None else v[0]
-
-        return prev
-    if name == "stale":
-
-        def stale(c: EvalContext) -> Value:
-            t = c.series[s0].last_ts()
-            return t is None or c.now - t > w
-
-        return stale
-    raise AssertionError(name)  # pragma: no cover - SIGNATURES and this stay in step
 
 
 def _describe(node: ast.AST) -> str:

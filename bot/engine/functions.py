@@ -1,0 +1,221 @@
+"""The window functions behind the rule language's function table (`bot.engine.rulelang`).
+
+Each builder returns a closure over an `EvalContext`-like object (``c.series``, ``c.now``,
+``c.sessions``) giving a number, a truth value, or None for "unknown".
+
+Regime functions (`sigma`, `vol`). A move means little without the regime it happens in: 3%
+in five days is a shock for gold in a calm year and routine in a volatile one. `vol(SYM, W,
+LOOKBACK)` is the root mean square of the W-changes (percent for prices, basis points for
+yields and rates, the series' units otherwise) ending every day (every W when W is shorter)
+across LOOKBACK, the newest ending one window before the current move, so the move being
+judged never inflates its own yardstick. `sigma(SYM, W, LOOKBACK)` is the change over W
+divided by that; `sigma(SYM, W, LOOKBACK, TYPICAL)` uses the number TYPICAL (a long-run
+typical W-move, in percent or bp) while the regime is unknown, so a fresh start or a short
+replay is judged against a stated yardstick instead of not at all. The regime is sampled at a
+coarse step (the start of the current UTC day, or of the current window when W is shorter
+than a day) and cached until the next step, or until the points it read change in number (a
+late tick among them, compaction, trimming) or a new gap is recorded, so a rule evaluated
+every second costs a few lookups, not a scan of a year of points. Ticks of the current
+window never invalidate it. (A correction of a value at least W old keeps its count and is
+taken in at the next step.) Unknown changes (missing input) are
+skipped; with fewer than 10 known reference changes or than a quarter of the lookback's (a
+regime is not two weeks of history), or none of them non-zero, it is unknown.
+
+`max_drop(SYM, W)` is the deepest fall from a high to a later low inside W, in percent: an
+intraday liquidation wick that has already recovered still shows (bars keep their highs and
+lows). It reads every point of the window, so put cheaper clauses before it in a rule.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Callable
+from typing import Any
+
+from bot.core.models import SYMBOLS, Kind
+from bot.engine.series import Series
+
+Value = float | bool | None
+Fn = Callable[[Any], Any]
+
+DAY = 86400.0
+MIN_REFERENCE = 10  # known reference changes a regime needs (and a quarter of the lookback's)
+
+
+def regime_step(window: float) -> float:
+    """How often the regime of `vol`/`sigma` is re-sampled."""
+    return DAY if window >= DAY else window
+
+
+def _scale(sym: str) -> float:
+    kind = SYMBOLS[sym]
+    return 100.0 if kind in (Kind.PRICE, Kind.RATE) else 1.0
+
+
+def _change(s: Series, a: float, b: float) -> float | None:
+    """The change from time a to b: a simple return for prices, a difference otherwise."""
+    x, y = s.value_at(a), s.value_at(b)
+    if x is None or y is None:
+        return None
+    return (y / x - 1.0) if s.kind is Kind.PRICE else (y - x)
+
+
+def regime_vol(s: Series, anchor: float, window: float, step: float, n: int) -> float | None:
+    """RMS of the n `window`-changes ending every `step` back from `anchor - window`."""
+    total = 0.0
+    known = 0
+    end = anchor - window
+    for _ in range(n):
+        ch = _change(s, end - window, end)
+        end -= step
+        if ch is not None:
+            total += ch * ch
+            known += 1
+    if known < max(MIN_REFERENCE, n // 4) or total <= 0.0:
+        return None
+    return math.sqrt(total / known)
+
+
+def regime_fn(
+    sym: str, window: float, span: float, normalise: bool, default: float | None = None
+) -> Fn:
+    """`sigma` (normalise=True) or `vol` (False) of `sym`; `default` is the typical move (in
+    percent or bp) that stands in while the regime is unknown (too little history)."""
+    step = regime_step(window)
+    n = max(int((span - window) // step), 1)
+    scale = _scale(sym)
+    fallback = None if default is None else default / scale
+    # series, anchor, gaps, bars, points up to the newest sample, vol
+    cache: list[Any] = [None, 0.0, -1, -1, -1, None]
+
+    def vol_of(s: Series, now: float) -> float | None:
+        anchor = now // step * step
+        key = [s, anchor, len(s.gaps), s.nb, bisect_right(s.ts, anchor - window)]
+        if cache[:5] == key and cache[0] is s:
+            v: float | None = cache[5]
+            return v
+        v = regime_vol(s, anchor, window, step, n)
+        if v is None:
+            v = fallback
+        cache[:] = [*key, v]
+        return v
+
+    if normalise:
+
+        def sigma(c: Any) -> Value:
+            s = c.series[sym]
+            ch = _change(s, c.now - window, c.now)
+            if ch is None:
+                return None
+            v = vol_of(s, c.now)
+            return None if v is None else ch / v
+
+        return sigma
+
+    def vol(c: Any) -> Value:
+        v = vol_of(c.series[sym], c.now)
+        return None if v is None else v * scale
+
+    return vol
+
+
+def max_drop_fn(sym: str, window: float) -> Fn:
+    def max_drop(c: Any) -> Value:
+        s: Series = c.series[sym]
+        r, k, j = s._window(c.now, window)
+        vals, nb = s.values, s.nb
+        peak = vals[r] if r >= 0 else None
+        worst = 0.0
+        for m in range(k, min(j, nb)):  # 5-minute bars: from the best high before to the low
+            o = s.b_open[m]
+            top = o if peak is None or o > peak else peak
+            d = 1.0 - s.b_low[m] / top
+            worst = d if d > worst else worst
+            h = s.b_high[m]
+            peak = h if peak is None or h > peak else peak
+        for m in range(max(k, nb), j):
+            v = vals[m]
+            if peak is None or v > peak:
+                peak = v
+            else:
+                d = 1.0 - v / peak
+                worst = d if d > worst else worst
+        return None if peak is None else worst * 100.0
+
+    return max_drop
+
+
+def zscore_fn(sym: str, w: float, span: float) -> Fn:
+    return lambda c: c.series[sym].zscore(c.now, w, span)
+
+
+def window_fn(name: str, syms: list[str], w: float, session: str, pct: float, count: int) -> Fn:
+    s0 = syms[0]
+    if name == "last":
+        return lambda c: c.series[s0].last()
+    if name == "ret":
+        return lambda c: c.series[s0].ret(c.now, w)
+    if name == "change":
+        return lambda c: c.series[s0].change(c.now, w)
+    if name == "bp":
+        scale = 1.0 if SYMBOLS[s0] is Kind.SPREAD_BP else 100.0
+
+        def bp(c: Any) -> Value:
+            v = c.series[s0].change(c.now, w)
+            return None if v is None else v * scale
+
+        return bp
+    if name in ("drawdown", "rally", "high", "low", "mean"):
+        method = getattr(Series, name)
+        return lambda c: method(c.series[s0], c.now, w)
+    if name == "session_ret":
+        return lambda c: c.sessions.sum(c.series[s0], session, c.now, w)
+    if name in ("count_falling", "count_rising"):
+        falling = name == "count_falling"
+
+        def counter(c: Any) -> Value:
+            n = 0
+            known = False
+            for s in syms:
+                r = c.series[s].ret(c.now, w)
+                if r is None:
+                    continue
+                known = True
+                if (r < -pct) if falling else (r > pct):
+                    n += 1
+            return float(n) if known else None
+
+        return counter
+    if name in ("low_last", "high_last"):
+        agg = min if name == "low_last" else max
+
+        def last_n(c: Any) -> Value:
+            v = c.series[s0].last_n(count)
+            return None if v is None else agg(v)
+
+        return last_n
+    if name == "prev":
+
+        def prev(c: Any) -> Value:
+            v = c.series[s0].last_n(2)
+            return None if v is None else v[0]
+
+        return prev
+    if name == "stale":
+
+        def stale(c: Any) -> Value:
+            t = c.series[s0].last_ts()
+            return t is None or c.now - t > w
+
+        return stale
+    if name == "age_h":
+
+        def age(c: Any) -> Value:
+            t = c.series[s0].last_ts()
+            return None if t is None else (c.now - t) / 3600.0
+
+        return age
+    if name == "max_drop":
+        return max_drop_fn(s0, w)
+    raise AssertionError(name)  # pragma: no cover - SIGNATURES and this stay in step
