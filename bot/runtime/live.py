@@ -24,6 +24,11 @@ retries a command itself only a few times (its default ``Retry(ExponentialWithJi
 base=1, cap=10), 3)`` on ``ConnectionError``/``TimeoutError``) and then raises; its pool
 reconnects lazily on the next command, so waiting and trying again is all that is needed.
 
+One active engine at a time (:mod:`bot.runtime.leader`): the engine holds the engine lease
+while it consumes, and every commit is fenced by it; other instances stand by (their feeds
+and notifiers run as usual) and the first to get the lease after the leader's death resumes
+from the checkpoint. A leader whose lease was taken drops its state and stands by.
+
 Rule files are watched: an edit that loads cleanly replaces the rules and keeps the market
 history and the state of every rule whose id is unchanged; an edit with mistakes (anything
 :func:`~bot.engine.rulefile.load_rules` reports: unreadable, too large, not UTF-8, not TOML,
@@ -58,9 +63,10 @@ from bot.engine.engine import Engine
 from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
 from bot.notify.service import NotifierService
 from bot.runtime.config import Config
+from bot.runtime.leader import EngineLease, LeaseLost
 from bot.runtime.metrics import MetricsServer
 from bot.store.connection import open_store
-from bot.store.redis_store import Checkpoint, Store, stream_id
+from bot.store.redis_store import Checkpoint, FencedOut, Store, stream_id
 from bot.telegram.command_bot import TelegramCommandBot
 from connectors.history.backfill import Backfill
 from connectors.supervisor import FeedSupervisor
@@ -114,6 +120,7 @@ class EngineService:
         *,
         rules_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
+        lease: EngineLease | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -132,6 +139,8 @@ class EngineService:
         self.stream_seen: int | None = 0  # stream entries ever added up to `position`
         self.status: dict[str, Any] = {}
         self.outages = 0  # store outages waited out
+        self.lease = lease if lease is not None else EngineLease(store)
+        self.leaderships_lost = 0
 
     def _new_engine(self, rules: RuleSet) -> Engine:
         return Engine.from_config(rules, self.config.engine, self.config.sessions)
@@ -208,6 +217,7 @@ class EngineService:
 
     async def _set_status(self, **fields: Any) -> None:
         self.status.update(fields)
+        self.status.update(role="leader", owner=self.lease.owner, lease=self.lease.value)
         await self.store.set_engine_status(self.status)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -227,7 +237,11 @@ class EngineService:
         backoff = Backoff(STORE_BACKOFF)
         started = False
         while not stop.is_set():
+            keeper: asyncio.Task[None] | None = None
             try:
+                if not await self.lease.acquire(stop):
+                    break
+                keeper = asyncio.create_task(self.lease.keep(), name="engine:lease")
                 if not started:
                     await self.restore()
                     started = True
@@ -235,6 +249,10 @@ class EngineService:
                     await self._resume()
                 backoff.reset()
                 await self._consume(stop)
+            except (LeaseLost, FencedOut) as e:
+                self.lease.drop()
+                self.leaderships_lost += 1
+                log.warning("engine: %s; standing by (state is reloaded on takeover)", e)
             except STORE_ERRORS as e:
                 delay = backoff.next_delay()
                 self.outages += 1
@@ -247,10 +265,20 @@ class EngineService:
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
+            finally:
+                if keeper is not None:
+                    keeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await keeper
         try:
-            await self.commit()
+            if self.lease.value is not None:
+                await self.commit()
+        except (LeaseLost, FencedOut) as e:
+            log.warning("engine: final checkpoint not written: %s", e)
         except STORE_ERRORS as e:
             log.warning("engine: final checkpoint not written (%s); resuming from the last", e)
+        finally:
+            await self.lease.release()
 
     async def _resume(self) -> None:
         """After an outage: back to the checkpoint, or on from memory if Redis lost it."""
@@ -267,7 +295,7 @@ class EngineService:
         self.engine = self._new_engine(self.rules)
         self.position, self.ticks_applied = "0-0", 0
         await self.restore()
-        log.info("engine: Redis is back; resumed from the checkpoint")
+        log.info("engine: resumed from the checkpoint")
 
     async def _consume(self, stop: asyncio.Event) -> None:
         cfg = self.config.engine
@@ -275,6 +303,7 @@ class EngineService:
         dirty = False
         caught_up = True
         while not stop.is_set():
+            self.lease.check()  # raises LeaseLost once our view of the lease ran out
             batch = await self.store.read_ticks(
                 self.position, count=cfg.tick_batch, block_ms=250 if caught_up else None
             )
@@ -309,6 +338,7 @@ class EngineService:
                 last_cp, dirty = now, False
 
     async def commit(self) -> None:
+        fence = self.lease.check()
         e = self.engine
         alerts = e.take_alerts()
         extra: dict[str, Any] = {
@@ -325,6 +355,7 @@ class EngineService:
                 alerts,
                 rule_states=e.rule_states(),
                 latest=e.latest(),
+                fence=fence,
             )
         except BaseException:
             e.queue(alerts)  # not committed (as far as we know): kept for the next commit

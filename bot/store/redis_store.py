@@ -9,16 +9,30 @@ Key layout (every key starts with the store's prefix, default ``stressbot``):
 ``{p}:outbox``         stream   alerts; each notifier destination reads it with its own group
 ``{p}:feeds``          hash     feed name -> JSON health record (connectors)
 ``{p}:engine``         string   JSON status record of the engine (input lost on a resume, ...)
+``{p}:engine:lease``   string   the active engine: ``{token}:{owner}``, with a TTL (``SET PX``)
+``{p}:engine:fence``   string   the last fencing token handed out (``INCR``)
+``{p}:engine:standby`` hash     owner -> JSON record of each engine standing by
 ``{p}:series:{sym}``   zset     recent (ts, value) points per symbol, trimmed to a retention,
                                  for charts and /status (written by the engine at checkpoints)
 
 An alert and the checkpoint that accounts for it are written in one MULTI/EXEC, so after a
 crash the engine either resumes before the tick that raised it (and raises it again, once) or
 after it (and the alert is already in the outbox): never both, never neither.
+
+One active engine at a time: :meth:`Store.acquire_engine_lease` takes ``{p}:engine:lease``
+when it is free (a Lua script: ``GET``, then ``INCR`` of the fence and ``SET ... PX``, which
+is what ``SET NX PX`` does, plus a fencing token that only ever grows), renews it while it is
+ours, and refuses while another owner holds it. A live commit carries the lease value it was
+granted (``fence``) and is one Lua script that compares it with the lease *before* it writes
+the outbox and the checkpoint, atomically (Redis runs a script without interleaving other
+commands): a leader paused past its TTL (SIGSTOP, a long GC, a VM freeze) whose lease another
+engine took cannot write after the takeover; its commit raises :class:`FencedOut`. Replay
+commits pass no fence and use the MULTI/EXEC as before.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +42,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bot.core.models import Alert, Tick
+
+
+class FencedOut(Exception):
+    """A commit was refused: the engine lease it carried is no longer the current one."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -71,7 +89,14 @@ class Store:
         self.k_outbox = f"{prefix}:outbox"
         self.k_feeds = f"{prefix}:feeds"
         self.k_engine = f"{prefix}:engine"
+        self.k_lease = f"{prefix}:engine:lease"
+        self.k_fence = f"{prefix}:engine:fence"
+        self.k_standby = f"{prefix}:engine:standby"
         self._add_script = redis.register_script(_ADD_TICKS)
+        self._lease_script = redis.register_script(_ENGINE_LEASE)
+        self._renew_script = redis.register_script(_ENGINE_RENEW)
+        self._release_script = redis.register_script(_ENGINE_RELEASE)
+        self._commit_script = redis.register_script(_FENCED_COMMIT)
 
     def key(self, name: str) -> str:
         """A key in this store's namespace, for components that keep their own state."""
@@ -145,11 +170,18 @@ class Store:
         alerts: Sequence[Alert] = (),
         rule_states: dict[str, Any] | None = None,
         latest: dict[str, tuple[float, float]] | None = None,
+        *,
+        fence: str | None = None,
     ) -> list[str]:
         """Write alerts and the checkpoint that accounts for them atomically.
 
-        Returns the outbox stream ids of the alerts, in order.
+        Returns the outbox stream ids of the alerts, in order. With `fence` (the engine lease
+        value granted by :meth:`acquire_engine_lease`) the write is one Lua script that first
+        checks the lease still holds exactly that value, and raises :class:`FencedOut`
+        (writing nothing) when it does not.
         """
+        if fence is not None:
+            return await self._fenced_commit(fence, checkpoint, alerts, rule_states, latest)
         pipe = self.redis.pipeline(transaction=True)
         for a in alerts:
             pipe.xadd(self.k_outbox, {"id": a.id, "alert": a.dumps()})
@@ -171,6 +203,67 @@ class Store:
             )
         res = await pipe.execute()
         return [_s(r) for r in res[: len(alerts)]]  # XADD replies come first
+
+    async def _fenced_commit(
+        self,
+        fence: str,
+        checkpoint: Checkpoint,
+        alerts: Sequence[Alert],
+        rule_states: dict[str, Any] | None,
+        latest: dict[str, tuple[float, float]] | None,
+    ) -> list[str]:
+        args: list[str | bytes | float] = [fence, len(alerts)]
+        for a in alerts:
+            args += (a.id, a.dumps())
+        args += (checkpoint.position, checkpoint.fingerprint, repr(checkpoint.clock))
+        args.append(checkpoint.state)
+        rs = rule_states or {}
+        args.append(len(rs))
+        for k, v in rs.items():
+            args += (k, orjson.dumps(v))
+        lt = latest or {}
+        args.append(len(lt))
+        for sym, (t, v) in lt.items():
+            args += (sym, orjson.dumps({"ts": t, "value": v}))
+        keys = [self.k_lease, self.k_outbox, self.k_checkpoint, self.k_rules, self.k_latest]
+        res: Any = await self._commit_script(keys=keys, args=args)
+        if not res or int(res[0]) != 1:
+            holder = _s(res[1]) if res and len(res) > 1 and res[1] else "nobody"
+            raise FencedOut(f"engine lease {fence!r} is no longer ours (held by {holder})")
+        return [_s(r) for r in res[1:]]
+
+    # ---- the engine lease --------------------------------------------------------------------
+
+    async def acquire_engine_lease(self, owner: str, ttl: float) -> tuple[str | None, str | None]:
+        """Take or renew the engine lease for `ttl` seconds. Returns (ours, holder): our lease
+        value ``token:owner`` when we hold it (a new token when it was free), else None and
+        the holder's value."""
+        r: Any = await self._lease_script(
+            keys=[self.k_lease, self.k_fence], args=[owner, max(1, int(ttl * 1000))]
+        )
+        ok, value = int(r[0]), _s(r[1])
+        return (value, value) if ok else (None, value)
+
+    async def renew_engine_lease(self, value: str, ttl: float) -> bool:
+        """Extend the lease while it still holds `value`; False when it was lost."""
+        r: Any = await self._renew_script(
+            keys=[self.k_lease], args=[value, max(1, int(ttl * 1000))]
+        )
+        return bool(r)
+
+    async def release_engine_lease(self, value: str) -> None:
+        await self._release_script(keys=[self.k_lease], args=[value])
+
+    async def engine_lease(self) -> str | None:
+        raw: Any = await self.redis.get(self.k_lease)
+        return _s(raw) if raw else None
+
+    async def set_engine_standby(self, owner: str, record: dict[str, Any] | None) -> None:
+        """Record (or with None remove) an engine standing by."""
+        if record is None:
+            await self.redis.hdel(self.k_standby, owner)
+        else:
+            await self.redis.hset(self.k_standby, owner, orjson.dumps(record))
 
     async def add_series(
         self, points: dict[str, list[tuple[float, float]]], keep_after: float
@@ -264,9 +357,25 @@ class Store:
     async def set_engine_status(self, status: dict[str, Any]) -> None:
         await self.redis.set(self.k_engine, orjson.dumps(status))
 
-    async def engine_status(self) -> dict[str, Any]:
-        raw: Any = await self.redis.get(self.k_engine)
+    async def engine_status(self, fresh_within: float = 30.0) -> dict[str, Any]:
+        """The active engine's status record, with ``lease`` (the current holder, None when no
+        engine holds it) and ``standby`` (engines standing by that reported within
+        `fresh_within` seconds)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.k_engine)
+        pipe.get(self.k_lease)
+        pipe.hgetall(self.k_standby)
+        raw, lease, standby = await pipe.execute()
         out: dict[str, Any] = orjson.loads(raw) if raw else {}
+        if not out and lease is None and not standby:
+            return out
+        now = time.time()
+        out["lease"] = _s(lease) if lease else None
+        out["standby"] = sorted(
+            _s(k)
+            for k, v in (standby or {}).items()
+            if now - float(orjson.loads(v).get("updated", 0)) <= fresh_within
+        )
         return out
 
     # ---- feed health ------------------------------------------------------------------------
@@ -287,6 +396,57 @@ for i = 2, #ARGV, 4 do
 end
 redis.call('XTRIM', k, 'MAXLEN', '~', ARGV[1])
 return (#ARGV - 1) / 4
+"""
+
+
+# KEYS lease, fence; ARGV owner, ttl ms. {1, value} when ours (renewed, or taken with a new
+# token when free), {0, holder} when another owner holds it.
+_ENGINE_LEASE = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local owner = string.sub(cur, (string.find(cur, ':', 1, true) or 0) + 1)
+  if owner ~= ARGV[1] then return {0, cur} end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, cur}
+end
+local value = redis.call('INCR', KEYS[2]) .. ':' .. ARGV[1]
+redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+return {1, value}
+"""
+# KEYS lease; ARGV value, ttl ms.
+_ENGINE_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+_ENGINE_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# KEYS lease, outbox, checkpoint, rules, latest; ARGV fence, n, (id, alert)*n, position,
+# fingerprint, clock, state, m, (rule, state)*m, k, (symbol, latest)*k.
+# {1, outbox ids...} when written; {0, holder} (nothing written) when the fence is stale.
+_FENCED_COMMIT = """
+local cur = redis.call('GET', KEYS[1])
+if cur ~= ARGV[1] then return {0, cur or ''} end
+local out = {1}
+local i = 3
+for _ = 1, tonumber(ARGV[2]) do
+  out[#out + 1] = redis.call('XADD', KEYS[2], '*', 'id', ARGV[i], 'alert', ARGV[i + 1])
+  i = i + 2
+end
+redis.call('HSET', KEYS[3], 'position', ARGV[i], 'fingerprint', ARGV[i + 1],
+  'clock', ARGV[i + 2], 'state', ARGV[i + 3])
+i = i + 4
+for _, key in ipairs({KEYS[4], KEYS[5]}) do
+  local n = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, n do
+    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+end
+return out
 """
 
 
