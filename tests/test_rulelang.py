@@ -148,3 +148,98 @@ def test_coalesce_gives_the_first_known_value() -> None:
         pytest.approx(-10.0)
     )
     assert ev('coalesce(ret("BTC/USD", "1d"), 7)', c, T.NUM) == 7.0
+
+
+# ---- regime-relative and logic functions (issue 10) -----------------------------------------
+
+
+def _alternating(days: int, step_pct: float) -> list[tuple[float, float]]:
+    """A daily price that moves +-step_pct % every day: a regime of known volatility."""
+    out, v = [], 100.0
+    for k in range(days):
+        out.append((k * D, v))
+        v *= 1 + (step_pct if k % 2 == 0 else -step_pct) / 100
+    return out
+
+
+def test_sigma_is_the_move_in_units_of_the_regimes_typical_move() -> None:
+    pts = _alternating(200, 1.0)  # every 1-day move is about 1%
+    last_t, last_v = pts[-1]
+    c = ctx_with({"XAU/USD": [*pts, (last_t + D, last_v * 0.95)]}, now=last_t + D)
+    assert ev('vol("XAU/USD", "1d", "180d")', c, T.NUM) == pytest.approx(1.0, rel=0.02)
+    assert ev('sigma("XAU/USD", "1d", "180d")', c, T.NUM) == pytest.approx(-5.0, rel=0.03)
+
+
+def test_the_same_move_counts_less_in_a_volatile_regime() -> None:
+    calm, wild = _alternating(200, 0.5), _alternating(200, 2.0)
+    t, v = calm[-1]
+    c1 = ctx_with({"XAU/USD": [*calm, (t + D, v * 0.97)]}, now=t + D)
+    t, v = wild[-1]
+    c2 = ctx_with({"XAU/USD": [*wild, (t + D, v * 0.97)]}, now=t + D)
+    s1 = ev('sigma("XAU/USD", "1d", "180d")', c1, T.NUM)
+    s2 = ev('sigma("XAU/USD", "1d", "180d")', c2, T.NUM)
+    assert isinstance(s1, float) and isinstance(s2, float)
+    assert s1 == pytest.approx(-6.0, rel=0.05) and s2 == pytest.approx(-1.5, rel=0.05)
+
+
+def test_sigma_of_a_yield_is_against_its_changes_and_ignores_the_current_move() -> None:
+    calm = [(k * D, 1.0 + 0.05 * (k % 2)) for k in range(121)]  # 5 bp a day, ends at 1.0
+    c = ctx_with({"US10Y": [*calm, (121 * D, 1.25)]}, now=121 * D)
+    assert ev('vol("US10Y", "1d", "90d")', c, T.NUM) == pytest.approx(5.0, rel=0.05)
+    assert ev('sigma("US10Y", "1d", "90d")', c, T.NUM) == pytest.approx(5.0, rel=0.05)
+
+
+def test_sigma_is_unknown_on_short_history_unless_a_typical_move_is_given() -> None:
+    pts = [(0.0, 100.0), (D, 100.0), (2 * D, 90.0)]
+    c = ctx_with({"BTC/USD": pts}, now=2 * D)
+    assert ev('sigma("BTC/USD", "1d", "365d")', c, T.NUM) is None
+    assert ev('sigma("BTC/USD", "1d", "365d", 4)', c, T.NUM) == pytest.approx(-2.5)
+    with pytest.raises(ExprError, match="plain positive number"):
+        compile_expr('sigma("BTC/USD", "1d", "365d", last("SPX")) < 0', [])
+
+
+def test_sigma_works_on_daily_closes_with_windows_of_days() -> None:
+    """Daily-only data: a 5-day sigma is known (no window shorter than the data's spacing)."""
+    pts = _alternating(400, 1.0)
+    c = ctx_with({"SPX": pts}, now=pts[-1][0])
+    v = ev('sigma("SPX", "5d", "365d")', c, T.NUM)
+    assert isinstance(v, float)
+
+
+def test_max_drop_sees_a_recovered_wick_that_the_return_hides() -> None:
+    pts = [(0.0, 100.0), (H, 100.0), (H + 60, 80.0), (H + 600, 98.0), (2 * H, 99.0)]
+    c = ctx_with({"BTC/USD": pts}, now=2 * H)
+    assert ev('max_drop("BTC/USD", "24h")', c, T.NUM) == pytest.approx(20.0)
+    assert ev('drawdown("BTC/USD", "24h")', c, T.NUM) == pytest.approx(1.0)
+    rising = ctx_with({"BTC/USD": [(0.0, 80.0), (H, 100.0)]}, now=H)
+    assert ev('max_drop("BTC/USD", "24h")', rising, T.NUM) == 0.0
+
+
+def test_count_counts_true_conditions_and_ignores_unknown_ones() -> None:
+    c = ctx_with({"SPX": [(0, 100.0), (D, 90.0)], "XAU/USD": [(0, 100.0), (D, 101.0)]}, now=D)
+    expr = 'count(ret("SPX", "1d") < -5, ret("XAU/USD", "1d") < -5, ret("BTC/USD", "1d") < -5)'
+    assert ev(expr, c, T.NUM) == 1.0
+    assert ev('count(ret("BTC/USD", "1d") < -5)', c, T.NUM) is None
+    with pytest.raises(ExprError, match="count\\(\\) needs true/false"):
+        compile_expr('count(ret("SPX", "1d")) > 0', [])
+
+
+def test_known_says_whether_a_value_is_known_and_is_never_unknown() -> None:
+    c = ctx_with({"BTC/USD": [(0, 100.0), (D, 80.0)]}, now=D)
+    assert ev('known(ret("SPX", "5d"))', c) is False
+    assert ev('known(ret("BTC/USD", "1d") < 0)', c) is True
+    # the weekend idiom: a crypto rule that still decides when equities are unknown
+    assert (
+        ev(
+            'ret("BTC/USD", "1d") < -10 and (not known(ret("SPX", "5d")) or ret("SPX", "5d") > -5)',
+            c,
+        )
+        is True
+    )
+
+
+def test_age_h_is_hours_since_the_latest_observation() -> None:
+    c = ctx_with({"SPX": [(0, 100.0)]}, now=2 * D)
+    assert ev('age_h("SPX")', c, T.NUM) == pytest.approx(48.0)
+    assert ev('age_h("NDX")', c, T.NUM) is None
+    assert compile_expr('age_h("SPX") > 1', []).uses_clock
