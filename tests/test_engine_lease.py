@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from bot.cli.feeds import engine_line
 from bot.core.models import Alert, AlertKind, Tick
 from bot.engine.rulefile import load_rules
 from bot.runtime.config import Config
 from bot.runtime.leader import EngineLease
 from bot.runtime.live import EngineService
+from bot.runtime.metrics import read_snapshot, render
 from bot.store.redis_store import Checkpoint, FencedOut, Store
 from tests.conftest import shared_path
 from tests.fake_feeds import (
@@ -135,6 +137,13 @@ async def test_two_engines_only_one_commits(
     status = await store.engine_status()
     assert status["role"] == "leader" and status["lease"] == leader.lease.value
     assert status["standby"] == [standby.lease.owner]
+    assert status["fence"] == leader.lease.value
+    line = engine_line(status)
+    assert line.startswith("engine: leader test/") and "1 standing by" in line, line
+    assert "live" in line or "resumed" in line or "started" in line, line
+    snap = await read_snapshot(store)
+    assert snap.engine_lease == leader.lease.value and snap.engine_standby == 1
+    assert b"stressbot_engine_leader 1.0" in render(snap, 2.0)
 
 
 async def test_paused_leader_is_fenced_and_stands_by(

@@ -107,6 +107,21 @@ def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float) -> l
     return rows
 
 
+def engine_line(status: dict[str, Any]) -> str:
+    """Which engine is active (holds the engine lease) and how many stand by."""
+    if not status:
+        return "engine: no report yet (is `stressbot run` running?)"
+    lease = status.get("lease")
+    standby = list(status.get("standby") or [])
+    more = f"; {len(standby)} standing by ({', '.join(standby)})" if standby else "; no standby"
+    if lease is None:
+        return "engine: NO ACTIVE ENGINE (the engine lease is free)" + more
+    token, _, owner = str(lease).partition(":")
+    # the record is the current leader's when it was written under the current lease
+    state = str(status.get("state") or "?") if status.get("fence") == lease else "taking over"
+    return f"engine: leader {owner} (fencing token {token}, {state})" + more
+
+
 def _priority(config: Any) -> dict[str, list[str]]:
     """Canonical symbol -> its feeds in priority order (combine sources first, then the rest
     in the order the feeds are configured)."""
@@ -234,6 +249,7 @@ async def _feeds(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     async with open_store(config.redis) as (store, _):
         statuses = await store.feed_statuses()
+        engine = await store.engine_status()
     now = time.time()
     rows = feed_rows(config, statuses, now)
     if args.json:
@@ -244,5 +260,8 @@ async def _feeds(args: argparse.Namespace) -> int:
         print(format_table(rows, now))
         print()
         print(format_symbols(symbol_rows(config, statuses)))
+    if not args.json:
+        print()
+        print(engine_line(engine))
     unhealthy = [r for r in rows if r["state"] in ("stale", "down", "no report")]
     return 1 if unhealthy else 0

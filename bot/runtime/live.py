@@ -217,7 +217,7 @@ class EngineService:
 
     async def _set_status(self, **fields: Any) -> None:
         self.status.update(fields)
-        self.status.update(role="leader", owner=self.lease.owner, lease=self.lease.value)
+        self.status.update(role="leader", owner=self.lease.owner, fence=self.lease.value)
         await self.store.set_engine_status(self.status)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -52,6 +52,8 @@ class Snapshot:
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
     engine_clock: float | None = None
     engine_position: str | None = None
+    engine_lease: str | None = None  # the active engine's lease value; None: no leader
+    engine_standby: int = 0
     newest_tick_id: str | None = None
     tick_stream_length: int = 0
     outbox_length: int = 0
@@ -69,6 +71,9 @@ async def read_snapshot(store: Store, now: float | None = None) -> Snapshot:
             cp = await store.load_checkpoint()
             if cp is not None:
                 snap.engine_clock, snap.engine_position = cp.clock, cp.position
+            est = await store.engine_status()
+            snap.engine_lease = est.get("lease")
+            snap.engine_standby = len(est.get("standby") or [])
             r = store.redis
             newest: Any = await r.xrevrange(store.k_ticks, count=1)
             if newest:
@@ -153,6 +158,14 @@ class SnapshotCollector(Collector):
         s = self.snap
         yield GaugeMetricFamily(
             "stressbot_tick_stream_length", "entries held in the tick stream", s.tick_stream_length
+        )
+        yield GaugeMetricFamily(
+            "stressbot_engine_leader",
+            "1 while an engine holds the engine lease (the active engine), else 0",
+            int(s.engine_lease is not None),
+        )
+        yield GaugeMetricFamily(
+            "stressbot_engine_standby", "engines standing by for the lease", s.engine_standby
         )
         if s.engine_clock is None:
             return
