@@ -11,6 +11,7 @@ which changes no input, changes nothing.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 
@@ -54,18 +55,28 @@ def derived_inputs(inputs: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
-def rebuild_usdx(series: Mapping[str, Series], t0: float) -> tuple[int, int, frozenset[str]]:
-    """Recompute USDX from `t0` on. Returns (points computed, of which without every leg,
-    the legs missing from the newest one)."""
+def rebuild_usdx(
+    series: Mapping[str, Series], t0: float, legs: list[tuple[str, Series]] | None = None
+) -> tuple[int, int, frozenset[str]]:
+    """Recompute USDX from `t0` on (`legs`: the (name, series) of USDX_LEGS, if at hand).
+    Returns (points computed, of which without every leg, the legs missing from the newest
+    one)."""
     out = series["USDX"]
+    if legs is None:
+        legs = [(name, series[name]) for name in USDX_LEGS]
+    if not out.ts or out.ts[-1] < t0 // 1.0:
+        done = _usdx_in_order(out, legs, t0)
+        if done is not None:
+            return done
     start = out.truncate_from(t0)
-    legs = [(name, series[name]) for name in USDX_LEGS]
     times: set[float] = set()
     for _, s in legs:
-        times.update(s.ts[bisect_left(s.ts, start) :])
+        tss = s.ts
+        if tss and tss[-1] >= start:
+            times.update(tss[bisect_left(tss, start) :])
     if not times:
         return 0, 0, frozenset()
-    ordered = sorted(times)
+    ordered = sorted(times) if len(times) > 1 else list(times)
     first = ordered[0]
     idx = [bisect_right(s.ts, first) - 1 for _, s in legs]
     partial = 0
@@ -76,7 +87,8 @@ def rebuild_usdx(series: Mapping[str, Series], t0: float) -> tuple[int, int, fro
         for n, (name, s) in enumerate(legs):
             k = idx[n]
             tss = s.ts
-            while k + 1 < len(tss) and tss[k + 1] <= t:
+            last = len(tss) - 1
+            while k < last and tss[k + 1] <= t:
                 k += 1
             idx[n] = k
             if k >= 0 and tss[k] >= oldest and (not s.gaps or s.known_through(tss[k], t)):
@@ -85,9 +97,44 @@ def rebuild_usdx(series: Mapping[str, Series], t0: float) -> tuple[int, int, fro
             continue
         if len(present) < len(USDX_LEGS):
             partial += 1
-        missing = frozenset(USDX_LEGS.keys() - present.keys())
+            missing = frozenset(USDX_LEGS.keys() - present.keys())
+        else:
+            missing = frozenset()
         out.add(t, usdx(present))
     return len(ordered), partial, missing
+
+
+def _usdx_in_order(
+    out: Series, legs: list[tuple[str, Series]], t0: float
+) -> tuple[int, int, frozenset[str]] | None:
+    """The common case: every leg changed since the last evaluation has one new point, all
+    at the same time, after USDX's last point. None when it is not that case."""
+    t = -math.inf
+    for _, s in legs:  # the newest leg point: the time the new USDX point is stamped at
+        if s.ts and s.ts[-1] > t:
+            t = s.ts[-1]
+    if t < t0:
+        return 0, 0, _NONE
+    oldest = t - USDX_LEG_MAX_AGE
+    gaps = out.gaps
+    present: dict[str, float] = {}
+    for name, s in legs:
+        tss = s.ts
+        if tss:
+            last = tss[-1]
+            if last >= t0 and (last != t or (len(tss) > 1 and tss[-2] >= t0)):
+                return None  # several new times: the general path
+            if last >= oldest and (not gaps or s.known_through(last, t)):
+                present[name] = s.values[-1]
+    if not present:
+        return 0, 0, _NONE
+    out.add(t, usdx(present))
+    if len(present) < len(USDX_LEGS):
+        return 1, 1, frozenset(USDX_LEGS.keys() - present.keys())
+    return 1, 0, _NONE
+
+
+_NONE: frozenset[str] = frozenset()
 
 
 def rebuild_spread(series: Mapping[str, Series], t0: float) -> int:

@@ -81,7 +81,7 @@ REEVALUATE_EVERY = HOUR  # a rule whose inputs are quiet is still re-evaluated t
 COMPACT_AFTER = 2 * HOUR  # history older than this is kept as 5-minute bars
 COMPACT_RESOLUTION = BAR
 MAINTAIN_EVERY = HOUR  # trim and compact the series this often (event time),
-MAINTAIN_GROWTH = 256  # once the series hold this many more points than after the last time
+MAINTAIN_GROWTH = 256  # once this many ticks arrived since the last time (duplicates aside)
 MIN_RETENTION = 2 * DAY  # history kept for symbols no rule looks at (status, charts)
 SERIES_KEEP = 8 * DAY  # history the store keeps for charts and /status
 GAP_AFTER = 5 * DAY  # no tick at all for this long is missing input, not a quiet market
@@ -119,9 +119,10 @@ class Engine:
         self.pending: list[Alert] = []  # raised and not yet taken by the runner
         self._last_trim = -math.inf
         self._last_forget = -math.inf
-        self._size_at_trim = 0
+        self._ticks_at_trim = 0  # ticks taken, duplicates not counted, at the last trim
         self._bars_before = -math.inf  # points older than this are bars
         self._usdx_missing: frozenset[str] | None = None
+        self._usdx_legs = [(name, self.series[name]) for name in USDX_LEGS]
         lookback = rules.lookback
         ret = {s: max(lookback.get(s, 0.0) + DAY, MIN_RETENTION) for s in SYMBOLS}
         for leg in USDX_LEGS:  # inputs are kept as long as what is derived from them
@@ -327,10 +328,10 @@ class Engine:
                     continue
                 self._evaluate(rule, st, now)
         self._dirty = {}
-        if now - self._last_trim >= MAINTAIN_EVERY:
-            size = sum(len(s.ts) for s in self.series.values())
-            if size - self._size_at_trim >= MAINTAIN_GROWTH:
-                self._trim(now)
+        if now - self._last_trim >= MAINTAIN_EVERY and (
+            self.ticks - self.stats.duplicates - self._ticks_at_trim >= MAINTAIN_GROWTH
+        ):
+            self._trim(now)
 
     def _evaluate(self, rule: Rule, st: RuleState, now: float) -> None:
         self.stats.evaluations += 1
@@ -391,14 +392,17 @@ class Engine:
 
     def _update_derived(self, now: float, before: float, dirty: dict[str, float]) -> None:
         """Recompute the derived series from the earliest input time changed."""
-        t0 = min((t for leg, t in dirty.items() if leg in USDX_LEGS), default=math.inf)
+        t0 = math.inf
+        if not dirty.keys().isdisjoint(USDX_LEGS):
+            t0 = min([t for leg, t in dirty.items() if leg in USDX_LEGS])
         if t0 < math.inf:
-            n, partial, missing = rebuild_usdx(self.series, t0)
+            n, partial, missing = rebuild_usdx(self.series, t0, self._usdx_legs)
             if n:
                 usd = self.series["USDX"]
                 if t0 <= before:
                     usd.edits += 1
-                self._recompact(usd)
+                if t0 < self._bars_before:
+                    self._recompact(usd)
                 dirty["USDX"] = min(dirty.get("USDX", math.inf), t0)
                 self.stats.usdx_partial += partial
                 if missing != self._usdx_missing:
@@ -413,6 +417,8 @@ class Engine:
                         )
                     else:
                         log.info("dollar index USDX has all 6 legs again at %s", iso_utc(now))
+        if "SOFR" not in dirty and "IORB" not in dirty:
+            return
         t0 = min(dirty.get("SOFR", math.inf), dirty.get("IORB", math.inf) + SOFR_IORB_LAG)
         if t0 < math.inf:
             spread = self.series["SOFR-IORB"]
@@ -436,7 +442,7 @@ class Engine:
             if s.ts:
                 s.trim(now - self._retention[sym])
                 s.compact(self._bars_before)
-        self._size_at_trim = sum(len(s.ts) for s in self.series.values())
+        self._ticks_at_trim = self.ticks - self.stats.duplicates
         oldest = now - max(self._retention.values()) - 2 * DAY
         if self._gaps and self._gaps[0][1] < oldest:
             self._gaps[:] = [g for g in self._gaps if g[1] >= oldest]
@@ -491,7 +497,7 @@ class Engine:
                     "last_input": num(self._last_input),
                     "last_trim": num(self._last_trim),
                     "last_forget": num(self._last_forget),
-                    "size_at_trim": self._size_at_trim,
+                    "ticks_at_trim": self._ticks_at_trim,
                     "bars_before": num(self._bars_before),
                 },
                 "gaps": self._gaps,
@@ -526,7 +532,7 @@ class Engine:
         self._last_input = inf_or(b.get("last_input", d["clock"]))
         self._last_trim = inf_or(b.get("last_trim"))
         self._last_forget = inf_or(b.get("last_forget"))
-        self._size_at_trim = int(b.get("size_at_trim", 0))
+        self._ticks_at_trim = int(b.get("ticks_at_trim", 0))
         self._bars_before = inf_or(b.get("bars_before"))
         self._gaps[:] = [(g[0], g[1]) for g in d.get("gaps", [])]
         extra: dict[str, Any] = d.get("extra", {})

@@ -158,6 +158,17 @@ class Series:
         j = bisect_left(tss, before, i)
         if j <= i:
             return
+        buckets = [t // BAR for t in tss[i:j]]
+        if len(set(buckets)) == j - i and (i == 0 or tss[i - 1] // BAR != buckets[0]):
+            # one point per bucket (hourly or daily data): each is a bar of one observation
+            seg = vals[i:j]
+            self.b_t0 += tss[i:j]
+            self.b_open += seg
+            self.b_high += seg
+            self.b_low += seg
+            self.b_area += [0.0] * (j - i)
+            self.nb = j
+            return
         new_t: list[float] = []
         new_v: list[float] = []
         changed = False
@@ -215,6 +226,8 @@ class Series:
         """Drop every point from the one containing `t0` on (a derived series about to be
         recomputed from there). Returns the time the recomputation must start at."""
         tss = self.ts
+        if not tss or tss[-1] < t0 // TICK_RESOLUTION * TICK_RESOLUTION:
+            return t0 // TICK_RESOLUTION * TICK_RESOLUTION  # all before it: nothing to drop
         i = bisect_left(tss, t0)
         start = t0 // BAR * BAR if i < self.nb else t0 // TICK_RESOLUTION * TICK_RESOLUTION
         i = bisect_left(tss, start)
