@@ -253,6 +253,23 @@ def test_defect3_a_restore_keeps_compaction_and_evaluation_bookkeeping(tmp_path:
     assert e2.snapshot() == e.snapshot()
 
 
+def test_re_delivered_ticks_change_no_output(tmp_path: Path) -> None:
+    """Polled feeds and reconnects send observations again; that must not change a thing,
+    maintenance timing included (so live, which sees repeats, matches replay)."""
+    rules = rules_from(tmp_path, HIGH_RULE)
+    ticks = spike_ticks()
+    rng = random.Random(3)
+    noisy: list[tuple[float, str, float]] = []
+    for k, x in enumerate(ticks):
+        noisy.append(x)
+        if rng.random() < 0.3:
+            noisy.append(ticks[max(0, k - rng.randint(0, 50))])  # an earlier tick again
+    a, b = Engine(rules, {}), Engine(rules, {})
+    assert wire(feed(a, ticks)) == wire(feed(b, noisy))
+    assert a.series["BTC/USD"].snapshot() == b.series["BTC/USD"].snapshot()
+    assert b.stats.duplicates == len(noisy) - len(ticks)
+
+
 # ---- defect 5: session caches see late ticks (first-start backfill) -------------------------
 
 SESSION_RULE = """

@@ -81,7 +81,7 @@ REEVALUATE_EVERY = HOUR  # a rule whose inputs are quiet is still re-evaluated t
 COMPACT_AFTER = 2 * HOUR  # history older than this is kept as 5-minute bars
 COMPACT_RESOLUTION = BAR
 MAINTAIN_EVERY = HOUR  # trim and compact the series this often (event time),
-MAINTAIN_GROWTH = 256  # once this many ticks arrived since the last time (duplicates aside)
+MAINTAIN_GROWTH = 256  # once this many ticks were taken since the last time (repeats aside)
 MIN_RETENTION = 2 * DAY  # history kept for symbols no rule looks at (status, charts)
 SERIES_KEEP = 8 * DAY  # history the store keeps for charts and /status
 GAP_AFTER = 5 * DAY  # no tick at all for this long is missing input, not a quiet market
@@ -228,6 +228,7 @@ class Engine:
         if how in (LATE, ABSORBED):
             self.stats.late += 1
             if how == ABSORBED:
+                self.stats.unchanged += 1
                 return
         elif how == CORRECTED:
             self.stats.corrections += 1
@@ -329,7 +330,7 @@ class Engine:
                 self._evaluate(rule, st, now)
         self._dirty = {}
         if now - self._last_trim >= MAINTAIN_EVERY and (
-            self.ticks - self.stats.duplicates - self._ticks_at_trim >= MAINTAIN_GROWTH
+            self._ticks_taken() - self._ticks_at_trim >= MAINTAIN_GROWTH
         ):
             self._trim(now)
 
@@ -429,6 +430,11 @@ class Engine:
                 self._recompact(spread)
                 dirty["SOFR-IORB"] = min(dirty.get("SOFR-IORB", math.inf), t0)
 
+    def _ticks_taken(self) -> int:
+        """Ticks that may have changed something: a re-delivery does not move maintenance."""
+        st = self.stats
+        return self.ticks - st.duplicates - st.unchanged - st.too_old
+
     def _recompact(self, s: Series) -> None:
         """A derived series recomputed into the compacted past is compacted again."""
         if s.nb < len(s.ts) and s.ts[s.nb] < self._bars_before:
@@ -442,7 +448,7 @@ class Engine:
             if s.ts:
                 s.trim(now - self._retention[sym])
                 s.compact(self._bars_before)
-        self._ticks_at_trim = self.ticks - self.stats.duplicates
+        self._ticks_at_trim = self._ticks_taken()
         oldest = now - max(self._retention.values()) - 2 * DAY
         if self._gaps and self._gaps[0][1] < oldest:
             self._gaps[:] = [g for g in self._gaps if g[1] >= oldest]

@@ -29,6 +29,7 @@ class EngineStats:
     wild_prints: int = 0
     too_old: int = 0
     corrections: int = 0  # a new value for a time already held
+    unchanged: int = 0  # late ticks that changed nothing (older than their second's close)
     gaps: int = 0  # spans of missing input recorded
     evaluations: int = 0
     alerts: Counter[str] = field(default_factory=Counter)
