@@ -50,7 +50,9 @@ async def test_defect4_files_split_by_symbol_give_the_alerts_of_one_file(
 ) -> None:
     ep = shared_path("data", "history", "episode-312.csv")
     one = await _replay(store, [ep])
-    assert len([a for a in one.alerts if a.kind == "firing"]) >= 9
+    assert (
+        len([a for a in one.alerts if a.kind == "firing"]) >= 3
+    )  # the shipped rules on 312 (4 since the issue-10 rules)
     rows = _rows(ep)
     symbols = sorted({r.split(",")[1] for r in rows})
     parts = [
