@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bot.cli.common import add_config_option, add_rules_option, rules_for
+
 DEFAULT_EPISODES = Path(__file__).resolve().parents[2] / "rules" / "tests" / "episodes.toml"
 
 
@@ -23,8 +25,8 @@ def add_to(rules_actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "Exits 1 if an episode's expectation fails.",
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    p.add_argument("--rules", type=Path, metavar="DIR", help="rules folder (default: rules/)")
-    p.add_argument("--config", type=Path, metavar="FILE")
+    add_rules_option(p)
+    add_config_option(p)
     p.add_argument(
         "--episodes",
         type=Path,
@@ -39,7 +41,6 @@ def add_to(rules_actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
 async def _calibrate(args: argparse.Namespace) -> int:
     import asyncio
 
-    from bot.cli.common import rules_for
     from bot.core.errors import StressbotError
     from bot.runtime.calibrate import calibrate_file, format_report, load_episodes
     from bot.runtime.config import load_config

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
+
+from bot.cli.common import add_config_option, add_rules_option, rules_for
 
 if TYPE_CHECKING:
     from bot.runtime.config import Config
@@ -27,8 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    c.add_argument("--config", type=Path, metavar="FILE", help="config file (default: embedded)")
-    c.add_argument("--rules", type=Path, metavar="DIR", help="rules folder (default: rules/)")
+    add_config_option(c)
+    add_rules_option(c)
     c.set_defaults(handler=_check)
 
 
@@ -65,7 +66,6 @@ def _env_fields(model: BaseModel) -> list[tuple[str, str]]:
 
 
 async def _check(args: argparse.Namespace) -> int:
-    from bot.cli.common import rules_for
     from bot.core.errors import RuleError
     from bot.runtime.config import load_config
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bot.cli import calibrate
-from bot.cli.common import rules_for
+from bot.cli.common import add_config_option, add_rules_option, rules_for
 from bot.core.errors import RuleError, StressbotError
 from bot.core.models import parse_iso_utc
 from bot.runtime.config import load_config
@@ -76,7 +76,7 @@ def register_rules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         metavar="DIR",
         help="rules folder (default: the configured or shipped rules)",
     )
-    c.add_argument("--config", type=Path, metavar="FILE")
+    add_config_option(c)
     c.set_defaults(handler=_rules_check)
     calibrate.add_to(rs)
     t = rs.add_parser(
@@ -86,14 +86,14 @@ def register_rules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "check its `fires` and `silent` expectations. Exits 1 if any test fails.",
     )
     t.add_argument("files", nargs="+", type=Path, metavar="TESTFILE")
-    t.add_argument("--rules", type=Path, metavar="DIR", help="rules folder (default: rules/)")
-    t.add_argument("--config", type=Path, metavar="FILE")
+    add_rules_option(t)
+    add_config_option(t)
     t.set_defaults(handler=_rules_test)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rules", type=Path, metavar="DIR", help="rules folder (default: rules/)")
-    p.add_argument("--config", type=Path, metavar="FILE", help="config file (TOML)")
+    add_rules_option(p)
+    add_config_option(p)
     p.add_argument("--jsonl", type=Path, metavar="OUT", help="write every alert as JSON lines")
     p.add_argument(
         "--rate",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from bot.cli.common import add_config_option, add_rules_option
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -13,8 +14,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Stream and poll market data into Redis, evaluate the rules "
         "and deliver alerts, until interrupted.",
     )
-    p.add_argument("--config", type=Path, metavar="FILE", help="config file (TOML)")
-    p.add_argument("--rules", type=Path, metavar="DIR", help="rules folder (default: rules/)")
+    add_config_option(p)
+    add_rules_option(p)
     p.set_defaults(handler=_run)
 
 

@@ -288,9 +288,9 @@ class MetricsServer:
                 self.ready.set()
                 await stop.wait()
                 return
-            server = site._server  # the bound socket, for port 0 in tests
-            sockets = getattr(server, "sockets", None) or []
-            self.bound_port = sockets[0].getsockname()[1] if sockets else self.port
+            # the bound (host, port) of each listening socket: port 0 picks a free one
+            addresses: list[Any] = list(runner.addresses)
+            self.bound_port = int(addresses[0][1]) if addresses else self.port
             log.info("metrics on http://%s:%d/metrics", self.host, self.bound_port)
             self.ready.set()
             await stop.wait()
