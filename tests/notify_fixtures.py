@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from bot.core.models import Alert, AlertKind
 from bot.runtime.config import Config
@@ -21,6 +23,36 @@ from tests.fake_telegram import FakeTelegram
 TOKEN_ENV = "STRESSBOT_TEST_TG_TOKEN"
 HOOK_ID = "1200000000000000001"
 HOOK_TOKEN = "hooktoken-SECRET-abcdefghijklmnop"
+
+
+def telegram_fixture() -> Any:
+    """A ``tg`` fixture: a fake Telegram server whose token is in ``TOKEN_ENV``, where
+    :func:`notify_config` points the config. Use as ``tg = telegram_fixture()`` in a test module."""
+
+    @pytest.fixture(name="tg")
+    async def tg(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
+        fake = await FakeTelegram().start()
+        monkeypatch.setenv(TOKEN_ENV, fake.token)
+        yield fake
+        await fake.stop()
+
+    return tg
+
+
+def discord_fixture(bucket_limit: int, *more_hooks: tuple[str, str]) -> Any:
+    """A ``dc`` fixture: a fake Discord server with `bucket_limit` requests a second per
+    webhook and the webhook :func:`notify_config` routes to (plus `more_hooks`, as (id, token)).
+    Use as ``dc = discord_fixture(100)`` in a test module."""
+
+    @pytest.fixture(name="dc")
+    async def dc() -> AsyncIterator[FakeDiscord]:
+        fake = await FakeDiscord(bucket_limit=bucket_limit, bucket_window=1.0).start()
+        for hook_id, hook_token in ((HOOK_ID, HOOK_TOKEN), *more_hooks):
+            fake.add_webhook(hook_id, hook_token)
+        yield fake
+        await fake.stop()
+
+    return dc
 
 
 def alert(

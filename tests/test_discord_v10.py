@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,19 +21,20 @@ from bot.notify.config import DiscordConfig, DiscordWebhook
 from bot.notify.discord import discord_retry_after, versioned_webhook_url
 from bot.store.redis_store import Store
 from tests.fake_discord import Canned, FakeDiscord
-from tests.notify_fixtures import HOOK_ID, HOOK_TOKEN, alert, dc_fixture, notify_config
+from tests.notify_fixtures import (
+    HOOK_ID,
+    HOOK_TOKEN,
+    alert,
+    dc_fixture,
+    discord_fixture,
+    notify_config,
+)
 
 OTHER_ID = "1200000000000000002"
 OTHER_TOKEN = "other-hooktoken-SECRET-0123456789"
 
 
-@pytest.fixture
-async def dc() -> AsyncIterator[FakeDiscord]:
-    fake = await FakeDiscord(bucket_limit=50, bucket_window=1.0).start()
-    fake.add_webhook(HOOK_ID, HOOK_TOKEN)
-    fake.add_webhook(OTHER_ID, OTHER_TOKEN)
-    yield fake
-    await fake.stop()
+dc = discord_fixture(50, (OTHER_ID, OTHER_TOKEN))
 
 
 def scaled(name: str, factor: float) -> Canned:

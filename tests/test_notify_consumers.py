@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -31,8 +30,10 @@ from tests.notify_fixtures import (
     alert,
     dc_ids,
     dc_noted,
+    discord_fixture,
     notify_config,
     tally,
+    telegram_fixture,
     tg_ids,
     tg_noted,
     until,
@@ -41,20 +42,10 @@ from tests.notify_fixtures import (
 N = 40
 
 
-@pytest.fixture
-async def tg(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
-    fake = await FakeTelegram().start()
-    monkeypatch.setenv(TOKEN_ENV, fake.token)
-    yield fake
-    await fake.stop()
+tg = telegram_fixture()
 
 
-@pytest.fixture
-async def dc() -> AsyncIterator[FakeDiscord]:
-    fake = await FakeDiscord(bucket_limit=1000, bucket_window=1.0).start()
-    fake.add_webhook(HOOK_ID, HOOK_TOKEN)
-    yield fake
-    await fake.stop()
+dc = discord_fixture(1000)
 
 
 def test_defect5_consumer_names_are_per_process() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,30 +17,19 @@ from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import Canned as TCanned
 from tests.fake_telegram import FakeTelegram
 from tests.notify_fixtures import (
-    HOOK_ID,
     HOOK_TOKEN,
-    TOKEN_ENV,
     alert,
     dc_fixture,
+    discord_fixture,
     notify_config,
+    telegram_fixture,
     tg_fixture,
 )
 
-
-@pytest.fixture
-async def tg(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
-    fake = await FakeTelegram().start()
-    monkeypatch.setenv(TOKEN_ENV, fake.token)
-    yield fake
-    await fake.stop()
+tg = telegram_fixture()
 
 
-@pytest.fixture
-async def dc() -> AsyncIterator[FakeDiscord]:
-    fake = await FakeDiscord(bucket_limit=50, bucket_window=1.0).start()
-    fake.add_webhook(HOOK_ID, HOOK_TOKEN)
-    yield fake
-    await fake.stop()
+dc = discord_fixture(50)
 
 
 def _tg_ids(fake: FakeTelegram) -> list[str]:

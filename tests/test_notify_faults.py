@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -40,13 +39,14 @@ from tests.fault_proxy import FaultProxy
 from tests.notify_fixtures import (
     HOOK_ID,
     HOOK_TOKEN,
-    TOKEN_ENV,
     Tally,
     alert,
     dc_ids,
     dc_noted,
+    discord_fixture,
     notify_config,
     tally,
+    telegram_fixture,
     tg_ids,
     tg_noted,
     until,
@@ -63,20 +63,10 @@ class FastClock:
         return self.t0 + (time.monotonic() - self.m0) * SPEED
 
 
-@pytest.fixture
-async def tg(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
-    fake = await FakeTelegram().start()
-    monkeypatch.setenv(TOKEN_ENV, fake.token)
-    yield fake
-    await fake.stop()
+tg = telegram_fixture()
 
 
-@pytest.fixture
-async def dc() -> AsyncIterator[FakeDiscord]:
-    fake = await FakeDiscord(bucket_limit=1000, bucket_window=1.0).start()
-    fake.add_webhook(HOOK_ID, HOOK_TOKEN)
-    yield fake
-    await fake.stop()
+dc = discord_fixture(1000)
 
 
 def _tg_429() -> TCanned:

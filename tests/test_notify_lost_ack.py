@@ -9,7 +9,6 @@ says it may repeat an earlier message. Where the message is known not to have be
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -24,11 +23,12 @@ from tests.notify_fixtures import (
     HOOK_ID,
     HOOK_TOKEN,
     MAY_REPEAT,
-    TOKEN_ENV,
     alert,
     dc_ids,
     dc_noted,
+    discord_fixture,
     notify_config,
+    telegram_fixture,
     tg_fixture,
     tg_ids,
     tg_noted,
@@ -38,20 +38,10 @@ from tests.notify_fixtures import (
 A1, A2 = "btc_crash:1:firing", "btc_crash:2:firing"
 
 
-@pytest.fixture
-async def tg(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
-    fake = await FakeTelegram().start()
-    monkeypatch.setenv(TOKEN_ENV, fake.token)
-    yield fake
-    await fake.stop()
+tg = telegram_fixture()
 
 
-@pytest.fixture
-async def dc() -> AsyncIterator[FakeDiscord]:
-    fake = await FakeDiscord(bucket_limit=100, bucket_window=1.0).start()
-    fake.add_webhook(HOOK_ID, HOOK_TOKEN)
-    yield fake
-    await fake.stop()
+dc = discord_fixture(100)
 
 
 def _via(cfg: Config, proxy: FaultProxy) -> Config:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,12 +23,12 @@ from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import Canned as TCanned
 from tests.fake_telegram import FakeTelegram
 from tests.notify_fixtures import (
-    HOOK_ID,
-    HOOK_TOKEN,
     TOKEN_ENV,
     alert,
     dc_ids,
+    discord_fixture,
     notify_config,
+    telegram_fixture,
     tg_ids,
     tg_noted,
     until,
@@ -55,20 +54,10 @@ class StepClock:
         self.now += seconds
 
 
-@pytest.fixture
-async def tg(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
-    fake = await FakeTelegram().start()
-    monkeypatch.setenv(TOKEN_ENV, fake.token)
-    yield fake
-    await fake.stop()
+tg = telegram_fixture()
 
 
-@pytest.fixture
-async def dc() -> AsyncIterator[FakeDiscord]:
-    fake = await FakeDiscord(bucket_limit=100, bucket_window=1.0).start()
-    fake.add_webhook(HOOK_ID, HOOK_TOKEN)
-    yield fake
-    await fake.stop()
+dc = discord_fixture(100)
 
 
 async def test_defect3_a_5xx_storm_longer_than_six_attempts_is_ridden_out(

@@ -18,18 +18,13 @@ import pytest
 from bot.store.redis_store import Store
 from bot.telegram.command_bot import TelegramCommandBot
 from tests.fake_telegram import Canned, FakeTelegram, Sent, utf16_len
-from tests.notify_fixtures import TOKEN_ENV, notify_config, until
+from tests.notify_fixtures import notify_config, telegram_fixture, until
 
 ADMIN = 4242
 STRANGER = 666
 
 
-@pytest.fixture
-async def tg(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
-    fake = await FakeTelegram().start()
-    monkeypatch.setenv(TOKEN_ENV, fake.token)
-    yield fake
-    await fake.stop()
+tg = telegram_fixture()
 
 
 @asynccontextmanager

@@ -15,7 +15,7 @@ from bot.notify.ledger import ALL, Ledger
 from bot.store.redis_store import Checkpoint, Store
 from bot.telegram.command_bot import CommandError, Commands, TelegramCommandBot
 from tests.fake_telegram import FakeTelegram, Sent
-from tests.notify_fixtures import TOKEN_ENV, alert, notify_config
+from tests.notify_fixtures import TOKEN_ENV, alert, notify_config, telegram_fixture
 
 ADMIN = 4242
 STRANGER = 666
@@ -23,12 +23,7 @@ ADMIN_CHAT = 4242  # a private chat has the user's id
 ALERT_CHAT = -1001234567890
 
 
-@pytest.fixture
-async def tg(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
-    fake = await FakeTelegram().start()
-    monkeypatch.setenv(TOKEN_ENV, fake.token)
-    yield fake
-    await fake.stop()
+tg = telegram_fixture()
 
 
 async def _seed(store: Store) -> None:

@@ -8,15 +8,19 @@ new id is kept in Redis so later alerts, and later processes, go there directly.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from bot.notify import deliver_pending
 from bot.notify.ledger import Ledger
 from bot.store.redis_store import Store
 from tests.fake_telegram import FakeTelegram
-from tests.notify_fixtures import TOKEN_ENV, alert, notify_config, tg_ids, tg_noted, until
+from tests.notify_fixtures import (
+    alert,
+    notify_config,
+    telegram_fixture,
+    tg_ids,
+    tg_noted,
+    until,
+)
 
 OLD, NEW = -4001, -1004001
 
@@ -25,12 +29,7 @@ async def _migrated(store: Store) -> bool:
     return bool(await Ledger(store).chat_migrations())
 
 
-@pytest.fixture
-async def tg(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
-    fake = await FakeTelegram().start()
-    monkeypatch.setenv(TOKEN_ENV, fake.token)
-    yield fake
-    await fake.stop()
+tg = telegram_fixture()
 
 
 async def test_defect7_a_group_migrated_to_a_supergroup_is_followed_and_persisted(

@@ -6,8 +6,6 @@ twenty a minute to a group (supergroup, channel) and thirty a second for the who
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from bot.notify import deliver_pending
@@ -15,17 +13,12 @@ from bot.notify.config import TelegramConfig
 from bot.notify.telegram import TelegramPacing, shared_pacing
 from bot.store.redis_store import Store
 from tests.fake_telegram import FakeTelegram
-from tests.notify_fixtures import TOKEN_ENV, alert, notify_config, tg_ids
+from tests.notify_fixtures import TOKEN_ENV, alert, notify_config, telegram_fixture, tg_ids
 
 GROUP = -1001234567890
 
 
-@pytest.fixture
-async def tg(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeTelegram]:
-    fake = await FakeTelegram().start()
-    monkeypatch.setenv(TOKEN_ENV, fake.token)
-    yield fake
-    await fake.stop()
+tg = telegram_fixture()
 
 
 async def test_defect8_the_default_limits_are_telegrams() -> None:
