@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 
@@ -30,6 +31,7 @@ from bot.core.models import Tick
 from bot.store.redis_store import Store
 from connectors.config import FeedsConfig
 from connectors.supervisor import FeedSupervisor
+from tests.conftest import shared_path
 
 # ---- recordings ----------------------------------------------------------------------------
 
@@ -646,6 +648,39 @@ def oanda_time(ts: float) -> str:
     nanos = min(round((ts - whole) * 1e9), 999_999_999)
     base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
     return f"{base}.{nanos:09d}Z"
+
+
+#: The credentials the OANDA tests put in the environment (the token must never be logged).
+OANDA_TOKEN = "oanda-t0ken-never-in-logs"
+OANDA_ACCOUNT = "101-004-1234567-001"
+
+
+def recorded_oanda_lines(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The recorded pricing stream, with the test credentials set in the environment.
+
+    EUR_JPY is not a series stressbot uses: its recorded lines stand in for USD_JPY (same
+    shape, renamed instrument)."""
+    monkeypatch.setenv("OANDA_API_TOKEN", OANDA_TOKEN)
+    monkeypatch.setenv("OANDA_ACCOUNT_ID", OANDA_ACCOUNT)
+    path = shared_path("fixtures", "oanda", "pricing_stream_EUR_USD_EUR_JPY.jsonl")
+    recorded = [orjson.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return [
+        {**m, "instrument": "USD_JPY"} if m.get("instrument") == "EUR_JPY" else m for m in recorded
+    ]
+
+
+def oanda_feed(url: str, symbols: dict[str, str], **kw: Any) -> dict[str, Any]:
+    """An OANDA feed's config for a fake at `url`; "always": the tests must not depend on
+    whether today's FX market is open."""
+    return {
+        "kind": "oanda",
+        "url": url,
+        "schedule": "always",
+        "max_past": 0,
+        "heartbeat_timeout": 1.0,
+        "symbols": symbols,
+        **kw,
+    }
 
 
 #: OANDA's answer to a pricing or instruments request naming an instrument the account lacks.

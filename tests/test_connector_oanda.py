@@ -12,47 +12,33 @@ import pytest
 from bot.store.redis_store import Store
 from connectors.feeds.oanda import parse_oanda_time
 from connectors.supervisor import FeedSupervisor
-from tests.conftest import shared_path
 from tests.fake_feeds import (
+    OANDA_ACCOUNT,
+    OANDA_TOKEN,
     Behaviour,
     FakeOanda,
     Script,
     WatchedStore,
     feeds_config,
     is_subsequence,
+    oanda_feed,
+    recorded_oanda_lines,
     redis_ticks,
     running,
     wait_until,
 )
 
-TOKEN = "oanda-t0ken-never-in-logs"
-ACCOUNT = "101-004-1234567-001"
+TOKEN = OANDA_TOKEN
+ACCOUNT = OANDA_ACCOUNT
 
 
 @pytest.fixture
 def lines(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    monkeypatch.setenv("OANDA_API_TOKEN", TOKEN)
-    monkeypatch.setenv("OANDA_ACCOUNT_ID", ACCOUNT)
-    path = shared_path("fixtures", "oanda", "pricing_stream_EUR_USD_EUR_JPY.jsonl")
-    recorded = [orjson.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    # EUR_JPY is not a series stressbot uses: its recorded lines stand in for USD_JPY
-    # (same shape, renamed instrument).
-    return [
-        {**m, "instrument": "USD_JPY"} if m.get("instrument") == "EUR_JPY" else m for m in recorded
-    ]
+    return recorded_oanda_lines(monkeypatch)
 
 
 def oanda_source(url: str, **kw: Any) -> dict[str, Any]:
-    # "always": these tests must not depend on whether today's FX market is open
-    return {
-        "kind": "oanda",
-        "url": url,
-        "schedule": "always",
-        "max_past": 0,
-        "heartbeat_timeout": 1.0,
-        "symbols": {"EUR_USD": "EUR/USD", "USD_JPY": "USD/JPY"},
-        **kw,
-    }
+    return oanda_feed(url, {"EUR_USD": "EUR/USD", "USD_JPY": "USD/JPY"}, **kw)
 
 
 def test_nanosecond_times_are_parsed() -> None:

@@ -18,43 +18,32 @@ from bot.store.redis_store import Store
 from connectors.config import OandaFeedConfig
 from connectors.feeds.oanda import api_base
 from connectors.supervisor import FeedSupervisor
-from tests.conftest import shared_path
 from tests.fake_feeds import (
+    OANDA_ACCOUNT,
+    OANDA_TOKEN,
     Behaviour,
     FakeOanda,
     Script,
     feeds_config,
+    oanda_feed,
+    recorded_oanda_lines,
     redis_ticks,
     running,
     wait_until,
 )
 
-TOKEN = "oanda-t0ken-never-in-logs"
-ACCOUNT = "101-004-1234567-001"
+TOKEN = OANDA_TOKEN
+ACCOUNT = OANDA_ACCOUNT
 SYMBOLS = {"EUR_USD": "EUR/USD", "USD_JPY": "USD/JPY", "SPX500_USD": "SPX"}
 
 
 @pytest.fixture
 def lines(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    monkeypatch.setenv("OANDA_API_TOKEN", TOKEN)
-    monkeypatch.setenv("OANDA_ACCOUNT_ID", ACCOUNT)
-    path = shared_path("fixtures", "oanda", "pricing_stream_EUR_USD_EUR_JPY.jsonl")
-    recorded = [orjson.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    return [
-        {**m, "instrument": "USD_JPY"} if m.get("instrument") == "EUR_JPY" else m for m in recorded
-    ]
+    return recorded_oanda_lines(monkeypatch)
 
 
 def source(url: str, **kw: Any) -> dict[str, Any]:
-    return {
-        "kind": "oanda",
-        "url": url,
-        "schedule": "always",
-        "max_past": 0,
-        "heartbeat_timeout": 1.0,
-        "symbols": SYMBOLS,
-        **kw,
-    }
+    return oanda_feed(url, SYMBOLS, **kw)
 
 
 def test_the_instruments_endpoint_is_on_the_rest_host() -> None:
