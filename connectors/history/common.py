@@ -31,9 +31,10 @@ import re
 import socket
 import threading
 import time as _time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
@@ -498,6 +499,38 @@ class SourceContext:
         self.tally.fetched += 1
         self.progress(label)
         return out
+
+    def years(self, margin_days: int = 1) -> range:
+        """The calendar years of the window widened by `margin_days`, none after this year."""
+        lo, hi = window_dates(self.window, margin_days)
+        return range(lo.year, min(hi.year, datetime.fromtimestamp(self.now, UTC).year) + 1)
+
+    async def yearly(
+        self,
+        key: tuple[str, ...],
+        ext: str,
+        label: str,
+        fetch: Callable[[int, str], Awaitable[bytes]],
+        parse: Callable[[bytes, str], T],
+        *,
+        margin_days: int = 1,
+    ) -> AsyncIterator[tuple[int, T]]:
+        """(year, parsed chunk) for each of :meth:`years`, one :meth:`chunk` a calendar year:
+        cached as ``key/<year>.<ext>``, labelled ``"<label> <year>"``; `fetch(year, what)`
+        and `parse(body, what)` get that year and label."""
+        for year in self.years(margin_days):
+            what = f"{label} {year}"
+
+            def parse_year(body: bytes, what: str = what) -> T:
+                return parse(body, what)
+
+            path = (*key, f"{year}.{ext}")
+            yield (
+                year,
+                await self.chunk(
+                    path, year_end(year), what, partial(fetch, year, what), parse_year
+                ),
+            )
 
 
 FetchFn = Callable[[SourceContext, Sequence[str]], Awaitable[dict[str, SymbolResult]]]

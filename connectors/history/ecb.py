@@ -21,19 +21,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time
-from functools import partial
+from datetime import date, time
 from zoneinfo import ZoneInfo
 
 from connectors.fred_format import SourceFormatError
-from connectors.history.common import (
-    Source,
-    SourceContext,
-    SymbolResult,
-    keep,
-    window_dates,
-    year_end,
-)
+from connectors.history.common import Source, SourceContext, SymbolResult, keep
 from connectors.publication import OnObservationDate, known_at
 
 DEFAULT_URL = "https://data-api.ecb.europa.eu/service/data/EXR"
@@ -82,29 +74,14 @@ def parse_exr_csv(body: bytes, what: str) -> dict[date, dict[str, float]]:
 
 
 async def fetch(ctx: SourceContext, symbols: Sequence[str]) -> dict[str, SymbolResult]:
-    lo, hi = window_dates(ctx.window, margin_days=1)
-    this_year = datetime.fromtimestamp(ctx.now, UTC).year
     out = {s: SymbolResult(s, "ECB reference rates") for s in symbols}
-    key = "D." + "+".join(CURRENCIES) + ".EUR.SP00.A"
-    for year in range(lo.year, min(hi.year, this_year) + 1):
-        what = f"ECB EXR {year}"
+    url = f"{ctx.base_url.rstrip('/')}/D.{'+'.join(CURRENCIES)}.EUR.SP00.A"
 
-        async def get(year: int = year, what: str = what) -> bytes:
-            params = {
-                "startPeriod": f"{year}-01-01",
-                "endPeriod": f"{year}-12-31",
-                "format": "csvdata",
-            }
-            url = f"{ctx.base_url.rstrip('/')}/{key}"
-            return await ctx.http.get_bytes(url, params, what, expect="csv")
+    async def get(year: int, what: str) -> bytes:
+        params = {"startPeriod": f"{year}-01-01", "endPeriod": f"{year}-12-31", "format": "csvdata"}
+        return await ctx.http.get_bytes(url, params, what, expect="csv")
 
-        days = await ctx.chunk(
-            ("ecb", "exr", f"{year}.csv"),
-            year_end(year),
-            what,
-            get,
-            partial(parse_exr_csv, what=what),
-        )
+    async for _year, days in ctx.yearly(("ecb", "exr"), "csv", "ECB EXR", get, parse_exr_csv):
         for d in sorted(days):
             rates = {**days[d], "EUR": 1.0}
             for s in symbols:

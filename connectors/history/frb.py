@@ -32,19 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from functools import partial
 
 from connectors import fred_format
 from connectors.fred_format import SourceFormatError
-from connectors.history.common import (
-    Source,
-    SourceContext,
-    SymbolResult,
-    keep,
-    window_dates,
-    year_end,
-)
+from connectors.history.common import Source, SourceContext, SymbolResult, keep
 from connectors.publication import EFFECTIVE_NEW_YORK, H10_WEEKLY, PublicationRule, known_at
 
 DEFAULT_URL = "https://www.federalreserve.gov/datadownload/Output.aspx"
@@ -112,35 +105,28 @@ async def _fetch_package(
     weekdays_only: bool,
     margin_days: int,
 ) -> dict[str, SymbolResult]:
-    lo, hi = window_dates(ctx.window, margin_days=margin_days)
-    this_year = datetime.fromtimestamp(ctx.now, UTC).year
     out = {
         s: SymbolResult(s, f"FRB {release} " + "+".join(c.code for c in table[s])) for s in symbols
     }
-    for year in range(lo.year, min(hi.year, this_year) + 1):
-        what = f"FRB DDP {release} {year}"
 
-        async def get(year: int = year, what: str = what) -> bytes:
-            params = {
-                "rel": release,
-                "series": package,
-                "lastobs": "",
-                "from": f"01/01/{year}",
-                "to": f"12/31/{year}",
-                "filetype": "csv",
-                "label": "include",
-                "layout": "seriescolumn",
-                "type": "package",
-            }
-            return await ctx.http.get_bytes(ctx.base_url, params, what, expect="csv")
+    async def get(year: int, what: str) -> bytes:
+        params = {
+            "rel": release,
+            "series": package,
+            "lastobs": "",
+            "from": f"01/01/{year}",
+            "to": f"12/31/{year}",
+            "filetype": "csv",
+            "label": "include",
+            "layout": "seriescolumn",
+            "type": "package",
+        }
+        return await ctx.http.get_bytes(ctx.base_url, params, what, expect="csv")
 
-        series = await ctx.chunk(
-            ("frb", release, f"{year}.csv"),
-            year_end(year),
-            what,
-            get,
-            partial(parse_ddp_csv, what=what, release=release),
-        )
+    parse = partial(parse_ddp_csv, release=release)
+    label = f"FRB DDP {release}"
+    chunks = ctx.yearly(("frb", release), "csv", label, get, parse, margin_days=margin_days)
+    async for year, series in chunks:
         for s in symbols:
             for col in table[s]:
                 if col.code not in series:

@@ -19,30 +19,24 @@ published inside it, and the next publication date of the last one, are seen.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
-from functools import partial
+from datetime import date
 from typing import Any
 
 import orjson
 
 from connectors.fred_format import SourceFormatError
-from connectors.history.common import (
-    Source,
-    SourceContext,
-    SymbolResult,
-    keep,
-    window_dates,
-    year_end,
-)
+from connectors.history.common import Source, SourceContext, SymbolResult, keep
 from connectors.publication import NEXT_MORNING_NEW_YORK, known_at_each
 
 DEFAULT_URL = "https://markets.newyorkfed.org"
 #: symbol -> (API path, the "type" of its rows)
 RATES = {"SOFR": ("/api/rates/secured/sofr/search.json", "SOFR")}
 MARGIN_DAYS = 10
+#: (effective date, percent rate or None)
+Observation = tuple[date, float | None]
 
 
-def parse_ref_rates(body: bytes, rate_type: str, what: str) -> list[tuple[date, float | None]]:
+def parse_ref_rates(body: bytes, rate_type: str, what: str) -> list[Observation]:
     """(effective date, percent rate or None) of every row of `rate_type`, oldest first."""
     try:
         doc = orjson.loads(body)
@@ -53,7 +47,7 @@ def parse_ref_rates(body: bytes, rate_type: str, what: str) -> list[tuple[date, 
         raise SourceFormatError(
             f'{what}: expected {{"refRates": [...]}}, got {body[:80]!r}; did the NY Fed API change?'
         ) from e
-    out: list[tuple[date, float | None]] = []
+    out: list[Observation] = []
     for r in rows:
         if str(r.get("type", "")).strip() != rate_type:
             continue
@@ -70,28 +64,24 @@ def parse_ref_rates(body: bytes, rate_type: str, what: str) -> list[tuple[date, 
 
 
 async def fetch(ctx: SourceContext, symbols: Sequence[str]) -> dict[str, SymbolResult]:
-    lo, hi = window_dates(ctx.window, margin_days=MARGIN_DAYS)
-    this_year = datetime.fromtimestamp(ctx.now, UTC).year
     out: dict[str, SymbolResult] = {}
     for symbol in symbols:
         path, rate_type = RATES[symbol]
         result = out[symbol] = SymbolResult(symbol, f"NY Fed {rate_type}")
-        obs: list[tuple[date, float | None]] = []
-        for year in range(lo.year, min(hi.year, this_year) + 1):
-            what = f"NY Fed {rate_type} {year}"
+        url = ctx.base_url.rstrip("/") + path
 
-            async def get(year: int = year, what: str = what, path: str = path) -> bytes:
-                params = {"startDate": f"{year}-01-01", "endDate": f"{year}-12-31"}
-                url = ctx.base_url.rstrip("/") + path
-                return await ctx.http.get_bytes(url, params, what, expect="json")
+        async def get(year: int, what: str, url: str = url) -> bytes:
+            params = {"startDate": f"{year}-01-01", "endDate": f"{year}-12-31"}
+            return await ctx.http.get_bytes(url, params, what, expect="json")
 
-            obs += await ctx.chunk(
-                ("nyfed", rate_type, f"{year}.json"),
-                year_end(year),
-                what,
-                get,
-                partial(parse_ref_rates, rate_type=rate_type, what=what),
-            )
+        def parse(body: bytes, what: str, rate_type: str = rate_type) -> list[Observation]:
+            return parse_ref_rates(body, rate_type, what)
+
+        label = f"NY Fed {rate_type}"
+        chunks = ctx.yearly(
+            ("nyfed", rate_type), "json", label, get, parse, margin_days=MARGIN_DAYS
+        )
+        obs = [o async for _year, year_obs in chunks for o in year_obs]
         published = [d for d, v in obs if v is not None]
         stamps = known_at_each(NEXT_MORNING_NEW_YORK, [d for d, _ in obs], published)
         for ts, (_d, v) in zip(stamps, obs, strict=True):

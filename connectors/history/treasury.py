@@ -27,18 +27,10 @@ import csv
 import io
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
-from functools import partial
+from datetime import date, datetime
 
 from connectors.fred_format import SourceFormatError
-from connectors.history.common import (
-    Source,
-    SourceContext,
-    SymbolResult,
-    keep,
-    window_dates,
-    year_end,
-)
+from connectors.history.common import Source, SourceContext, SymbolResult, keep
 from connectors.publication import CLOSE_NEW_YORK, known_at
 
 DEFAULT_URL = (
@@ -125,28 +117,22 @@ def _value(text: str | None) -> float | None:
 
 
 async def fetch(ctx: SourceContext, symbols: Sequence[str]) -> dict[str, SymbolResult]:
-    lo, hi = window_dates(ctx.window, margin_days=1)
     out = {s: SymbolResult(s, f"Treasury par yield {COLUMNS[s]}") for s in symbols}
-    for year in range(lo.year, min(hi.year, datetime.fromtimestamp(ctx.now, UTC).year) + 1):
-        what = f"Treasury par yields {year}"
 
-        async def get(year: int = year, what: str = what) -> bytes:
-            params = {
-                "type": "daily_treasury_yield_curve",
-                "field_tdr_date_value": str(year),
-                "page": "",
-                "_format": "csv",
-            }
-            url = f"{ctx.base_url.rstrip('/')}/{year}/all"
-            return await ctx.http.get_bytes(url, params, what, expect="csv")
+    async def get(year: int, what: str) -> bytes:
+        params = {
+            "type": "daily_treasury_yield_curve",
+            "field_tdr_date_value": str(year),
+            "page": "",
+            "_format": "csv",
+        }
+        url = f"{ctx.base_url.rstrip('/')}/{year}/all"
+        return await ctx.http.get_bytes(url, params, what, expect="csv")
 
-        rows = await ctx.chunk(
-            ("treasury", "par-yield", f"{year}.csv"),
-            year_end(year),
-            what,
-            get,
-            partial(parse_par_yields, what=what),
-        )
+    chunks = ctx.yearly(
+        ("treasury", "par-yield"), "csv", "Treasury par yields", get, parse_par_yields
+    )
+    async for _year, rows in chunks:
         for d, values in rows:
             for s in symbols:
                 if d.weekday() >= 5:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
-from functools import partial
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -40,14 +39,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from connectors.fred_format import SourceFormatError
-from connectors.history.common import (
-    Source,
-    SourceContext,
-    SymbolResult,
-    keep,
-    window_dates,
-    year_end,
-)
+from connectors.history.common import Source, SourceContext, SymbolResult, keep, year_end
 from connectors.publication import NEW_YORK, TOKYO, OnObservationDate, known_at
 
 DEFAULT_URL = "https://query2.finance.yahoo.com"
@@ -101,38 +93,27 @@ def parse_chart(body: bytes, what: str) -> list[tuple[date, float | None]]:
 
 
 async def fetch(ctx: SourceContext, symbols: Sequence[str]) -> dict[str, SymbolResult]:
-    lo, hi = window_dates(ctx.window, margin_days=1)
-    this_year = datetime.fromtimestamp(ctx.now, UTC).year
     out: dict[str, SymbolResult] = {}
     for symbol in symbols:
         ticker, rule = TICKERS[symbol]
         result = out[symbol] = SymbolResult(symbol, f"Yahoo {ticker} 1d")
-        for year in range(lo.year, min(hi.year, this_year) + 1):
-            what = f"Yahoo {ticker} {year}"
+        url = f"{ctx.base_url.rstrip('/')}/v8/finance/chart/{quote(ticker, safe='')}"
+
+        async def get(year: int, what: str, url: str = url) -> bytes:
             start = datetime(year, 1, 1, tzinfo=UTC).timestamp() - 86400
             end = min(year_end(year) + 86400, ctx.now)
+            params = {
+                "period1": str(int(start)),
+                "period2": str(int(end)),
+                "interval": "1d",
+                "includePrePost": "false",
+                "events": "",
+            }
+            return await ctx.http.get_bytes(url, params, what, expect="json", headers=HEADERS)
 
-            url = f"{ctx.base_url.rstrip('/')}/v8/finance/chart/{quote(ticker, safe='')}"
-
-            async def get(
-                what: str = what, start: float = start, end: float = end, url: str = url
-            ) -> bytes:
-                params = {
-                    "period1": str(int(start)),
-                    "period2": str(int(end)),
-                    "interval": "1d",
-                    "includePrePost": "false",
-                    "events": "",
-                }
-                return await ctx.http.get_bytes(url, params, what, expect="json", headers=HEADERS)
-
-            bars = await ctx.chunk(
-                ("yahoo", ticker, f"{year}.json"),
-                year_end(year),
-                what,
-                get,
-                partial(parse_chart, what=what),
-            )
+        async for year, bars in ctx.yearly(
+            ("yahoo", ticker), "json", f"Yahoo {ticker}", get, parse_chart
+        ):
             for d, close in bars:
                 if d.year != year or d.weekday() >= 5:
                     continue
