@@ -127,6 +127,30 @@ def notify_config(
     )
 
 
+def notify_toml(store: Store, tg: FakeTelegram | None, dc: FakeDiscord | None) -> str:
+    """The TOML of a config routing to the fake servers (as `notify_config`), for a
+    `stressbot notify` subprocess; destinations of a killed process are taken over after 1 s."""
+    lines = [
+        f'[redis]\nprefix = "{store.prefix}"\n',
+        "[notify.delivery]\nbackoff_base = 0.01\nbackoff_max = 0.05\nrequest_timeout = 5\n"
+        'lease_ttl = "1s"\n',
+        f'[notify.telegram]\ntoken_env = "{TOKEN_ENV}"\nmin_interval = 0\n'
+        "global_min_interval = 0\ngroup_min_interval = 0\n",
+    ]
+    if tg is not None:
+        lines.append(
+            f'api_base = "{tg.base}"\n[[notify.telegram.chats]]\nname = "desk"\n'
+            "chat_id = -1001\ncharts = false\n"
+        )
+    if dc is not None:
+        lines.append(
+            "[notify.discord]\nmin_interval = 0\n[[notify.discord.webhooks]]\n"
+            f'name = "ops"\nurl = "http://127.0.0.1:{dc.port}/api/webhooks/{HOOK_ID}/'
+            f'{HOOK_TOKEN}"\ncharts = false\n'
+        )
+    return "\n".join(lines)
+
+
 def tg_fixture(name: str) -> TCanned:
     """A recorded Telegram 429 answer from ../shared/fixtures/telegram."""
     body = json.loads(shared_path("fixtures", "telegram", name).read_text())

@@ -24,7 +24,6 @@ from tests.conftest import REDIS_URL, ROOT
 from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram
 from tests.notify_fixtures import (
-    HOOK_ID,
     HOOK_TOKEN,
     TOKEN_ENV,
     alert,
@@ -32,6 +31,7 @@ from tests.notify_fixtures import (
     dc_noted,
     discord_fixture,
     notify_config,
+    notify_toml,
     tally,
     telegram_fixture,
     tg_ids,
@@ -72,20 +72,6 @@ async def test_defect5_a_dead_consumers_pending_entries_are_taken_over(
     assert await Ledger(store).pending_count("desk") == 0
 
 
-def _config(store: Store, tg: FakeTelegram, dc: FakeDiscord) -> str:
-    return (
-        f'[redis]\nprefix = "{store.prefix}"\n'
-        "[notify.delivery]\nbackoff_base = 0.01\nbackoff_max = 0.05\nrequest_timeout = 5\n"
-        'lease_ttl = "1s"\n'
-        f'[notify.telegram]\ntoken_env = "{TOKEN_ENV}"\napi_base = "{tg.base}"\n'
-        "min_interval = 0\nglobal_min_interval = 0\ngroup_min_interval = 0\n"
-        '[[notify.telegram.chats]]\nname = "desk"\nchat_id = -1001\ncharts = false\n'
-        "[notify.discord]\nmin_interval = 0\n[[notify.discord.webhooks]]\n"
-        f'name = "ops"\nurl = "http://127.0.0.1:{dc.port}/api/webhooks/{HOOK_ID}/{HOOK_TOKEN}"\n'
-        "charts = false\n"
-    )
-
-
 async def _serve(config: Path, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as err:
         return await asyncio.create_subprocess_exec(
@@ -115,7 +101,7 @@ async def test_defect5_several_notifier_processes_on_one_redis_deliver_each_aler
     processes: int, store: Store, tg: FakeTelegram, dc: FakeDiscord, tmp_path: Path
 ) -> None:
     conf = tmp_path / "config.toml"
-    conf.write_text(_config(store, tg, dc))
+    conf.write_text(notify_toml(store, tg, dc))
     env = dict(os.environ, REDIS_URL=REDIS_URL, PYTHONPATH=str(ROOT), **{TOKEN_ENV: tg.token})
     log = tmp_path / "stderr.log"
     procs = [await _serve(conf, env, log) for _ in range(processes)]
@@ -158,7 +144,7 @@ async def test_defect5_a_notifier_paused_past_its_lease_does_not_send_after_the_
     store: Store, tg: FakeTelegram, dc: FakeDiscord, tmp_path: Path
 ) -> None:
     conf = tmp_path / "config.toml"
-    conf.write_text(_config(store, tg, dc))
+    conf.write_text(notify_toml(store, tg, dc))
     env = dict(os.environ, REDIS_URL=REDIS_URL, PYTHONPATH=str(ROOT), **{TOKEN_ENV: tg.token})
     log = tmp_path / "stderr.log"
     procs = [await _serve(conf, env, log) for _ in range(2)]

@@ -20,30 +20,18 @@ from tests.notify_fixtures import (
     HOOK_TOKEN,
     alert,
     dc_fixture,
+    dc_ids,
     discord_fixture,
     notify_config,
     telegram_fixture,
     tg_fixture,
+    tg_ids,
 )
 
 tg = telegram_fixture()
 
 
 dc = discord_fixture(50)
-
-
-def _tg_ids(fake: FakeTelegram) -> list[str]:
-    return [m.group(1) for s in fake.sent if (m := re.search(r"id: (\S+)", s.visible))]
-
-
-def _dc_ids(fake: FakeDiscord) -> list[str]:
-    out = []
-    for p in fake.posted:
-        text = p.embeds[0]["footer"]["text"] if p.embeds else p.content
-        m = re.search(r"id:? (\S+)$", text.replace("\\", ""))
-        if m:
-            out.append(m.group(1))
-    return out
 
 
 async def test_each_alert_reaches_each_destination_once(
@@ -53,8 +41,8 @@ async def test_each_alert_reaches_each_destination_once(
         await store.publish_alert(alert(i))
     report = await deliver_pending(notify_config(store, tg, dc), store)
     expected = [f"btc_crash:{i}:firing" for i in range(5)]
-    assert _tg_ids(tg) == expected
-    assert _dc_ids(dc) == expected
+    assert tg_ids(tg) == expected
+    assert dc_ids(dc) == expected
     assert report.destinations["desk"].delivered == 5
     assert report.destinations["ops"].delivered == 5
     assert report.complete
@@ -78,8 +66,8 @@ async def test_the_same_alert_id_written_twice_is_delivered_once(
     await store.publish_alert(alert(1))
     await store.publish_alert(alert(1))
     report = await deliver_pending(notify_config(store, tg, dc), store)
-    assert _tg_ids(tg) == ["btc_crash:1:firing"]
-    assert _dc_ids(dc) == ["btc_crash:1:firing"]
+    assert tg_ids(tg) == ["btc_crash:1:firing"]
+    assert dc_ids(dc) == ["btc_crash:1:firing"]
     assert report.destinations["desk"].already_delivered == 1
 
 
@@ -113,7 +101,7 @@ async def test_routing_by_severity_pattern_and_resolved(
     funding = tg.to_chat(-100222)
     assert [s.thread_id for s in funding] == [7]
     assert "sofr:3:firing" in funding[0].visible
-    assert _dc_ids(dc) == ["btc_crash:1:firing", "btc_crash:2:firing", "sofr:3:firing"]
+    assert dc_ids(dc) == ["btc_crash:1:firing", "btc_crash:2:firing", "sofr:3:firing"]
     assert report.destinations["funding"].skipped == 3
 
 
@@ -137,7 +125,7 @@ async def test_telegram_429_without_parameters_waits_the_time_in_the_description
     report = await deliver_pending(notify_config(store, tg), store, max_wait=2.0)
     assert report.destinations["desk"].deferred == 1  # 3 s > 2 s budget: not retried early
     report = await deliver_pending(notify_config(store, tg), store, max_wait=10.0)
-    assert _tg_ids(tg) == ["btc_crash:1:firing"]
+    assert tg_ids(tg) == ["btc_crash:1:firing"]
     assert report.destinations["desk"].delivered == 1
 
 
@@ -169,7 +157,7 @@ async def test_discord_bucket_headers_pace_requests_so_no_429_is_hit(
     for i in range(6):
         await store.publish_alert(alert(i))
     report = await deliver_pending(notify_config(store, None, dc), store)
-    assert len(_dc_ids(dc)) == 6
+    assert len(dc_ids(dc)) == 6
     assert report.destinations["ops"].rate_limited == 0
 
 
@@ -180,7 +168,7 @@ async def test_5xx_is_retried_with_backoff_then_delivered_once(
     dc.script += [DCanned(500, {"message": "500: Internal Server Error", "code": 0})] * 2
     await store.publish_alert(alert(1))
     report = await deliver_pending(notify_config(store, tg, dc), store)
-    assert _tg_ids(tg) == ["btc_crash:1:firing"] and _dc_ids(dc) == ["btc_crash:1:firing"]
+    assert tg_ids(tg) == ["btc_crash:1:firing"] and dc_ids(dc) == ["btc_crash:1:firing"]
     assert report.destinations["desk"].retries == 2
     assert report.destinations["ops"].retries == 2
 
@@ -203,7 +191,7 @@ async def test_repeated_failure_parks_the_alert_and_the_next_success_redelivers_
         )
     assert report.destinations["desk"].dead == 1  # parked once...
     assert report.destinations["desk"].redelivered == 1  # ...and redelivered
-    assert _tg_ids(tg) == ["btc_crash:2:firing", "btc_crash:1:firing"]  # 2 not held up
+    assert tg_ids(tg) == ["btc_crash:2:firing", "btc_crash:1:firing"]  # 2 not held up
     assert "may repeat" in tg.sent[1].visible
     assert await Ledger(store).parked("desk") == []
     assert any("parked" in r.getMessage() for r in caplog.records)
@@ -388,7 +376,7 @@ async def test_the_service_delivers_alerts_published_while_it_runs_and_stops_cle
     stop.set()
     async with asyncio.timeout(10):
         await task
-    assert _tg_ids(tg) == _dc_ids(dc) == ["btc_crash:1:firing", "btc_crash:2:firing"]
+    assert tg_ids(tg) == dc_ids(dc) == ["btc_crash:1:firing", "btc_crash:2:firing"]
     assert svc.report.destinations["desk"].delivered == 2
 
 
@@ -418,6 +406,6 @@ async def test_a_destination_missing_its_secret_is_reported_and_the_others_still
         }
     )
     report = await deliver_pending(cfg, store)
-    assert _tg_ids(tg) == ["btc_crash:1:firing"]
+    assert tg_ids(tg) == ["btc_crash:1:firing"]
     assert "STRESSBOT_TEST_MISSING_HOOK" in report.unavailable["ops"]
     assert not report.complete and "ops: NOT DELIVERED" in report.summary()

@@ -23,31 +23,9 @@ from bot.store.redis_store import Store
 from tests.conftest import REDIS_URL, ROOT
 from tests.fake_discord import FakeDiscord, Posted
 from tests.fake_telegram import FakeTelegram, Sent
-from tests.notify_fixtures import HOOK_ID, HOOK_TOKEN, TOKEN_ENV, alert
+from tests.notify_fixtures import HOOK_ID, HOOK_TOKEN, TOKEN_ENV, alert, notify_config, notify_toml
 
 N = 10
-
-
-def _config(store: Store, tg: FakeTelegram | None, dc: FakeDiscord | None) -> str:
-    lines = [
-        f'[redis]\nprefix = "{store.prefix}"\n',
-        "[notify.delivery]\nbackoff_base = 0.01\nbackoff_max = 0.05\nrequest_timeout = 5\n"
-        'lease_ttl = "1s"\n',  # a killed process's destinations are taken over after 1 s
-        f'[notify.telegram]\ntoken_env = "{TOKEN_ENV}"\nmin_interval = 0\n'
-        "global_min_interval = 0\ngroup_min_interval = 0\n",
-    ]
-    if tg is not None:
-        lines.append(
-            f'api_base = "{tg.base}"\n[[notify.telegram.chats]]\nname = "desk"\n'
-            "chat_id = -1001\ncharts = false\n"
-        )
-    if dc is not None:
-        lines.append(
-            "[notify.discord]\nmin_interval = 0\n[[notify.discord.webhooks]]\n"
-            f'name = "ops"\nurl = "http://127.0.0.1:{dc.port}/api/webhooks/{HOOK_ID}/'
-            f'{HOOK_TOKEN}"\ncharts = false\n'
-        )
-    return "\n".join(lines)
 
 
 class Runner:
@@ -135,7 +113,7 @@ async def test_kill_9_while_a_request_is_in_flight_then_restart_delivers_exactly
         dc.add_webhook(HOOK_ID, HOOK_TOKEN)
         dc.before_accept = before_accept
         ids = lambda: [_dc_id(p) for p in dc.posted]  # noqa: E731
-    runner.config.write_text(_config(store, tg, dc))
+    runner.config.write_text(notify_toml(store, tg, dc))
     try:
         await runner.run_until(lambda: len(ids()) >= N)
     finally:
@@ -165,7 +143,7 @@ async def test_a_crash_after_acceptance_resends_once_flagged_as_a_possible_repea
 
     tg.after_accept = after_accept
     runner.env[TOKEN_ENV] = tg.token
-    runner.config.write_text(_config(store, tg, None))
+    runner.config.write_text(notify_toml(store, tg, None))
     try:
         await runner.run_until(lambda: len(tg.sent) >= 4)
     finally:
@@ -184,7 +162,6 @@ async def test_a_multi_part_alert_resumes_after_the_parts_already_accepted(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from bot.notify import deliver_pending
-    from tests.notify_fixtures import notify_config
 
     summary = "\n".join(f"line {i:03d} " + "y" * 90 for i in range(120))  # 3 messages
     await store.publish_alert(alert(1, summary=summary))
