@@ -88,7 +88,6 @@ PublicationRule = OnObservationDate | OnNextPublication | OnWeeklyRelease
 StampName = Literal["close", "next_morning", "effective"]
 
 CLOSE_NEW_YORK = OnObservationDate(NEW_YORK, time(16, 0))
-NOON_NEW_YORK = OnObservationDate(NEW_YORK, time(12, 0))
 EFFECTIVE_NEW_YORK = OnObservationDate(NEW_YORK, time(0, 0))
 NEXT_MORNING_NEW_YORK = OnNextPublication(NEW_YORK, time(8, 0))
 #: The Federal Reserve's H.10: Mondays 16:15 New York, for the weekdays of the week before.

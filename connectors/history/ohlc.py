@@ -82,12 +82,6 @@ TRADES_PAGE_LIMIT = 1000
 MAX_TRADE_PAGES_PER_CHUNK = 5000
 
 
-#: BTC/USD from Bitstamp (deep hourly history by date); gold as PAXG on Kraken.
-DEFAULT_MARKETS: dict[str, MarketSpec] = {
-    "BTC/USD": MarketSpec("bitstamp", "BTC/USD"),
-    "XAU/USD": MarketSpec("kraken", "PAXG/USD"),
-}
-
 #: symbol -> exchange -> the ccxt market that stands for it there (gold: tokenised, PAXG)
 EXCHANGE_MARKETS: dict[str, dict[str, str]] = {
     "BTC/USD": {
