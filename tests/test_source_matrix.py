@@ -10,6 +10,7 @@ import pytest
 from bot.cli.feeds import _priority
 from bot.core.models import DERIVED_SYMBOLS, SYMBOLS
 from bot.runtime.config import Config, load_config
+from connectors.history.sources import DEFAULT_ORDER
 from connectors.supervisor import FEED_CLASSES
 from tests.conftest import ROOT
 
@@ -85,10 +86,6 @@ def test_every_feed_of_the_example_config_is_in_the_matrix(example: Config) -> N
 
 
 def test_history_sources_are_the_downloaders_default_order() -> None:
-    try:
-        from connectors.history.sources import DEFAULT_ORDER
-    except ImportError:  # pragma: no cover - the history source table not there yet
-        pytest.skip("connectors.history.sources (the history source order) is not present")
     for symbol, row in matrix().items():
         if symbol in DERIVED_SYMBOLS:
             assert row["keyless history"] == "derived"
