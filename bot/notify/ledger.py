@@ -37,6 +37,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,9 +157,6 @@ class Ledger:
         raw_mark, raw_attempt, raw_mutes = await pipe.execute()
         mutes = {_s(k): float(v) for k, v in raw_mutes.items() if float(v) > now}
         return _mark(raw_mark), _attempt(raw_attempt), mutes
-
-    async def attempt(self, dest: str, alert_id: str) -> Attempt | None:
-        return _attempt(await self.redis.hget(self._k("attempt", dest), alert_id))
 
     async def claim(self, dest: str, alert_id: str, owner: str, ttl: float) -> bool:
         """Take (or keep) the claim of one alert at one destination; False while another
@@ -524,9 +522,13 @@ class Ledger:
 
     async def muted(self, rule: str, now: float | None = None) -> float | None:
         """The expiry of the mute that silences `rule`, or None."""
-        m = await self.mutes(now)
-        hits = [m[t] for t in (rule, ALL) if t in m]
-        return max(hits) if hits else None
+        return muted_until(await self.mutes(now), rule)
+
+
+def muted_until(mutes: Mapping[str, float], rule: str) -> float | None:
+    """The expiry of the mute in `mutes` that silences `rule` (its own or ``ALL``), or None."""
+    hits = [mutes[t] for t in (rule, ALL) if t in mutes]
+    return max(hits) if hits else None
 
 
 def follow_migrations(chat_id: int | str, migrations: dict[str, int]) -> int | str:

@@ -70,7 +70,6 @@ from bot.notify.base import (
 )
 from bot.notify.config import NotifyConfig, Route
 from bot.notify.ledger import (
-    ALL,
     AUTO_REDELIVER,
     OUTAGE,
     REJECTED,
@@ -80,6 +79,7 @@ from bot.notify.ledger import (
     Ledger,
     Mark,
     Parked,
+    muted_until,
 )
 
 if TYPE_CHECKING:
@@ -307,14 +307,14 @@ class Worker:
             self.in_hand = None
 
     def _muted_or_stale(self, alert: Alert, mutes: dict[str, float], stale: float) -> bool:
-        hits = [mutes[t] for t in (alert.rule, ALL) if t in mutes]
-        if hits:
+        until = muted_until(mutes, alert.rule)
+        if until is not None:
             log.info(
                 "%s: alert %s (rule %s) muted until %s, not sent",
                 self.name,
                 alert.id,
                 alert.rule,
-                time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(max(hits))),
+                time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(until)),
             )
             self.report.muted += 1
             return True
@@ -538,7 +538,7 @@ class Worker:
         for rec in records:
             if not (rec.retry or (rec.reason in AUTO_REDELIVER and (self.recovered or probe))):
                 continue
-            if rec.alert is not None and any(t in mutes for t in (rec.alert.rule, ALL)):
+            if rec.alert is not None and muted_until(mutes, rec.alert.rule) is not None:
                 continue
             if await self._redeliver_one(rec, stop):
                 self.report.redelivered += 1

@@ -29,7 +29,7 @@ from bot.notify.format import (
     fmt_number,
     trim,
 )
-from bot.notify.ledger import ALL, Ledger
+from bot.notify.ledger import ALL, Ledger, muted_until
 from bot.notify.service import accepts
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ class Commands:
                 extra = f" since {_ts_text(s.get('pending_since'))}"
             if s.get("last_sent"):
                 extra += f"; last alert {_ts_text(s.get('last_sent'))}"
-            muted = r in mutes or ALL in mutes
+            muted = muted_until(mutes, r) is not None
             lines.append(
                 f"{icon.get(st, '⚪')} <b>{e(r)}</b> [{e(str(s.get('severity', '')))}"
                 f", {e(str(s.get('pattern', '')))}]: {e(st)}{e(extra)}" + (" 🔇" if muted else "")
