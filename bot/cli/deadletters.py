@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from bot.cli.common import add_config_option
 
 if TYPE_CHECKING:
     from bot.notify.ledger import Ledger, Parked
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("ids", nargs="*", metavar="ALERT_ID", help="alert ids (retry, drop)")
     p.add_argument("--all", action="store_true", help="every parked alert of the destination")
     p.add_argument("--json", action="store_true", help="list: one JSON array")
-    p.add_argument("--config", type=Path, metavar="FILE", required=True, help="config (TOML)")
+    add_config_option(p, required=True)
     p.set_defaults(handler=_deadletters)
 
 

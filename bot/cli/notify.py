@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from pathlib import Path
+
+from bot.cli.common import add_config_option
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("mode", choices=["serve", "drain"])
-    p.add_argument("--config", type=Path, metavar="FILE", required=True, help="config (TOML)")
+    add_config_option(p, required=True)
     p.set_defaults(handler=_notify)
 
 
