@@ -305,10 +305,10 @@ class NotifierService:
             ]
             try:
                 await stop.wait()
-                grace = self.config.notify.delivery.request_timeout + 2.0
-                _done, still = await asyncio.wait(tasks, timeout=grace) if tasks else (set(), set())
-                for t in still:
-                    t.cancel()
+                if tasks:  # a grace period for the requests out; then the rest is cancelled
+                    await asyncio.wait(
+                        tasks, timeout=self.config.notify.delivery.request_timeout + 2.0
+                    )
             finally:
                 for t in tasks:
                     t.cancel()
