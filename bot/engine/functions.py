@@ -13,11 +13,11 @@ divided by that; `sigma(SYM, W, LOOKBACK, TYPICAL)` uses the number TYPICAL (a l
 typical W-move, in percent or bp) while the regime is unknown, so a fresh start or a short
 replay is judged against a stated yardstick instead of not at all. The regime is sampled at a
 coarse step (the start of the current UTC day, or of the current window when W is shorter
-than a day) and cached until the next step, or until the points it read change in number (a
-late tick among them, compaction, trimming) or a new gap is recorded, so a rule evaluated
-every second costs a few lookups, not a scan of a year of points. Ticks of the current
-window never invalidate it. (A correction of a value at least W old keeps its count and is
-taken in at the next step.) Unknown changes (missing input) are
+than a day). It reads only points at least W old, so it is kept (one per series, window and
+lookback, whatever rule asks) while those stand as they were, and at the next step only the
+newest changes are computed: a rule evaluated every second costs a few lookups, not a scan
+of a year of points, and the result is always what a fresh computation gives (a late tick,
+a correction or a gap in that past is taken in at once). Unknown changes (missing input) are
 skipped; with fewer than 10 known reference changes or than a quarter of the lookback's (a
 regime is not two weeks of history), or none of them non-zero, it is unknown.
 
@@ -61,20 +61,88 @@ def _change(s: Series, a: float, b: float) -> float | None:
     return (y / x - 1.0) if s.kind is Kind.PRICE else (y - x)
 
 
-def regime_vol(s: Series, anchor: float, window: float, step: float, n: int) -> float | None:
-    """RMS of the n `window`-changes ending every `step` back from `anchor - window`."""
-    total = 0.0
-    known = 0
-    end = anchor - window
+def _squares(s: Series, end: float, window: float, step: float, n: int) -> list[float | None]:
+    """The squared `window`-changes ending at `end`, `end - step`, ... (n of them, newest
+    first; None where unknown)."""
+    out: list[float | None] = []
     for _ in range(n):
         ch = _change(s, end - window, end)
         end -= step
-        if ch is not None:
-            total += ch * ch
+        out.append(None if ch is None else ch * ch)
+    return out
+
+
+def _rms(squares: list[float | None], n: int) -> float | None:
+    total = 0.0
+    known = 0
+    for sq in squares:  # summed newest first, in one order whatever computed them
+        if sq is not None:
+            total += sq
             known += 1
     if known < max(MIN_REFERENCE, n // 4) or total <= 0.0:
         return None
     return math.sqrt(total / known)
+
+
+def regime_vol(s: Series, anchor: float, window: float, step: float, n: int) -> float | None:
+    """RMS of the n `window`-changes ending every `step` back from `anchor - window`."""
+    return _rms(_squares(s, anchor - window, window, step, n), n)
+
+
+class _Regime:
+    """One regime of a series, shared by every `sigma`/`vol` call with its window and
+    lookback (kept in `Series.memo`). Its changes read the values known from `oldest` (the
+    first time sampled) to `anchor - window`, which depend only on the points from the
+    newest at or before `oldest` to the newest at or before `anchor - window` and on the
+    gaps. Those points stand as they were while the gaps and the series' `rewrites` are
+    unchanged, and their number and first and last point too (appends, compaction and
+    trimming change one of these when they change one of them): then the result is kept,
+    and when the anchor moves on only the changes ending after the old `anchor - window`
+    are computed, so it is always what `regime_vol` gives."""
+
+    __slots__ = ("anchor", "bounds", "gaps", "oldest", "rewrites", "squares", "vol")
+
+    def __init__(self) -> None:
+        self.anchor = -math.inf
+        self.oldest = -math.inf
+        self.bounds: tuple[Any, ...] = ()  # (count, first point, last point) read
+        self.rewrites = -1
+        self.gaps: list[tuple[float, float]] = []
+        self.squares: list[float | None] = []
+        self.vol: float | None = None
+
+    def at(
+        self, s: Series, anchor: float, window: float, step: float, n: int, shift: bool
+    ) -> float | None:
+        """The regime at `anchor`; `shift`: the changes of an older anchor may be kept."""
+        settled = s.rewrites == self.rewrites and s.gaps == self.gaps
+        if settled and self._bounds(s, self.oldest, self.anchor - window) != self.bounds:
+            settled = False
+        if anchor == self.anchor and settled:
+            return self.vol
+        k = n  # the changes to compute, newest first
+        if shift and anchor > self.anchor and settled:
+            k = min(round((anchor - self.anchor) / step), n)
+        end = anchor - window
+        squares = _squares(s, end, window, step, k)
+        if k < n:
+            squares += self.squares[: n - k]
+        oldest = end
+        for _ in range(n - 1):  # as `_squares` steps back
+            oldest -= step
+        self.anchor, self.oldest, self.squares = anchor, oldest - window, squares
+        self.bounds = self._bounds(s, self.oldest, end)
+        self.rewrites, self.gaps, self.vol = s.rewrites, list(s.gaps), _rms(squares, n)
+        return self.vol
+
+    @staticmethod
+    def _bounds(s: Series, oldest: float, end: float) -> tuple[Any, ...]:
+        tss = s.ts
+        i = bisect_right(tss, oldest) - 1
+        j = bisect_right(tss, end) - 1
+        first = (tss[i], s.values[i]) if i >= 0 else None
+        last = (tss[j], s.values[j]) if j >= 0 else None
+        return (j - i, first, last)
 
 
 def regime_fn(
@@ -86,20 +154,16 @@ def regime_fn(
     n = max(int((span - window) // step), 1)
     scale = _scale(sym)
     fallback = None if default is None else default / scale
-    # series, anchor, gaps, bars, points up to the newest sample, vol
-    cache: list[Any] = [None, 0.0, -1, -1, -1, None]
+    key = ("regime", window, step, n)
+    # with whole seconds, the times sampled from two anchors coincide exactly
+    shift = window.is_integer() and step.is_integer()
 
     def vol_of(s: Series, now: float) -> float | None:
-        anchor = now // step * step
-        key = [s, anchor, len(s.gaps), s.nb, bisect_right(s.ts, anchor - window)]
-        if cache[:5] == key and cache[0] is s:
-            v: float | None = cache[5]
-            return v
-        v = regime_vol(s, anchor, window, step, n)
-        if v is None:
-            v = fallback
-        cache[:] = [*key, v]
-        return v
+        r = s.memo.get(key)
+        if r is None:
+            r = s.memo[key] = _Regime()
+        v = r.at(s, now // step * step, window, step, n, shift)
+        return fallback if v is None else v
 
     if normalise:
 

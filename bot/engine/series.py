@@ -53,7 +53,9 @@ class Series:
         "edits",
         "gaps",
         "kind",
+        "memo",
         "nb",
+        "rewrites",
         "symbol",
         "ts",
         "values",
@@ -74,6 +76,11 @@ class Series:
         self.b_area: list[float] = []  # integral of the value over [t0, ts]
         self.gaps: list[tuple[float, float]] = gaps if gaps is not None else []
         self.edits = 0  # bumped by every change other than an append (caches watch it)
+        # bumped by every change to the points other than an append, a new close of the
+        # newest point and a removal (compaction, trimming): those a cache of results read
+        # from the points up to a time sees in their number and the newest of them
+        self.rewrites = 0
+        self.memo: dict[Any, Any] = {}  # such caches, owned by `bot.engine.functions`
 
     # ---- input ------------------------------------------------------------------------------
 
@@ -102,12 +109,14 @@ class Series:
             if i < self.nb:
                 self._extend(i, value)
             self.edits += 1
+            self.rewrites += 1
             return CORRECTED
         if i < self.nb or (i == self.nb and i and tss[i - 1] // BAR == ts // BAR):
             return self._late_bar(i, ts, value)
         if tss[i] // TICK_RESOLUTION == ts // TICK_RESOLUTION:
             return ABSORBED  # the second's later close is already held
         self.edits += 1
+        self.rewrites += 1
         if i - 1 >= self.nb and tss[i - 1] // TICK_RESOLUTION == ts // TICK_RESOLUTION:
             tss[i - 1] = ts  # a later tick of that second: its new close
             vals[i - 1] = value
@@ -135,6 +144,7 @@ class Series:
             self.b_area.insert(i, 0.0)
             self.nb += 1
         self.edits += 1
+        self.rewrites += 1
         return LATE
 
     def _extend(self, i: int, value: float) -> None:
@@ -242,6 +252,7 @@ class Series:
                     del lst[i:]
                 self.nb = i
             self.edits += 1
+            self.rewrites += 1
         return start
 
     # ---- gaps ---------------------------------------------------------------------------------
@@ -428,3 +439,4 @@ class Series:
         self.b_t0, self.b_open, self.b_high, self.b_low, self.b_area = (list(b) for b in bars)
         self.nb = len(self.b_t0)
         self.edits += 1
+        self.rewrites += 1
