@@ -80,6 +80,27 @@ def price(i: int) -> float:
     return 50_000.0 * (1 - 0.01 * min(max(i - 120, 0), 12))
 
 
+async def start_bot(cfg: Path, rules: Path, url: str) -> asyncio.subprocess.Process:
+    """`stressbot run` in a subprocess on the Redis at `url`, no notifier credentials."""
+    env = {**os.environ, "REDIS_URL": url}
+    for k in ("TELEGRAM_BOT_TOKEN", "DISCORD_WEBHOOK_URL", "STRESSBOT_TELEGRAM_TOKEN"):
+        env.pop(k, None)
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        "--config",
+        str(cfg),
+        "--rules",
+        str(rules),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="signals")
 async def test_stressbot_run_with_example_config_fires_a_rule_from_live_ticks(
     store: Store, tmp_path: Path
@@ -105,23 +126,7 @@ async def test_stressbot_run_with_example_config_fires_a_rule_from_live_ticks(
         data["engine"]["checkpoint_every"] = "0s"
         cfg = tmp_path / "config.toml"
         cfg.write_text(to_toml(data))
-        env = {**os.environ, "REDIS_URL": REDIS_URL}
-        for k in ("TELEGRAM_BOT_TOKEN", "DISCORD_WEBHOOK_URL"):
-            env.pop(k, None)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "run",
-            "--config",
-            str(cfg),
-            "--rules",
-            str(rules),
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        proc = await start_bot(cfg, rules, REDIS_URL)
         try:
 
             async def fired() -> bool:

@@ -10,7 +10,6 @@ Redis came back empty), and a rule whose ticks arrive after the restart fires ex
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import time
@@ -37,7 +36,7 @@ from tests.fake_feeds import (
     wait_until,
 )
 from tests.redis_server import OwnRedis
-from tests.test_connector_live_run import RULE, to_toml
+from tests.test_connector_live_run import RULE, start_bot, to_toml
 
 PREFIX = "restart"
 
@@ -59,26 +58,6 @@ def write_config(tmp_path: Path, kraken_url: str) -> tuple[Path, Path]:
     cfg = tmp_path / "config.toml"
     cfg.write_text(to_toml(data))
     return cfg, rules
-
-
-async def start_bot(cfg: Path, rules: Path, url: str) -> asyncio.subprocess.Process:
-    env = {**os.environ, "REDIS_URL": url}
-    for k in ("TELEGRAM_BOT_TOKEN", "DISCORD_WEBHOOK_URL", "STRESSBOT_TELEGRAM_TOKEN"):
-        env.pop(k, None)
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "run",
-        "--config",
-        str(cfg),
-        "--rules",
-        str(rules),
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
 
 
 async def stop_bot(proc: asyncio.subprocess.Process) -> tuple[int | None, str]:
