@@ -104,6 +104,17 @@ class _Ctx:
 def test_the_kept_regime_sees_every_edit_of_the_settled_past(
     edits: list[tuple[str, float]],
 ) -> None:
+    _edit_and_compare(edits)
+
+
+def test_the_comparison_runs_on_known_regimes() -> None:
+    # Hypothesis may draw edits (gaps) that leave every regime unknown; this fixed mix must not.
+    edits = [("correct", 0.3), ("late", 0.6), ("tick", 0.2), ("compact", 0.5), ("trim", 0.1)]
+    assert _edit_and_compare(edits) > 0
+
+
+def _edit_and_compare(edits: list[tuple[str, float]]) -> int:
+    """Apply `edits`, comparing the kept regime with a fresh one after each; how many known."""
     window, span = 3600.0, 12 * 3600.0
     s = Series("EUR/USD", Kind.PRICE)
     t = START
@@ -138,4 +149,4 @@ def test_the_kept_regime_sees_every_edit_of_the_settled_past(
         fresh = regime_vol(s, c.now // step * step, window, step, n)
         assert v == (None if fresh is None else fresh * 100.0), what
         known += v is not None
-    assert known or len(edits) < 5
+    return known
