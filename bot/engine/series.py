@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from typing import Any
 
 from bot.core.models import Kind
@@ -310,29 +311,23 @@ class Series:
 
     def high(self, now: float, window: float) -> float | None:
         """Highest value in the window; a bar counts with its high when its close is in it."""
-        r, k, j = self._window(now, window)
-        nb = self.nb
-        best = self.values[r] if r >= 0 else None
-        if k < min(j, nb):
-            h = max(self.b_high[k : min(j, nb)])
-            best = h if best is None or h > best else best
-        if max(k, nb) < j:
-            h = max(self.values[max(k, nb) : j])
-            best = h if best is None or h > best else best
-        return best
+        return self._extreme(now, window, self.b_high, max)
 
     def low(self, now: float, window: float) -> float | None:
         """Lowest value in the window; a bar counts with its low when its close is in it."""
+        return self._extreme(now, window, self.b_low, min)
+
+    def _extreme(
+        self, now: float, window: float, bars: list[float], pick: Callable[..., float]
+    ) -> float | None:
         r, k, j = self._window(now, window)
         nb = self.nb
-        best = self.values[r] if r >= 0 else None
+        found = [self.values[r]] if r >= 0 else []
         if k < min(j, nb):
-            x = min(self.b_low[k : min(j, nb)])
-            best = x if best is None or x < best else best
+            found.append(pick(bars[k : min(j, nb)]))
         if max(k, nb) < j:
-            x = min(self.values[max(k, nb) : j])
-            best = x if best is None or x < best else best
-        return best
+            found.append(pick(self.values[max(k, nb) : j]))
+        return pick(found) if found else None
 
     def mean(self, now: float, window: float) -> float | None:
         """Time-weighted mean over the window: each value counts for as long as it held.
