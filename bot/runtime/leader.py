@@ -116,11 +116,11 @@ class EngineLease:
                 continue
             t0 = time.monotonic()
             try:
-                ok: bool | None = await asyncio.wait_for(
-                    self.store.renew_engine_lease(self.value, self.ttl), self.renew_every
-                )
-            except (asyncio.CancelledError, KeyboardInterrupt):
-                raise
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives as the inner call completes, and this task then never ends
+                # (seen as a hung shutdown; cpython gh-86296)
+                async with asyncio.timeout(self.renew_every):
+                    ok: bool | None = await self.store.renew_engine_lease(self.value, self.ttl)
             except Exception as e:
                 log.warning("engine: lease renewal failed (%s: %s)", type(e).__name__, e)
                 ok = None
