@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from bot.cli.feeds import input_lost_lines
 from bot.core.models import Alert, AlertKind, Tick
 from bot.engine.engine import Engine
 from bot.engine.rulefile import load_rules
@@ -129,6 +130,10 @@ async def test_input_trimmed_from_the_stream_is_reported_and_is_a_gap(
     assert lost["lost"] == 400
     assert (lost["from"], lost["to"]) == ("2023-11-14T21:13:24Z", "2023-11-14T23:20:00Z")
     assert svc.engine.gaps() == [(T0 - H + 4, T0 + 4000.0)]
+    (line,) = input_lost_lines(await store.engine_status())  # what `stressbot feeds` prints
+    assert line.startswith(
+        "input lost: 400 tick(s) from 2023-11-14T21:13:24Z to 2023-11-14T23:20:00Z"
+    )
     # a restart with nothing trimmed says nothing new
     await run_until_applied(service(store, tmp_path, wall), store)
     assert len((await store.engine_status())["input_lost"]) == 1

@@ -119,7 +119,22 @@ def engine_line(status: dict[str, Any]) -> str:
     token, _, owner = str(lease).partition(":")
     # the record is the current leader's when it was written under the current lease
     state = str(status.get("state") or "?") if status.get("fence") == lease else "taking over"
-    return f"engine: leader {owner} (fencing token {token}, {state})" + more
+    line = f"engine: leader {owner} (fencing token {token}, {state})" + more
+    return line + "".join(f"\n{lost}" for lost in input_lost_lines(status))
+
+
+def input_lost_lines(status: dict[str, Any]) -> list[str]:
+    """The spans of input the engine reported missing (ticks trimmed from the stream before it
+    applied them, e.g. after a long downtime): no window compares across them."""
+    out = []
+    for r in status.get("input_lost") or []:
+        n = r.get("lost")
+        what = f"{n:,} tick(s)" if isinstance(n, int) else "ticks"
+        out.append(
+            f"input lost: {what} from {r.get('from', '?')} to {r.get('to', '?')} "
+            f"(noticed {r.get('detected', '?')}: {r.get('reason', '')})"
+        )
+    return out
 
 
 def _priority(config: Any) -> dict[str, list[str]]:
