@@ -83,7 +83,14 @@ async def test_routing_by_severity_pattern_and_resolved(
         tg,
         dc,
         chats=[
-            {"name": "crit", "chat_id": 111, "severities": ["critical"], "charts": False},
+            {
+                "name": "crit",
+                "chat_id": 111,
+                "severities": ["critical"],
+                "resolved": True,
+                "charts": False,
+            },
+            {"name": "plain", "chat_id": 333, "charts": False},  # a chat: resolved off by default
             {
                 "name": "funding",
                 "chat_id": -100222,
@@ -98,6 +105,8 @@ async def test_routing_by_severity_pattern_and_resolved(
     report = await deliver_pending(cfg, store)
     crit = [re.search(r"id: (\S+)", s.visible).group(1) for s in tg.to_chat(111)]  # type: ignore[union-attr]
     assert crit == ["btc_crash:1:firing", "btc_crash:1:resolved"]
+    plain = [re.search(r"id: (\S+)", s.visible).group(1) for s in tg.to_chat(333)]  # type: ignore[union-attr]
+    assert plain == ["btc_crash:1:firing", "btc_crash:2:firing", "sofr:3:firing"]
     funding = tg.to_chat(-100222)
     assert [s.thread_id for s in funding] == [7]
     assert "sofr:3:firing" in funding[0].visible

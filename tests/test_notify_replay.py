@@ -1,7 +1,7 @@
 """A replay of the March 2020 episode delivered to the fake servers: each alert once, with a chart.
 
-This is what `stressbot replay` does when [notify] routes somewhere: the replay fills the
-outbox, then `deliver_pending` drains it.
+This is what `stressbot replay --deliver` does when [notify] routes somewhere: the replay fills
+the outbox, then `deliver_pending` drains it. Without --deliver nothing is sent, and it says so.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ async def test_replayed_alerts_reach_each_matching_destination_once_with_a_chart
     assert report.complete and report.total("dead") == 0
 
 
-async def test_stressbot_replay_command_delivers_to_the_configured_destinations(
+async def test_stressbot_replay_delivers_to_the_configured_destinations_only_with_deliver(
     fakes: tuple[FakeTelegram, FakeDiscord], redis: Redis, tmp_path: Path
 ) -> None:
     tg, dc = fakes
@@ -104,6 +104,7 @@ global_min_interval = 0
 name = "desk"
 chat_id = -1001
 severities = ["critical"]
+resolved = true
 [notify.discord]
 min_interval = 0
 [[notify.discord.webhooks]]
@@ -122,18 +123,29 @@ url = "{hook}"
         str(tmp_path / "alerts.jsonl"),
         str(shared_path("data", "history", "episode-312.csv")),
     ]
-    proc = await asyncio.create_subprocess_exec(
-        *cmd,
-        cwd=ROOT,
-        env={**os.environ, "REDIS_URL": REDIS_URL},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
+
+    async def replay(*extra: str) -> tuple[int | None, bytes, bytes]:
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            *extra,
+            cwd=ROOT,
+            env={**os.environ, "REDIS_URL": REDIS_URL},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        return proc.returncode, out, err
+
+    code, out, err = await replay()  # no --deliver: the destinations get nothing
+    assert code == 0, err.decode()
+    assert "delivery          none: the config has 2 destination(s) (desk, ops)" in out.decode()
+    assert "add --deliver" in out.decode()
+    assert tg.sent == [] and dc.posted == []
+    code, out, err = await replay("--resume", "--deliver")  # the same alerts, now delivered
     keys = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
     if keys:
         await redis.delete(*keys)
-    assert proc.returncode == 0, err.decode()
+    assert code == 0, err.decode()
     report = out.decode()
     outbox = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     critical = [a["id"] for a in outbox if a["severity"] == "critical"]

@@ -45,6 +45,12 @@ def register_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="continue from the checkpoint of an interrupted replay of the same input",
     )
+    p.add_argument(
+        "--deliver",
+        action="store_true",
+        help="also deliver the alerts to the destinations in the config's [notify] (off by "
+        "default: a replay of a live config must not send years of history to its chats)",
+    )
     p.set_defaults(handler=_replay)
 
 
@@ -174,6 +180,7 @@ async def _replay(args: argparse.Namespace) -> int:
         _time(args.end, "--to"),
         args.resume,
         namespace="replay",
+        deliver=args.deliver,
     )
 
 
@@ -225,6 +232,7 @@ async def run_replay_command(
     resume: bool,
     namespace: str,
     show_alerts: bool = False,
+    deliver: bool = False,
 ) -> int:
     from bot.runtime.replay import (
         ReplayOptions,
@@ -268,7 +276,14 @@ async def run_replay_command(
         print_summary(result)
         if args.jsonl:
             print(f"  alerts written to {args.jsonl}")
-        if config.notify.telegram.chats or config.notify.discord.webhooks:
+        dests = [c.name for c in config.notify.telegram.chats]
+        dests += [w.name for w in config.notify.discord.webhooks]
+        if dests and not deliver:
+            print(
+                f"  delivery          none: the config has {len(dests)} destination(s) "
+                f"({', '.join(dests)}); add --deliver to send these alerts to them"
+            )
+        elif dests:
             from bot.notify import deliver_pending
 
             report = await deliver_pending(config, store)

@@ -101,6 +101,9 @@ class Route(_Strict):
 
 class TelegramChat(Route):
     chat_id: int | str = Field(description="numeric chat id, or '@channelusername'")
+    # A chat is read by people: "resolved" messages are opt-in there (issue 12), as
+    # Alertmanager's send_resolved is per receiver. Discord webhooks keep them by default.
+    resolved: bool = Field(default=False, description="also send 'resolved' messages")
     topic_id: int | None = Field(default=None, description="forum topic (message_thread_id)")
 
 
