@@ -134,6 +134,7 @@ class Feed(ABC, Generic[ConfigT]):
             return False
         h = self.health
         h.ticks += 1
+        h.symbol_ticks[canonical] += 1
         h.last_tick_ts = ts
         h.last_tick_wall = now
         if h.state != "ok":

@@ -15,6 +15,8 @@ also has ``unavailable: true``; it is retried only every ``feeds.unavailable_ret
 ``serving`` lists the canonical symbols whose written ticks currently come from this feed
 (alone, or as one source of a median); ``standby`` those it delivers but another, higher
 priority source serves now (failover). `stressbot feeds` shows per symbol who is serving.
+``ticks`` counts the accepted ticks, ``symbol_ticks`` the same per canonical symbol (the
+``stressbot_feed_symbol_ticks_total`` metric).
 
 The engine turns transitions into routed feed-health alerts.
 """
@@ -53,6 +55,7 @@ class FeedHealth:
         "skipped",
         "standby",
         "state",
+        "symbol_ticks",
         "ticks",
         "unavailable",
     )
@@ -73,6 +76,7 @@ class FeedHealth:
         self.detail = "starting"
         self.msgs = 0
         self.ticks = 0
+        self.symbol_ticks: Counter[str] = Counter()  # accepted ticks per canonical symbol
         self.errors = 0
         self.dropped: Counter[str] = Counter()
         self.last_tick_ts: float | None = None  # event time of the newest accepted tick
@@ -109,6 +113,7 @@ class FeedHealth:
             ),
             "msgs": self.msgs,
             "ticks": self.ticks,
+            "symbol_ticks": dict(self.symbol_ticks),
             "errors": self.errors,
             "dropped": dict(self.dropped),
             "detail": self.detail,

@@ -158,3 +158,47 @@ async def test_a_taken_port_leaves_the_bot_running_without_metrics(
     assert "metrics: cannot listen on 127.0.0.1" in caplog.text
     stop.set()
     await asyncio.wait_for(asyncio.gather(t1, t2), 10)
+
+
+async def test_parked_alerts_and_failing_per_destination_and_ticks_per_symbol(
+    store: Store,
+) -> None:
+    from bot.notify.ledger import OUTAGE, Ledger
+    from bot.runtime.metrics import render
+    from bot.runtime.snapshot import read_snapshot
+
+    now = time.time()
+    await store.set_feed_status(
+        "kraken", _feed("ok", 7, now, symbol_ticks={"BTC/USD": 5, "ETH/USD": 2})
+    )
+    await store.set_feed_status("gone", _feed("ok", 1, now - 600, serving=["ETH/USD"]))
+    ledger = Ledger(store)
+    for aid in ("a1", "a2"):
+        await ledger.park(
+            "desk",
+            Alert(aid, now, "crypto_crash", "crypto_crash", "warning", "x"),
+            entry_id=None,
+            entry="1-0",
+            reason=OUTAGE,
+            error="refused",
+            tries=1,
+            mark=None,
+            now=now,
+        )
+    await ledger.outage_begin("desk", now, "refused", gap=600)
+    snap = await read_snapshot(store, destinations=["desk", "quiet"])
+    m = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(render(snap, 2.0).decode())
+        for s in fam.samples
+    }
+    assert m[("stressbot_parked_alerts", (("destination", "desk"),))] == 2
+    assert m[("stressbot_parked_alerts", (("destination", "quiet"),))] == 0
+    assert m[("stressbot_destination_failing", (("destination", "desk"),))] == 1
+    assert m[("stressbot_destination_failing", (("destination", "quiet"),))] == 0
+    sym = "stressbot_feed_symbol_ticks_total"
+    assert m[(sym, (("feed", "kraken"), ("symbol", "BTC/USD")))] == 5
+    assert m[(sym, (("feed", "kraken"), ("symbol", "ETH/USD")))] == 2
+    # a feed whose process is gone serves nothing
+    assert ("stressbot_symbol_source", (("feed", "gone"), ("symbol", "ETH/USD"))) not in m
+    assert m[("stressbot_symbol_source", (("feed", "kraken"), ("symbol", "BTC/USD")))] == 1

@@ -13,6 +13,7 @@ from bot.cli.history import register as register_history
 from bot.cli.notify import register as register_notify
 from bot.cli.replay import register_demo, register_replay, register_rules
 from bot.cli.run import register as register_run
+from bot.cli.status import register as register_status
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -23,6 +24,7 @@ REGISTRY: list[Register] = [
     register_rules,
     register_history,
     register_feeds,
+    register_status,
     register_notify,
     register_deadletters,
     register_config,

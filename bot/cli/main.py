@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bot import __version__
+from bot.cli.logs import setup_logging
 from bot.core.errors import StressbotError
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -26,6 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time market-stress alerts (312-style dash for cash and friends).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text (default) or one JSON object a line (ts, level, logger, "
+        "message, extra fields), secrets redacted",
+    )
     parser.add_argument("--version", action="version", version=f"stressbot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in commands.REGISTRY:
@@ -36,11 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
     handler: Handler = args.handler
     try:
         return asyncio.run(handler(args))

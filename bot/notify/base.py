@@ -300,7 +300,24 @@ class RedactSecrets(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        # fields given with extra={...} (the JSON log lines show them): a value whose text
+        # holds a secret is replaced by the redacted text
+        for k, v in list(vars(record).items()):
+            if k in _RECORD_ATTRS or v is None or isinstance(v, bool | int | float):
+                continue
+            text = v if isinstance(v, str) else str(v)
+            red = self.redact(text)
+            if red != text:
+                setattr(record, k, red)
         return True
+
+
+#: What every LogRecord carries; any other attribute came from ``extra``.
+_RECORD_ATTRS = frozenset(
+    vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
+) | {"message", "asctime", "taskName"}
 
 
 _NOISY = ("httpx", "httpcore", "telegram", "telegram.ext", "aiohttp", "aiohttp.client")

@@ -213,9 +213,14 @@ class NotifyConfig(_Strict):
     discord: DiscordConfig = DiscordConfig()
     delivery: DeliveryConfig = DeliveryConfig()
 
+    @property
+    def destination_names(self) -> list[str]:
+        """Every configured destination: the Telegram chats, then the Discord webhooks."""
+        return [c.name for c in self.telegram.chats] + [w.name for w in self.discord.webhooks]
+
     @model_validator(mode="after")
     def _unique_names(self) -> NotifyConfig:
-        names = [c.name for c in self.telegram.chats] + [w.name for w in self.discord.webhooks]
+        names = self.destination_names
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"destination names must be unique, repeated: {', '.join(dup)}")

@@ -48,6 +48,7 @@ import logging
 import math
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
 from bot.notify.service import NotifierService
 from bot.runtime.config import Config
 from bot.runtime.leader import EngineLease, LeaseLost
-from bot.runtime.metrics import MetricsServer
+from bot.runtime.metrics import Local, MetricsServer
 from bot.store.connection import open_store
 from bot.store.redis_store import Checkpoint, FencedOut, Store, stream_id
 from bot.telegram.command_bot import TelegramCommandBot
@@ -138,6 +139,7 @@ class EngineService:
         self.ticks_applied = 0
         self.stream_seen: int | None = 0  # stream entries ever added up to `position`
         self.status: dict[str, Any] = {}
+        self.committed: Counter[tuple[str, str]] = Counter()  # (rule, kind) -> alerts, metrics
         self.outages = 0  # store outages waited out
         self.lease = lease if lease is not None else EngineLease(store)
         self.leaderships_lost = 0
@@ -368,6 +370,7 @@ class EngineService:
             for s, pts in points.items():
                 self._series_sent[s] = pts[-1][0]
         for a in alerts:
+            self.committed[(a.rule, a.kind.value)] += 1
             log.info("alert %s: %s", a.id, a.summary)
 
     # ---- feed health as alerts -------------------------------------------------------------
@@ -508,10 +511,12 @@ async def _run_services(config: Config, store: Store, rules: RuleSet, rules_dir:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    engine = EngineService(config, store, rules, rules_dir=rules_dir)
+    notifier = NotifierService(config, store)
     services: list[tuple[str, Any]] = [
         ("feeds", FeedSupervisor(config.feeds, store)),
-        ("engine", EngineService(config, store, rules, rules_dir=rules_dir)),
-        ("notifier", NotifierService(config, store)),
+        ("engine", engine),
+        ("notifier", notifier),
     ]
     if first_start and config.feeds.enabled and config.feeds.backfill.days:
         services.append(("backfill", Backfill(config.feeds.backfill, store)))
@@ -521,7 +526,12 @@ async def _run_services(config: Config, store: Store, rules: RuleSet, rules_dir:
     if config.metrics.enabled:
         m = config.metrics
         interval = config.feeds.status_interval
-        services.append(("metrics", MetricsServer(store, m.host, m.port, status_interval=interval)))
+        local = Local(engine=engine, notifier=notifier)
+        dests = config.notify.destination_names
+        metrics = MetricsServer(
+            store, m.host, m.port, status_interval=interval, local=local, destinations=dests
+        )
+        services.append(("metrics", metrics))
     log.info(
         "stressbot: running %s with %d rule(s); Ctrl-C to stop",
         ", ".join(n for n, _ in services),

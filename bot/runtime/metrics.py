@@ -2,13 +2,22 @@
 
     GET /metrics   Prometheus text format (prometheus_client's exposition)
     GET /healthz   200 while the process answers (liveness)
-    GET /readyz    200 when it can do its job: Redis answers and, if feeds are configured,
-                   at least one feed is ok; 503 with the reason otherwise
+    GET /readyz    200 ("ready (leader)", "ready (standby)") when this process can do its job:
+                   Redis answers, its engine holds the engine lease or stands by behind an
+                   engine that does, and, if feeds are configured, at least one feed is ok;
+                   503 with the reason otherwise
 
-The figures are read from the store at scrape time, like an exporter, so they say what the
-whole deployment wrote there (feeds, engine, outbox), whichever process wrote it, and a scrape
-never races the hot paths. Feed records carry their own report time: a feed whose last report
-is older than three status intervals is reported as ``stale_report`` (its process is gone).
+Most figures are read from the store at scrape time (:mod:`bot.runtime.snapshot`, shared with
+`stressbot status`), like an exporter, so they say what the whole deployment wrote there
+(feeds, engine, outbox, parked alerts), whichever process wrote it, and a scrape never races
+the hot paths. A feed whose last report is older than three status intervals is reported as
+``stale_report`` (its process is gone) and serves no symbol.
+
+What the store does not hold comes from this process (:class:`Local`): its engine's role
+(``stressbot_engine_role``), the rule evaluations while it leads, the alerts it committed by
+rule and kind, and its notifier's deliveries, messages, retries, 429s and parkings per
+destination. These are counters of the process: they start at zero with it, which Prometheus's
+``rate()`` and ``increase()`` handle as a counter reset.
 
 prometheus_client (0.2x) is used as its docs describe for proxied figures ("Custom
 Collectors", prometheus.github.io/client_python/collector/custom): a ``Collector`` whose
@@ -22,83 +31,71 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from redis.exceptions import RedisError
 
 from bot import __version__
-from bot.store.redis_store import Store, stream_id
+from bot.engine.engine import Engine
+from bot.notify.base import DeliveryReport
+from bot.runtime.leader import EngineLease
+from bot.runtime.snapshot import Snapshot, feed_state, read_snapshot
+from bot.store.redis_store import Store
 
 log = logging.getLogger(__name__)
 
 FEED_STATES = ("starting", "ok", "stale", "down", "closed")
 RULE_STATES = ("inactive", "pending", "firing")
-REDIS_TIMEOUT = 2.0  # seconds a scrape waits for Redis before it reports it down
+ROLES = ("leader", "standby", "none")
+
+__all__ = ["Local", "MetricsServer", "Snapshot", "engine_role", "read_snapshot", "render"]
+
+
+class EngineView(Protocol):
+    """What the metrics read of this process's engine service (`bot.runtime.live`)."""
+
+    lease: EngineLease
+    engine: Engine
+    committed: Counter[tuple[str, str]]  # alerts committed to the outbox, by (rule, kind)
+
+
+class NotifierView(Protocol):
+    """What the metrics read of this process's notifier service (`bot.notify.service`)."""
+
+    report: DeliveryReport
 
 
 @dataclass
-class Snapshot:
-    """What one scrape read from the store."""
+class Local:
+    """What only this process knows: its engine's role and counters, its notifier's counters
+    (counters of a process start at zero with it, as Prometheus counters do)."""
 
-    now: float
-    redis_up: bool = False
-    feeds: dict[str, dict[str, Any]] = field(default_factory=dict)
-    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
-    engine_clock: float | None = None
-    engine_position: str | None = None
-    engine_lease: str | None = None  # the active engine's lease value; None: no leader
-    engine_standby: int = 0
-    newest_tick_id: str | None = None
-    tick_stream_length: int = 0
-    outbox_length: int = 0
-    groups: list[dict[str, Any]] = field(default_factory=list)
-    error: str = ""
+    engine: EngineView | None = None
+    notifier: NotifierView | None = None
 
 
-async def read_snapshot(store: Store, now: float | None = None) -> Snapshot:
-    """Read every figure from the store; a Redis failure gives ``redis_up = False``."""
-    snap = Snapshot(now=time.time() if now is None else now)
-    try:
-        async with asyncio.timeout(REDIS_TIMEOUT):
-            snap.feeds = await store.feed_statuses()
-            snap.rules = await store.rule_states()
-            cp = await store.load_checkpoint()
-            if cp is not None:
-                snap.engine_clock, snap.engine_position = cp.clock, cp.position
-            est = await store.engine_status()
-            snap.engine_lease = est.get("lease")
-            snap.engine_standby = len(est.get("standby") or [])
-            r = store.redis
-            newest: Any = await r.xrevrange(store.k_ticks, count=1)
-            if newest:
-                snap.newest_tick_id = _s(newest[0][0])
-            snap.tick_stream_length = int(await r.xlen(store.k_ticks))
-            snap.outbox_length = int(await r.xlen(store.k_outbox))
-            if snap.outbox_length:
-                groups: Any = await r.xinfo_groups(store.k_outbox)
-                snap.groups = [{_s(k): v for k, v in g.items()} for g in groups]
-        snap.redis_up = True
-    except (RedisError, OSError, TimeoutError) as e:
-        snap.error = f"Redis unavailable: {type(e).__name__}"
-    return snap
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
+def engine_role(lease: EngineLease) -> str:
+    """``leader`` while this engine holds an unexpired lease, ``standby`` while it waits for
+    the lease another engine holds, else ``none`` (starting, or its lease ran out)."""
+    if lease.value is not None:
+        fresh = not lease.lost.is_set() and time.monotonic() <= lease.valid_until
+        return "leader" if fresh else "none"
+    return "standby" if lease.holder is not None else "none"
 
 
 class SnapshotCollector(Collector):
-    """Prometheus families of one snapshot."""
+    """Prometheus families of one snapshot and of this process's own figures."""
 
-    def __init__(self, snap: Snapshot, status_interval: float) -> None:
+    def __init__(self, snap: Snapshot, status_interval: float, local: Local | None = None):
         self.snap = snap
-        self.stale_report = max(3 * status_interval, 30.0)
+        self.status_interval = status_interval
+        self.local = local or Local()
 
     def collect(self) -> Iterator[Metric]:
         s = self.snap
@@ -106,6 +103,7 @@ class SnapshotCollector(Collector):
         info.add_metric([__version__], 1)
         yield info
         yield GaugeMetricFamily("stressbot_redis_up", "Redis answered this scrape", int(s.redis_up))
+        yield from self._process()
         if not s.redis_up:
             return
         yield from self._feeds()
@@ -121,6 +119,11 @@ class SnapshotCollector(Collector):
             labels=["feed", "state"],
         )
         ticks = CounterMetricFamily("stressbot_feed_ticks", "ticks accepted", labels=["feed"])
+        sym_ticks = CounterMetricFamily(
+            "stressbot_feed_symbol_ticks",
+            "ticks accepted, per source and canonical symbol",
+            labels=["feed", "symbol"],
+        )
         msgs = CounterMetricFamily("stressbot_feed_messages", "messages received", labels=["feed"])
         errors = CounterMetricFamily("stressbot_feed_errors", "errors", labels=["feed"])
         rejects = CounterMetricFamily(
@@ -134,15 +137,17 @@ class SnapshotCollector(Collector):
         )
         serving = GaugeMetricFamily(
             "stressbot_symbol_source",
-            "1 where this feed serves the symbol",
+            "1 where this feed serves the symbol (and its process still reports)",
             labels=["symbol", "feed"],
         )
         for name, rec in sorted(s.feeds.items()):
             age = s.now - float(rec.get("updated") or 0.0)
-            current = "stale_report" if age > self.stale_report else str(rec.get("state"))
+            current = feed_state(rec, s.now, self.status_interval)
             for st in (*FEED_STATES, "stale_report"):
                 state.add_metric([name, st], int(st == current))
             ticks.add_metric([name], float(rec.get("ticks") or 0))
+            for sym, n in sorted((rec.get("symbol_ticks") or {}).items()):
+                sym_ticks.add_metric([name, sym], float(n))
             msgs.add_metric([name], float(rec.get("msgs") or 0))
             errors.add_metric([name], float(rec.get("errors") or 0))
             for reason, n in sorted((rec.get("dropped") or {}).items()):
@@ -150,9 +155,10 @@ class SnapshotCollector(Collector):
             if rec.get("last_tick_age") is not None:
                 tick_age.add_metric([name], float(rec["last_tick_age"]) + age)
             report_age.add_metric([name], age)
-            for sym in rec.get("serving") or []:
-                serving.add_metric([sym, name], 1)
-        yield from (state, ticks, msgs, errors, rejects, tick_age, report_age, serving)
+            if current != "stale_report":
+                for sym in rec.get("serving") or []:
+                    serving.add_metric([sym, name], 1)
+        yield from (state, ticks, sym_ticks, msgs, errors, rejects, tick_age, report_age, serving)
 
     def _engine(self) -> Iterator[Metric]:
         s = self.snap
@@ -161,11 +167,11 @@ class SnapshotCollector(Collector):
         )
         yield GaugeMetricFamily(
             "stressbot_engine_leader",
-            "1 while an engine holds the engine lease (the active engine), else 0",
+            "1 while an engine (of any process) holds the engine lease, else 0",
             int(s.engine_lease is not None),
         )
         yield GaugeMetricFamily(
-            "stressbot_engine_standby", "engines standing by for the lease", s.engine_standby
+            "stressbot_engine_standby", "engines standing by for the lease", len(s.engine_standby)
         )
         if s.engine_clock is None:
             return
@@ -175,16 +181,57 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily(
             "stressbot_engine_lag_seconds",
             "wall time minus the engine's event clock at its last checkpoint",
-            s.now - s.engine_clock,
+            s.engine_lag,
         )
-        pos, newest = s.engine_position, s.newest_tick_id
-        if pos and newest and "-" in pos:
-            behind = max(0.0, (stream_id(newest)[0] - stream_id(pos)[0]) / 1000.0)
+        backlog = s.engine_backlog
+        if backlog is not None:
             yield GaugeMetricFamily(
                 "stressbot_engine_backlog_seconds",
-                "arrival time of the newest tick minus that of the last tick the engine applied",
-                behind,
+                "behind the newest tick: arrival time of the newest tick minus that of the last "
+                "tick the engine applied",
+                backlog,
             )
+
+    def _process(self) -> Iterator[Metric]:
+        """This process's engine role and counters, and its notifier's delivery counters."""
+        eng, notifier = self.local.engine, self.local.notifier
+        if eng is not None:
+            role = GaugeMetricFamily(
+                "stressbot_engine_role",
+                "1 for this process's engine role (leader, standby, none: starting or lost)",
+                labels=["role"],
+            )
+            current = engine_role(eng.lease)
+            for r in ROLES:
+                role.add_metric([r], int(r == current))
+            yield role
+            if current == "leader":  # a standby's engine holds no state of its own
+                yield CounterMetricFamily(
+                    "stressbot_engine_evaluations",
+                    "rule evaluations (kept across restarts in the checkpoint)",
+                    eng.engine.stats.evaluations,
+                )
+            alerts = CounterMetricFamily(
+                "stressbot_alerts",
+                "alerts this process committed to the outbox, by rule and kind",
+                labels=["rule", "kind"],
+            )
+            for (rule, kind), n in sorted(eng.committed.items()):
+                alerts.add_metric([rule, kind], n)
+            yield alerts
+        if notifier is not None:
+            families = {
+                "delivered": ("stressbot_deliveries", "alerts fully accepted by the destination"),
+                "messages": ("stressbot_delivery_messages", "platform messages sent"),
+                "retries": ("stressbot_delivery_retries", "requests retried after a failure"),
+                "rate_limited": ("stressbot_delivery_rate_limited", "429 answers (rate limited)"),
+                "parked": ("stressbot_delivery_parked", "alerts parked by this process"),
+            }
+            for attr, (name, doc) in families.items():
+                fam = CounterMetricFamily(name, doc + " (this process)", labels=["destination"])
+                for dest, rep in sorted(notifier.report.destinations.items()):
+                    fam.add_metric([dest], float(getattr(rep, attr)))
+                yield fam
 
     def _rules(self) -> Iterator[Metric]:
         fam = GaugeMetricFamily(
@@ -209,32 +256,45 @@ class SnapshotCollector(Collector):
             "outbox entries a destination has not read yet",
             labels=["destination"],
         )
-        for g in s.groups:
-            name = _s(g.get("name", "?"))
-            pending.add_metric([name], float(g.get("pending") or 0))
-            if g.get("lag") is not None:
-                lag.add_metric([name], float(g["lag"]))
-        yield pending
-        yield lag
+        parked = GaugeMetricFamily(
+            "stressbot_parked_alerts",
+            "alerts parked for a destination (redelivered when it recovers)",
+            labels=["destination"],
+        )
+        failing = GaugeMetricFamily(
+            "stressbot_destination_failing",
+            "1 while the destination's last delivery attempts failed",
+            labels=["destination"],
+        )
+        for name, fig in s.destinations.items():
+            pending.add_metric([name], fig.pending)
+            if fig.unread is not None:
+                lag.add_metric([name], fig.unread)
+            parked.add_metric([name], fig.parked)
+            failing.add_metric([name], int(bool(fig.outage)))
+        yield from (pending, lag, parked, failing)
 
 
-def render(snap: Snapshot, status_interval: float) -> bytes:
+def render(snap: Snapshot, status_interval: float, local: Local | None = None) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snap, status_interval))
+    registry.register(SnapshotCollector(snap, status_interval, local))
     return generate_latest(registry)
 
 
-def readiness(snap: Snapshot, status_interval: float) -> str | None:
-    """Why the deployment cannot do its job now, or None when it can."""
+def readiness(snap: Snapshot, status_interval: float, local: Local | None = None) -> str | None:
+    """Why this process cannot do its job now, or None when it can: Redis answers, its engine
+    is the leader or a standby behind a leader, and not every feed is down."""
     if not snap.redis_up:
         return snap.error or "Redis unavailable"
+    eng = (local or Local()).engine
+    if eng is not None:
+        role = engine_role(eng.lease)
+        if role == "none":
+            return "the engine is neither leader nor standby (starting, or its lease ran out)"
+        if role == "standby" and snap.engine_lease is None:
+            return "standing by, and no engine holds the engine lease"
     if snap.feeds:
-        fresh = max(3 * status_interval, 30.0)
-        ok = [
-            n
-            for n, r in snap.feeds.items()
-            if r.get("state") == "ok" and snap.now - float(r.get("updated") or 0.0) <= fresh
-        ]
+        ok = [r for r in snap.feeds.values() if feed_state(r, snap.now, status_interval) == "ok"]
         if not ok:
             return "no feed is ok"
     return None
@@ -243,11 +303,22 @@ def readiness(snap: Snapshot, status_interval: float) -> str | None:
 class MetricsServer:
     """Serves /metrics, /healthz and /readyz until stopped."""
 
-    def __init__(self, store: Store, host: str, port: int, *, status_interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        host: str,
+        port: int,
+        *,
+        status_interval: float = 2.0,
+        local: Local | None = None,
+        destinations: list[str] | None = None,
+    ) -> None:
         self.store = store
         self.host = host
         self.port = port
         self.status_interval = status_interval
+        self.local = local
+        self.destinations = destinations or []
         self.bound_port: int | None = None
         self.ready = asyncio.Event()
 
@@ -259,16 +330,20 @@ class MetricsServer:
         return app
 
     async def _metrics(self, _req: web.Request) -> web.Response:
-        body = render(await read_snapshot(self.store), self.status_interval)
+        snap = await read_snapshot(self.store, destinations=self.destinations)
+        body = render(snap, self.status_interval, self.local)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _req: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     async def _readyz(self, _req: web.Request) -> web.Response:
-        why = readiness(await read_snapshot(self.store), self.status_interval)
+        snap = await read_snapshot(self.store, destinations=self.destinations)
+        why = readiness(snap, self.status_interval, self.local)
         if why is None:
-            return web.Response(text="ready\n")
+            eng = self.local.engine if self.local is not None else None
+            role = f" ({engine_role(eng.lease)})" if eng is not None else ""
+            return web.Response(text=f"ready{role}\n")
         return web.Response(status=503, text=f"not ready: {why}\n")
 
     async def run(self, stop: asyncio.Event) -> None:
