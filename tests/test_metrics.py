@@ -202,3 +202,53 @@ async def test_parked_alerts_and_failing_per_destination_and_ticks_per_symbol(
     # a feed whose process is gone serves nothing
     assert ("stressbot_symbol_source", (("feed", "gone"), ("symbol", "ETH/USD"))) not in m
     assert m[("stressbot_symbol_source", (("feed", "kraken"), ("symbol", "BTC/USD")))] == 1
+
+
+async def test_readyz_follows_this_process_engine_role(store: Store) -> None:
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from bot.engine.state import EngineStats
+    from bot.runtime.leader import EngineLease
+    from bot.runtime.metrics import Local
+    from tests.fake_feeds import wait_until
+
+    lease = EngineLease(store, owner="test/me", ttl=1.0)
+    assert await lease.acquire(asyncio.Event())
+    engine = SimpleNamespace(stats=EngineStats(evaluations=7))
+    view = SimpleNamespace(lease=lease, engine=engine, committed=Counter({("r", "firing"): 2}))
+    srv = MetricsServer(store, "127.0.0.1", 0, local=Local(engine=view))  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(srv.run(stop))
+    try:
+        await asyncio.wait_for(srv.ready.wait(), 10)
+        base = f"http://127.0.0.1:{srv.bound_port}"
+        assert await _get(f"{base}/readyz") == (200, "ready (leader)\n")
+        m = await _samples(base)
+        assert m[("stressbot_engine_role", (("role", "leader"),))] == 1
+        assert m[("stressbot_engine_evaluations_total", ())] == 7
+        assert m[("stressbot_alerts_total", (("kind", "firing"), ("rule", "r")))] == 2
+
+        # nothing renews the lease (a paused process): once our own view of it runs out, this
+        # process is no leader, whatever Redis still says
+        async def lapsed() -> bool:
+            status, body = await _get(f"{base}/readyz")
+            return status == 503 and "neither leader nor standby" in body
+
+        await wait_until(lapsed, within=10, what="/readyz 503 after the lease ran out")
+        m = await _samples(base)
+        assert m[("stressbot_engine_role", (("role", "none"),))] == 1
+        assert ("stressbot_engine_evaluations_total", ()) not in m  # only a leader's count
+
+        # standing by behind an engine that holds the lease is ready; behind none it is not
+        assert lease.value is not None
+        await store.release_engine_lease(lease.value)
+        lease.value, lease.holder = None, "1:other"
+        status, body = await _get(f"{base}/readyz")
+        assert status == 503 and "no engine holds the engine lease" in body
+        other, _ = await store.acquire_engine_lease("other", 5.0)
+        assert other is not None
+        assert await _get(f"{base}/readyz") == (200, "ready (standby)\n")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
