@@ -54,7 +54,7 @@ async def test_defect8_alerts_to_a_group_stay_within_twenty_a_minute(
 
 async def test_defect8_one_set_of_pacers_per_bot_token() -> None:
     # The notifier service and the command bot both take their pacers from shared_pacing();
-    # that they really do is not checked here (see the note on issue 11).
+    # that alerts and replies then share a group's budget is tests/test_telegram_shared_pacing.py
     cfg = TelegramConfig(token_env=TOKEN_ENV)
     a = shared_pacing("123:abc", cfg)
     assert shared_pacing("123:abc", cfg) is a
