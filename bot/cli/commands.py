@@ -13,6 +13,7 @@ from bot.cli.history import register as register_history
 from bot.cli.notify import register as register_notify
 from bot.cli.replay import register_demo, register_replay, register_rules
 from bot.cli.run import register as register_run
+from bot.cli.silence import register as register_silence
 from bot.cli.status import register as register_status
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -27,5 +28,6 @@ REGISTRY: list[Register] = [
     register_status,
     register_notify,
     register_deadletters,
+    register_silence,
     register_config,
 ]

@@ -14,7 +14,7 @@ Keys (under the store prefix ``{p}``; ``{dest}`` is a destination name):
                                          failures, error; deleted by the next success
 ``{p}:notify:dead``              stream  log of parkings and drops (capped: the parked hashes
                                          are the record, this is the history)
-``{p}:notify:mutes``             hash    rule id or ``*`` -> expiry (epoch seconds, UTC)
+``{p}:notify:silences`` ...     silences (mutes among them): :mod:`bot.notify.silences`
 ``{p}:notify:telegram:migrated`` hash    old Telegram chat id -> the supergroup it became
 ``{p}:notify:upgraded``          string  set once the state of older versions was carried over
 
@@ -37,17 +37,18 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from bot.core.models import Alert
+from bot.notify.silences import ALL, Silence, Silences, muted_until
 from bot.store.redis_store import Store
 
+__all__ = ["ALL", "Ledger", "muted_until"]
+
 DEAD_MAXLEN = 10_000
-ALL = "*"
 #: Why an alert is parked. The first two are redelivered when the destination recovers;
 #: "rejected" (the platform refused that message) waits for ``stressbot deadletters retry``.
 OUTAGE, UNAVAILABLE, REJECTED = "outage", "unavailable", "rejected"
@@ -123,7 +124,7 @@ class Ledger:
         self.store = store
         self.redis = store.redis
         self.k_dead = store.key("notify:dead")
-        self.k_mutes = store.key("notify:mutes")
+        self.silences = Silences(store)
         self.k_migrated = store.key("notify:telegram:migrated")
         self._claim = self.redis.register_script(_CLAIM)
         self._begin = self.redis.register_script(_BEGIN)
@@ -145,18 +146,13 @@ class Ledger:
     async def mark(self, dest: str, alert_id: str) -> Mark | None:
         return _mark(await self.redis.hget(self._k("sent", dest), alert_id))
 
-    async def lookup(
-        self, dest: str, alert_id: str, now: float | None = None
-    ) -> tuple[Mark | None, Attempt | None, dict[str, float]]:
-        """(delivery mark, attempt mark, active mutes) in one round trip."""
-        now = time.time() if now is None else now
+    async def lookup(self, dest: str, alert_id: str) -> tuple[Mark | None, Attempt | None]:
+        """(delivery mark, attempt mark) in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hget(self._k("sent", dest), alert_id)
         pipe.hget(self._k("attempt", dest), alert_id)
-        pipe.hgetall(self.k_mutes)
-        raw_mark, raw_attempt, raw_mutes = await pipe.execute()
-        mutes = {_s(k): float(v) for k, v in raw_mutes.items() if float(v) > now}
-        return _mark(raw_mark), _attempt(raw_attempt), mutes
+        raw_mark, raw_attempt = await pipe.execute()
+        return _mark(raw_mark), _attempt(raw_attempt)
 
     async def claim(self, dest: str, alert_id: str, owner: str, ttl: float) -> bool:
         """Take (or keep) the claim of one alert at one destination; False while another
@@ -212,13 +208,23 @@ class Ledger:
             pipe.delete(self._k_claim(dest, alert_id))
         await pipe.execute()
 
-    async def ack_only(self, dest: str, entry_id: str, alert_id: str | None = None) -> None:
-        """Acknowledge an entry that is not to be sent here (routing, mute, duplicate) and
-        release the alert's claim."""
+    async def ack_only(
+        self,
+        dest: str,
+        entry_id: str,
+        alert_id: str | None = None,
+        *,
+        silenced: tuple[Alert, Silence] | None = None,
+    ) -> None:
+        """Acknowledge an entry that is not to be sent here (routing, silence, duplicate) and
+        release the alert's claim; an alert `silenced` is recorded as suppressed by it in the
+        same transaction."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.xack(self.store.k_outbox, self.group(dest), entry_id)
         if alert_id is not None:
             pipe.delete(self._k_claim(dest, alert_id))
+        if silenced is not None:
+            self.silences.record(pipe, dest, silenced[0], silenced[1], time.time())
         await pipe.execute()
 
     async def release_claim(self, dest: str, alert_id: str, owner: str) -> None:
@@ -493,42 +499,22 @@ class Ledger:
     async def record_migration(self, old: int | str, new: int) -> None:
         await self.redis.hset(self.k_migrated, str(old), str(new))
 
-    # ---- mutes -------------------------------------------------------------------------------
+    # ---- mutes: one kind of silence (bot/notify/silences.py) -------------------------------
 
     async def mute(self, target: str, until: float) -> None:
-        await self.redis.hset(self.k_mutes, target, repr(until))
+        await self.silences.mute(target, until)
 
     async def unmute(self, target: str | None) -> int:
-        """Remove one mute (or every mute when `target` is None); returns how many went."""
-        if target is None:
-            return int(await self.redis.delete(self.k_mutes))
-        return int(await self.redis.hdel(self.k_mutes, target))
+        """End one mute (or every mute when `target` is None); returns how many went."""
+        return await self.silences.unmute(target)
 
     async def mutes(self, now: float | None = None) -> dict[str, float]:
-        """Active mutes (target -> expiry); expired ones are removed as they are found."""
-        now = time.time() if now is None else now
-        raw = await self.redis.hgetall(self.k_mutes)
-        active: dict[str, float] = {}
-        expired = []
-        for k, v in raw.items():
-            until = float(v)
-            if until > now:
-                active[_s(k)] = until
-            else:
-                expired.append(k)
-        if expired:
-            await self.redis.hdel(self.k_mutes, *expired)
-        return active
+        """Active mutes (rule id or ``*`` -> expiry)."""
+        return await self.silences.mutes(now)
 
     async def muted(self, rule: str, now: float | None = None) -> float | None:
         """The expiry of the mute that silences `rule`, or None."""
         return muted_until(await self.mutes(now), rule)
-
-
-def muted_until(mutes: Mapping[str, float], rule: str) -> float | None:
-    """The expiry of the mute in `mutes` that silences `rule` (its own or ``ALL``), or None."""
-    hits = [mutes[t] for t in (rule, ALL) if t in mutes]
-    return max(hits) if hits else None
 
 
 def follow_migrations(chat_id: int | str, migrations: dict[str, int]) -> int | str:

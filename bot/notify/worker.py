@@ -6,7 +6,8 @@ its death, reclaiming its pending entries with XAUTOCLAIM). Per alert:
 
 1. Claim the alert for this destination (a per-alert ``SET NX PX`` with the consumer name);
    if its delivery mark says sent, parked or dropped, acknowledge and move on.
-2. Not routed here, muted or stale: acknowledge (and log) without sending.
+2. Not routed here, stale, or held back by a silence (:mod:`bot.notify.silences`; recorded as
+   suppressed in the same transaction): acknowledge (and log) without sending.
 3. Render its parts; for each part not yet accepted: wait for pacing, *then* write the attempt
    mark (in the script that checks the claim is still ours), send, and on acceptance write the
    part mark; the final part's mark is in the same MULTI/EXEC as the XACK.
@@ -79,8 +80,8 @@ from bot.notify.ledger import (
     Ledger,
     Mark,
     Parked,
-    muted_until,
 )
+from bot.notify.silences import Silence, silencing
 
 if TYPE_CHECKING:
     from bot.store.redis_store import Store
@@ -279,7 +280,7 @@ class Worker:
         self._busy = None
         self.in_hand = alert.id
         try:
-            mark, attempt, mutes = await ledger.lookup(self.name, alert.id)
+            mark, attempt = await ledger.lookup(self.name, alert.id)
             if mark is not None and mark.status in ("sent", "parked", "dropped"):
                 await ledger.ack_only(self.name, entry_id, alert.id)
                 r.already_delivered += 1
@@ -288,8 +289,12 @@ class Worker:
                 await ledger.ack_only(self.name, entry_id, alert.id)
                 r.skipped += 1
                 return True
-            if mark is None and self._muted_or_stale(alert, mutes, stale):
+            if mark is None and self._stale(alert, stale):
                 await ledger.ack_only(self.name, entry_id, alert.id)
+                return True
+            silence = None if mark is not None else await self._silence(alert)
+            if silence is not None:
+                await ledger.ack_only(self.name, entry_id, alert.id, silenced=(alert, silence))
                 return True
             try:
                 if await self._deliver(alert, entry_id, entry_id, mark, attempt, stop, tries=0):
@@ -306,18 +311,23 @@ class Worker:
         finally:
             self.in_hand = None
 
-    def _muted_or_stale(self, alert: Alert, mutes: dict[str, float], stale: float) -> bool:
-        until = muted_until(mutes, alert.rule)
-        if until is not None:
+    async def _silence(self, alert: Alert) -> Silence | None:
+        """The silence that holds `alert` back here (logged and counted), or None."""
+        silence = silencing(await self.ledger.silences.active(), alert, time.time())
+        if silence is not None:
             log.info(
-                "%s: alert %s (rule %s) muted until %s, not sent",
+                "%s: alert %s (rule %s) suppressed by silence %s (%s) until %s, not sent",
                 self.name,
                 alert.id,
                 alert.rule,
-                time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(until)),
+                silence.id,
+                silence.describe(),
+                time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(silence.ends)),
             )
             self.report.muted += 1
-            return True
+        return silence
+
+    def _stale(self, alert: Alert, stale: float) -> bool:
         if stale > 0 and time.time() - alert.ts > stale:
             log.info(
                 "%s: alert %s is older than %.0fs, acknowledged without sending",
@@ -525,7 +535,7 @@ class Worker:
         """Redeliver parked alerts that are due: all of them (but the rejected) once the
         destination accepted a message again, the oldest one as a probe when a probe is due,
         and those an operator asked for. An alert whose rule is muted now stays parked until
-        the mute ends. The parked hash is only read when something may be due."""
+        the silence ends. The parked hash is only read when something may be due."""
         probe_due = time.monotonic() >= self.next_probe
         nothing_due = self.parked_auto <= 0 or not (self.recovered or probe_due)
         if not recount and nothing_due and not await self.ledger.retry_requested(self.name):
@@ -533,12 +543,12 @@ class Worker:
             return
         records = await self.ledger.parked(self.name)
         self.parked_auto = sum(1 for p in records if p.reason in AUTO_REDELIVER)
-        mutes = await self.ledger.mutes()
+        silences = await self.ledger.silences.active()
         probe = self.parked_auto > 0 and not self.recovered and probe_due
         for rec in records:
             if not (rec.retry or (rec.reason in AUTO_REDELIVER and (self.recovered or probe))):
                 continue
-            if rec.alert is not None and muted_until(mutes, rec.alert.rule) is not None:
+            if rec.alert is not None and silencing(silences, rec.alert, time.time()):
                 continue
             if await self._redeliver_one(rec, stop):
                 self.report.redelivered += 1
@@ -559,7 +569,7 @@ class Worker:
             return False
         self.in_hand = rec.alert_id
         try:
-            mark, attempt, _ = await self.ledger.lookup(self.name, rec.alert_id)
+            mark, attempt = await self.ledger.lookup(self.name, rec.alert_id)
             log.info(
                 "%s: redelivering parked alert %s (%s)",
                 self.name,

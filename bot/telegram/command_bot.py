@@ -1,7 +1,8 @@
 """The Telegram command bot: ask "how bad is it right now?".
 
-Commands: /status, /rules, /mute RULE|all DURATION, /unmute [RULE|all], /history [N],
-/chart [SYMBOLS] [WINDOW], /test [SEVERITY], /help.
+Commands: /status, /rules, /mute RULE|all DURATION, /unmute [RULE|all], /silence MATCHER...
+DURATION [COMMENT], /silences, /unsilence ID, /history [N], /chart [SYMBOLS] [WINDOW],
+/test [SEVERITY], /help.
 
 Commands run only for the Telegram user ids in ``notify.telegram.allowed_users`` (kept apart
 from the chats that receive alerts); anyone else gets a short refusal and is logged. Every
@@ -76,7 +77,10 @@ class TelegramCommandBot:
     recorded, so alerts follow the group.
     """
 
-    COMMANDS = ("status", "rules", "mute", "unmute", "history", "chart", "test", "help", "start")
+    COMMANDS = (
+        *("status", "rules", "mute", "unmute", "silence", "silences", "unsilence"),
+        *("history", "chart", "test", "help", "start"),
+    )
 
     def __init__(
         self, config: CommandBotSettings, store: Store, *, renderer: ChartRenderer | None = None
@@ -250,9 +254,15 @@ class TelegramCommandBot:
         if cmd == "rules":
             return await c.rules()
         if cmd == "mute":
-            return await c.mute(args)
+            return await c.mute(args, requested_by)
         if cmd == "unmute":
             return await c.unmute(args)
+        if cmd == "silence":
+            return await c.silence(args, requested_by)
+        if cmd == "silences":
+            return await c.silences()
+        if cmd == "unsilence":
+            return await c.unsilence(args)
         if cmd == "history":
             return await c.history(args)
         if cmd == "chart":

@@ -9,15 +9,19 @@ hostile arguments come back verbatim, and a user's argument is repeated cut to
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.core.durations import format_duration, parse_duration
 from bot.core.errors import DurationError, StressbotError
@@ -29,8 +33,9 @@ from bot.notify.format import (
     fmt_number,
     trim,
 )
-from bot.notify.ledger import ALL, Ledger, muted_until
+from bot.notify.ledger import ALL, Ledger
 from bot.notify.service import accepts
+from bot.notify.silences import Matcher, Silence, SilenceError, silencing
 
 if TYPE_CHECKING:
     from bot.store.redis_store import Store
@@ -67,6 +72,10 @@ HELP = """<b>stressbot</b>: market-stress alerts
 /rules: every rule and its state
 /mute RULE|all DURATION: silence alerts, e.g. <code>/mute btc_crash 2h</code>
 /unmute [RULE|all]: end a mute (all mutes without an argument)
+/silence MATCHER... DURATION [COMMENT]: matchers on rule, pattern, severity with =, !=, =~, !~,
+  e.g. <code>/silence pattern=~rates.* severity!=critical 4h FOMC</code>
+/silences: the silences in force, with what each held back
+/unsilence ID: end a silence
 /history [N]: the last N alerts (default 10, at most 50)
 /chart [SYMBOLS] [WINDOW]: e.g. <code>/chart BTC/USD,DXY 24h</code>
 /test [info|warning|critical]: send a test alert through every matching destination
@@ -75,6 +84,35 @@ HELP = """<b>stressbot</b>: market-stress alerts
 
 class CommandError(StressbotError):
     """A command's arguments are invalid; the message is shown to the user (plain text)."""
+
+
+STORAGE_DOWN = (
+    "Storage unavailable: the bot cannot reach its Redis right now, so it cannot answer that. "
+    "Alerts are kept and go out once it is back; try again in a minute."
+)
+#: What a command waits for the store before it answers STORAGE_DOWN (seconds).
+STORE_WAIT = 15.0
+#: What a Redis outage raises: redis-py wraps socket errors; a wait past STORE_WAIT, TimeoutError.
+_STORE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+_P = ParamSpec("_P")
+
+
+def needs_store(fn: Callable[_P, Awaitable[Reply]]) -> Callable[_P, Awaitable[Reply]]:
+    """A command that reads Redis: while Redis is down it answers :data:`STORAGE_DOWN` (as a
+    CommandError, a plain reply) instead of failing; every call tries the store afresh, so the
+    commands recover by themselves when it is back (redis-py's pool reconnects on the next
+    command)."""
+
+    @functools.wraps(fn)
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> Reply:
+        try:
+            async with asyncio.timeout(STORE_WAIT):
+                return await fn(*args, **kwargs)
+        except _STORE_ERRORS as ex:
+            log.warning("command: storage unavailable (%s: %s)", type(ex).__name__, ex)
+            raise CommandError(STORAGE_DOWN) from None
+
+    return run
 
 
 @dataclass(slots=True)
@@ -133,6 +171,7 @@ class Commands:
 
     # ---- /status ---------------------------------------------------------------------------
 
+    @needs_store
     async def status(self) -> Reply:
         now = await self.clock()
         latest = await self.store.latest()
@@ -176,15 +215,9 @@ class Commands:
             )
         else:
             out.append("<b>Firing</b>: nothing")
-        mutes = await self.ledger.mutes()
-        if mutes:
-            out.append(
-                "<b>Muted</b>: "
-                + ", ".join(
-                    f"{e('all' if t == ALL else t)} until {e(_ts_text(u))}"
-                    for t, u in sorted(mutes.items())
-                )
-            )
+        silences = await self.ledger.silences.active()
+        if silences:
+            out.append("<b>Silenced</b>\n" + "\n".join(f"🔇 {_silence_line(s)}" for s in silences))
         dests = self._destinations()
         dead = await self.ledger.dead_count(dests)
         if dead:
@@ -232,11 +265,12 @@ class Commands:
 
     # ---- /rules ----------------------------------------------------------------------------
 
+    @needs_store
     async def rules(self) -> Reply:
         states = await self.store.rule_states()
         if not states:
             return Reply("No rules have reported a state yet.")
-        mutes = await self.ledger.mutes()
+        silences = await self.ledger.silences.active()
         icon = {"firing": "🔴", "pending": "🟡", "inactive": "🟢"}
         lines = ["<b>Rules</b>"]
         for r, s in sorted(states.items()):
@@ -248,7 +282,8 @@ class Commands:
                 extra = f" since {_ts_text(s.get('pending_since'))}"
             if s.get("last_sent"):
                 extra += f"; last alert {_ts_text(s.get('last_sent'))}"
-            muted = muted_until(mutes, r) is not None
+            probe = Alert(r, 0.0, r, str(s.get("pattern", "")), str(s.get("severity", "")), "")
+            muted = silencing(silences, probe, time.time()) is not None
             lines.append(
                 f"{icon.get(st, '⚪')} <b>{e(r)}</b> [{e(str(s.get('severity', '')))}"
                 f", {e(str(s.get('pattern', '')))}]: {e(st)}{e(extra)}" + (" 🔇" if muted else "")
@@ -257,7 +292,8 @@ class Commands:
 
     # ---- /mute /unmute ----------------------------------------------------------------------
 
-    async def mute(self, args: list[str]) -> Reply:
+    @needs_store
+    async def mute(self, args: list[str], requested_by: str = "") -> Reply:
         if len(args) != 2:
             raise CommandError("Usage: /mute RULE|all DURATION, e.g. /mute btc_crash 2h")
         target, dur = args
@@ -269,7 +305,7 @@ class Commands:
             raise CommandError("A mute lasts from 1m to 30d.")
         key = await self._rule_or_all(target)
         until = time.time() + seconds
-        await self.ledger.mute(key, until)
+        await self.ledger.silences.mute(key, until, author=requested_by)
         log.info("mute %s until %s", key, _ts_text(until))
         what = "all alerts" if key == ALL else f"rule <b>{e(key)}</b>"
         return Reply(
@@ -277,6 +313,7 @@ class Commands:
             f"{e(_now_text(until, self.zone))}."
         )
 
+    @needs_store
     async def unmute(self, args: list[str]) -> Reply:
         if len(args) > 1:
             raise CommandError("Usage: /unmute [RULE|all]")
@@ -297,8 +334,59 @@ class Commands:
             raise CommandError(f"Unknown rule {shown(target)!r}. Known rules: {known}.")
         return target
 
+    # ---- /silence /silences /unsilence --------------------------------------------------------
+
+    @needs_store
+    async def silence(self, args: list[str], requested_by: str = "") -> Reply:
+        """``/silence MATCHER... DURATION [COMMENT...]``: matchers first, then how long, then
+        the comment (every word after the duration)."""
+        usage = "Usage: /silence MATCHER... DURATION [COMMENT], e.g. /silence rule=btc_crash 2h"
+        words = list(args)
+        everything = bool(words) and words[0].lower() == "all"  # no matchers: every alert
+        if everything:
+            words.pop(0)
+        matchers: list[Matcher] = []
+        while words and not _is_duration(words[0]):
+            try:
+                matchers.append(Matcher.parse(words.pop(0)))
+            except SilenceError as ex:
+                raise CommandError(f"{ex}. {usage}") from None  # the matcher is cut in it
+        if not words or everything == bool(matchers):
+            raise CommandError(f"Give matchers (or all), then a duration. {usage}")
+        seconds = parse_duration(words.pop(0))
+        if not MIN_MUTE <= seconds <= MAX_MUTE:
+            raise CommandError("A silence lasts from 1m to 30d.")
+        comment = " ".join(words)
+        s = await self.ledger.silences.add(
+            matchers, ends=time.time() + seconds, author=requested_by, comment=comment
+        )
+        log.info("silence %s (%s) until %s by %s", s.id, s.describe(), _ts_text(s.ends), s.author)
+        return Reply(f"🔇 Silence <code>{e(s.id)}</code>: {_silence_line(s)}")
+
+    @needs_store
+    async def silences(self) -> Reply:
+        every = [s for s in await self.ledger.silences.all() if s.state(time.time()) != "expired"]
+        if not every:
+            return Reply("No silences. Set one with /silence or /mute.")
+        lines = [f"<b>Silences</b> ({len(every)})"]
+        for s in every:
+            pending = " (not started yet)" if s.state(time.time()) == "pending" else ""
+            lines.append(f"• <code>{e(s.id)}</code>{pending}: {_silence_line(s)}")
+        lines.append("End one with /unsilence ID.")
+        return Reply("\n".join(lines))
+
+    @needs_store
+    async def unsilence(self, args: list[str]) -> Reply:
+        if len(args) != 1:
+            raise CommandError("Usage: /unsilence ID (the ids are in /silences)")
+        gone = await self.ledger.silences.remove(args)
+        if not gone:
+            raise CommandError(f"No silence {shown(args[0])!r}; see /silences for the ids.")
+        return Reply(f"🔔 Silence <code>{e(gone[0])}</code> ended.")
+
     # ---- /history ---------------------------------------------------------------------------
 
+    @needs_store
     async def history(self, args: list[str]) -> Reply:
         if len(args) > 1:
             raise CommandError("Usage: /history [N]")
@@ -323,6 +411,7 @@ class Commands:
 
     # ---- /chart -----------------------------------------------------------------------------
 
+    @needs_store
     async def chart(self, args: list[str]) -> Reply:
         window = 86400.0
         words = list(args)
@@ -373,6 +462,7 @@ class Commands:
 
     # ---- /test ------------------------------------------------------------------------------
 
+    @needs_store
     async def test(self, args: list[str], requested_by: str) -> Reply:
         sev = args[0].lower() if args else "info"
         if len(args) > 1 or sev not in ("info", "warning", "critical"):
@@ -396,6 +486,22 @@ class Commands:
         to = [r.name for r in routes if accepts(r, a)]
         where = ", ".join(to) if to else "no destination (check the routing in [notify])"
         return Reply(f"🧪 Test alert <code>{e(a.id)}</code> ({e(sev)}) queued for: {e(where)}.")
+
+
+def _is_duration(word: str) -> bool:
+    try:
+        parse_duration(word)
+    except DurationError:
+        return False
+    return True
+
+
+def _silence_line(s: Silence) -> str:
+    """One silence as /status and /silences show it (HTML, escaped)."""
+    by = f" by {e(s.author)}" if s.author else ""
+    note = f" · {e(shown(s.comment))}" if s.comment else ""
+    held = f" · {s.suppressed} held back" if s.suppressed else ""
+    return f"{e(s.describe())} until {e(_ts_text(s.ends))}{by}{note}{held}"
 
 
 def _ts_text(ts: Any) -> str:

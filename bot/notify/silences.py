@@ -1,0 +1,370 @@
+"""Silences, as Alertmanager has them: matchers, a start and an end, an author and a comment.
+
+A silence is the shape of Alertmanager's API v2 silence (``id``, ``matchers`` of ``{name,
+value, isRegex, isEqual}``, ``startsAt``, ``endsAt``, ``createdBy``, ``comment``). Its
+matchers read an alert's ``rule``, ``pattern`` and ``severity``, with Alertmanager's four
+operators: ``=``, ``!=``, ``=~``, ``!~``; a regular expression is anchored at both ends, as in
+Prometheus and Alertmanager (``rule=~btc.*`` matches ``btc_crash``, ``rule=~crash`` does not).
+Every matcher must match (AND); a silence without matchers silences everything. It is active
+from ``starts`` (inclusive) to ``ends`` (exclusive).
+
+``/mute RULE|all DURATION`` is one kind of silence (``kind = "mute"``): one ``rule=RULE``
+matcher, or none for ``all``; ``/unmute`` ends those, and ``mutes()`` reads them as the rule ->
+expiry map the mute commands always had. Mutes of older versions (the ``notify:mutes`` hash)
+become such silences the first time silences are read.
+
+What a silence suppresses is acknowledged without sending (never delivered later: like
+Alertmanager, a silence ending does not replay what it held back) and recorded, per
+destination, in the ``notify:suppressed`` stream (capped at :data:`SUPPRESSED_MAXLEN`),
+with a count per silence: ``stressbot silence list --suppressed`` and ``/silences`` show them.
+
+Keys (under the store prefix ``{p}``):
+
+``{p}:notify:silences``          hash    silence id -> JSON silence
+``{p}:notify:silenced``          hash    silence id -> alerts it suppressed (all destinations)
+``{p}:notify:suppressed``        stream  {dest, alert_id, rule, severity, silence, at, summary}
+``{p}:notify:mutes``             hash    (older versions) rule id or ``*`` -> expiry
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from bot.core.errors import StressbotError
+from bot.core.models import Alert
+from bot.store.redis_store import Store
+
+#: What a silence's matchers can read of an alert.
+FIELDS = ("rule", "pattern", "severity")
+OPS = ("=~", "!~", "!=", "=")  # longest first: "rule!=x" is not "rule!" = "x"
+ALL = "*"
+MUTE, SILENCE = "mute", "silence"
+SUPPRESSED_MAXLEN = 10_000
+#: Expired silences are kept (listable) this long, then removed, as Alertmanager's retention.
+EXPIRED_KEEP = 5 * 86400.0
+_MATCHER = re.compile(r"^(rule|pattern|severity)(=~|!~|!=|=)(.*)$", re.S)
+
+
+class SilenceError(StressbotError):
+    """A silence cannot be made as asked; the message says why."""
+
+
+@dataclass(slots=True, frozen=True)
+class Matcher:
+    name: str  # one of FIELDS
+    op: str  # one of OPS
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Matcher:
+        """``rule=btc_crash``, ``severity!=info``, ``pattern=~crypto.*``, ``rule!~feed:.*``."""
+        m = _MATCHER.match(text.strip())
+        if m is None:
+            raise SilenceError(
+                f"matcher {text[:64]!r}: expected NAME OP VALUE with NAME one of "
+                f"{', '.join(FIELDS)} and OP one of =, !=, =~, !~ (e.g. rule=btc_crash)"
+            )
+        name, op, value = m.groups()
+        if op in ("=~", "!~"):
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise SilenceError(f"matcher {text[:64]!r}: bad regular expression: {e}") from None
+        return cls(name, op, value)
+
+    @property
+    def regex(self) -> bool:
+        return self.op in ("=~", "!~")
+
+    @property
+    def equal(self) -> bool:
+        return self.op in ("=", "=~")
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        got = labels.get(self.name, "")
+        hit = re.fullmatch(self.value, got) is not None if self.regex else got == self.value
+        return hit if self.equal else not hit
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.op}{self.value}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "value": self.value,
+            "isRegex": self.regex,
+            "isEqual": self.equal,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Matcher:
+        regex, equal = bool(d.get("isRegex")), bool(d.get("isEqual", True))
+        op = ("=~" if equal else "!~") if regex else ("=" if equal else "!=")
+        return cls(str(d["name"]), op, str(d["value"]))
+
+
+def labels_of(alert: Alert) -> dict[str, str]:
+    return {"rule": alert.rule, "pattern": alert.pattern, "severity": alert.severity.lower()}
+
+
+@dataclass(slots=True)
+class Silence:
+    id: str
+    matchers: list[Matcher]
+    starts: float  # epoch seconds, UTC
+    ends: float
+    author: str = ""
+    comment: str = ""
+    created: float = 0.0
+    kind: str = SILENCE  # SILENCE | MUTE
+    suppressed: int = field(default=0, compare=False)  # alerts it held back so far
+
+    def active(self, now: float) -> bool:
+        return self.starts <= now < self.ends
+
+    def state(self, now: float) -> str:
+        return "pending" if now < self.starts else "active" if now < self.ends else "expired"
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+    @property
+    def mute_target(self) -> str | None:
+        """The rule (or ``ALL``) of a mute; None for any other silence."""
+        if self.kind != MUTE:
+            return None
+        if not self.matchers:
+            return ALL
+        m = self.matchers[0]
+        return m.value if len(self.matchers) == 1 and m.name == "rule" and m.op == "=" else None
+
+    def describe(self) -> str:
+        return " ".join(str(m) for m in self.matchers) or "everything"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "matchers": [m.to_json() for m in self.matchers],
+            "startsAt": self.starts,
+            "endsAt": self.ends,
+            "createdBy": self.author,
+            "comment": self.comment,
+            "created": self.created,
+            "kind": self.kind,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Silence:
+        return cls(
+            id=str(d["id"]),
+            matchers=[Matcher.from_json(m) for m in d.get("matchers", [])],
+            starts=float(d["startsAt"]),
+            ends=float(d["endsAt"]),
+            author=str(d.get("createdBy", "")),
+            comment=str(d.get("comment", "")),
+            created=float(d.get("created", 0.0)),
+            kind=str(d.get("kind", SILENCE)),
+        )
+
+
+def silencing(silences: Iterable[Silence], alert: Alert, now: float) -> Silence | None:
+    """The active silence that holds `alert` back (the one ending last), or None."""
+    labels = labels_of(alert)
+    hits = [s for s in silences if s.active(now) and s.matches(labels)]
+    return max(hits, key=lambda s: s.ends) if hits else None
+
+
+@dataclass(slots=True)
+class Suppressed:
+    dest: str
+    alert_id: str
+    rule: str
+    severity: str
+    silence: str
+    at: float
+    summary: str
+
+
+def _s(x: bytes | str) -> str:
+    return x.decode() if isinstance(x, bytes) else x
+
+
+class Silences:
+    """The silences in Redis, and the record of what they suppressed."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.redis = store.redis
+        self.k_silences = store.key("notify:silences")
+        self.k_count = store.key("notify:silenced")
+        self.k_suppressed = store.key("notify:suppressed")
+        self.k_old_mutes = store.key("notify:mutes")
+        self._carried = False
+
+    async def add(
+        self,
+        matchers: list[Matcher],
+        *,
+        ends: float,
+        starts: float | None = None,
+        author: str = "",
+        comment: str = "",
+        kind: str = SILENCE,
+        now: float | None = None,
+    ) -> Silence:
+        now = time.time() if now is None else now
+        starts = now if starts is None else starts
+        if ends <= starts:
+            raise SilenceError("a silence must end after it starts")
+        if ends <= now:
+            raise SilenceError("a silence must end in the future")
+        s = Silence(
+            id=secrets.token_hex(6),
+            matchers=list(matchers),
+            starts=starts,
+            ends=ends,
+            author=author[:64],
+            comment=comment[:500],
+            created=now,
+            kind=kind,
+        )
+        await self.redis.hset(self.k_silences, s.id, orjson.dumps(s.to_json()))
+        return s
+
+    async def all(self, now: float | None = None) -> list[Silence]:
+        """Every silence not expired for longer than EXPIRED_KEEP (older ones are removed),
+        oldest first, with its count of suppressed alerts."""
+        now = time.time() if now is None else now
+        if not self._carried:
+            await self._carry_old_mutes(now)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.k_silences)
+        pipe.hgetall(self.k_count)
+        raw, counts = await pipe.execute()
+        out, gone = [], []
+        for k, v in raw.items():
+            try:
+                s = Silence.from_json(orjson.loads(v))
+            except (ValueError, KeyError, TypeError):
+                gone.append(k)  # unreadable: cannot silence anything
+                continue
+            if s.ends < now - EXPIRED_KEEP:
+                gone.append(k)
+                continue
+            s.suppressed = int(counts.get(k, 0) or 0)
+            out.append(s)
+        if gone:
+            await self.redis.hdel(self.k_silences, *gone)
+            await self.redis.hdel(self.k_count, *gone)
+        return sorted(out, key=lambda s: (s.created, s.id))
+
+    async def active(self, now: float | None = None) -> list[Silence]:
+        now = time.time() if now is None else now
+        return [s for s in await self.all(now) if s.active(now)]
+
+    async def remove(self, ids: Iterable[str]) -> list[str]:
+        """Remove silences by id (or a unique prefix of 4+ characters); returns the ids removed."""
+        every = [s.id for s in await self.all()]
+        gone = []
+        for want in ids:
+            hits = [i for i in every if i == want] or (
+                [i for i in every if i.startswith(want)] if len(want) >= 4 else []
+            )
+            if len(hits) == 1:
+                gone.append(hits[0])
+        if gone:
+            await self.redis.hdel(self.k_silences, *gone)
+        return gone
+
+    def record(self, pipe: Any, dest: str, alert: Alert, silence: Silence, now: float) -> None:
+        """Add the record of a suppressed alert to `pipe` (the transaction of its XACK)."""
+        event = {
+            "dest": dest,
+            "alert_id": alert.id,
+            "rule": alert.rule,
+            "severity": alert.severity,
+            "silence": silence.id,
+            "at": repr(now),
+            "summary": alert.summary[:300],
+        }
+        pipe.xadd(self.k_suppressed, event, maxlen=SUPPRESSED_MAXLEN, approximate=True)
+        pipe.hincrby(self.k_count, silence.id, 1)
+
+    async def suppressed(self, n: int = 100, silence: str | None = None) -> list[Suppressed]:
+        """The most recent suppressed alerts (newest first), of one silence if given."""
+        rows: Any = await self.redis.xrevrange(self.k_suppressed, "+", "-", count=max(n, 1) * 4)
+        out = []
+        for _eid, f in rows:
+            d = {_s(k): _s(v) for k, v in f.items()}
+            if silence is not None and d.get("silence") != silence:
+                continue
+            out.append(
+                Suppressed(
+                    dest=d.get("dest", ""),
+                    alert_id=d.get("alert_id", ""),
+                    rule=d.get("rule", ""),
+                    severity=d.get("severity", ""),
+                    silence=d.get("silence", ""),
+                    at=float(d.get("at", "0") or 0),
+                    summary=d.get("summary", ""),
+                )
+            )
+        return out[:n]
+
+    # ---- mutes: one kind of silence ----------------------------------------------------------
+
+    async def mute(self, target: str, until: float, *, author: str = "") -> Silence | None:
+        """Mute a rule (or everything: ``ALL``) until `until`, replacing its earlier mute (a
+        mute ending in the past only ends the earlier one)."""
+        await self.unmute(target)
+        if until <= time.time():
+            return None
+        matchers = [] if target == ALL else [Matcher("rule", "=", target)]
+        what = "all alerts" if target == ALL else f"rule {target}"
+        return await self.add(
+            matchers, ends=until, author=author, comment=f"/mute {what}", kind=MUTE
+        )
+
+    async def unmute(self, target: str | None) -> int:
+        """End the mute of one rule (or of ``ALL``), or every mute when `target` is None;
+        other silences stay. Returns how many went."""
+        ids = [
+            s.id
+            for s in await self.all()
+            if s.mute_target is not None and (target is None or s.mute_target == target)
+        ]
+        return len(await self.remove(ids)) if ids else 0
+
+    async def mutes(self, now: float | None = None) -> dict[str, float]:
+        """Active mutes as rule id (or ``ALL``) -> expiry."""
+        now = time.time() if now is None else now
+        out: dict[str, float] = {}
+        for s in await self.all(now):
+            t = s.mute_target
+            if t is not None and s.ends > now:  # a mute is in force from when it was set
+                out[t] = max(out.get(t, 0.0), s.ends)
+        return out
+
+    async def _carry_old_mutes(self, now: float) -> None:
+        raw = await self.redis.hgetall(self.k_old_mutes)
+        self._carried = True
+        if not raw:
+            return
+        for k, v in raw.items():
+            until = float(v)
+            if until > now:
+                await self.mute(_s(k), until)
+        await self.redis.delete(self.k_old_mutes)
+
+
+def muted_until(mutes: Mapping[str, float], rule: str) -> float | None:
+    """The expiry of the mute in `mutes` that silences `rule` (its own or ``ALL``), or None."""
+    hits = [mutes[t] for t in (rule, ALL) if t in mutes]
+    return max(hits) if hits else None
