@@ -20,7 +20,9 @@ RUN pip install -e . \
     && chown -R stressbot /home/stressbot
 
 USER stressbot
-# /healthz answers while the process runs ([metrics], on by default on 127.0.0.1:9771).
+# /healthz answers while the process runs ([metrics], on by default on 127.0.0.1:9771; the check
+# runs inside the container, so the loopback address works; with [metrics] enabled = false or
+# another port, change or drop this). /readyz says whether it can do its job (see README).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9771/healthz', timeout=4)"]
 # Mount your config at /etc/stressbot/config.toml (see config.example.toml).
