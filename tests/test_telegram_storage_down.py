@@ -1,0 +1,66 @@
+"""Telegram commands while Redis is down: a friendly "storage unavailable", no traceback, and
+normal answers again once Redis is back (a redis-server of the test's own, killed and
+restarted on the same port)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.store.redis_store import Store
+from bot.telegram.command_bot import TelegramCommandBot
+from bot.telegram.commands import STORAGE_DOWN
+from tests.fake_telegram import FakeTelegram, Sent
+from tests.notify_fixtures import notify_config, telegram_fixture
+from tests.redis_server import OwnRedis
+
+ADMIN = 4242
+tg = telegram_fixture()
+
+
+async def ask(tg: FakeTelegram, text: str) -> Sent:
+    before = len(tg.to_chat(ADMIN))
+    tg.push_update_message(text, user_id=ADMIN, chat_id=ADMIN)
+    async with asyncio.timeout(30):
+        while True:
+            got = tg.to_chat(ADMIN)[before:]
+            if got:
+                return got[0]
+            await asyncio.sleep(0.02)
+
+
+async def test_commands_say_storage_unavailable_while_redis_is_down_and_recover(
+    tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    async with OwnRedis(tmp_path) as server:
+        client = Redis.from_url(server.url, socket_connect_timeout=1.0, socket_timeout=2.0)
+        store = Store(client, prefix="down")
+        cfg = notify_config(store, tg, allowed_users=[ADMIN])
+        bot = TelegramCommandBot(cfg, store)
+        stop = asyncio.Event()
+        task = asyncio.create_task(bot.run(stop))
+        try:
+            up = await ask(tg, "/silences")
+            await server.kill()
+            down = {cmd: await ask(tg, cmd) for cmd in ("/status", "/silences", "/mute all 1h")}
+            await server.start()
+            back = await ask(tg, "/status")
+            muted = await ask(tg, "/silence all 1h maintenance")
+        finally:
+            stop.set()
+            async with asyncio.timeout(15):
+                await task
+            await client.aclose()
+    assert "No silences" in up.visible
+    for cmd, reply in down.items():
+        assert reply.visible == STORAGE_DOWN, cmd
+    assert "<b>Status</b>" in back.text and "Storage unavailable" not in back.visible
+    assert "Silence" in muted.visible and "everything" in muted.visible
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "storage unavailable" in logged and "Traceback" not in logged
+    assert not any(r.exc_info for r in caplog.records if r.name.startswith("bot."))
