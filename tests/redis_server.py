@@ -1,16 +1,27 @@
-"""A throwaway redis-server of the test's own, on a free loopback port, that a test may kill
-and restart (the shared Redis at REDIS_URL is never restarted)."""
+"""Throwaway Redis servers of the test's own, on free loopback ports, that a test may kill and
+restart (the shared Redis at REDIS_URL is never restarted): one server (:class:`OwnRedis`), a
+master with a replica watched by Sentinels (:class:`OwnSentinel`), a 3-node Redis Cluster
+(:class:`OwnCluster`). Each is an async context manager that kills every process it started
+on exit, failures included; each skips the test when redis-server is not installed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+
+
+def need_binary(name: str) -> None:
+    if shutil.which(name) is None:
+        pytest.skip(f"needs the {name} binary (apt-get install redis-server)")
 
 
 def free_port() -> int:
@@ -22,11 +33,11 @@ def free_port() -> int:
 class OwnRedis:
     """``redis-server --port N`` in `workdir`; `persist` keeps an AOF (fsync always) there."""
 
-    def __init__(self, workdir: Path, *, persist: bool = False) -> None:
-        if shutil.which("redis-server") is None:
-            pytest.skip("needs the redis-server binary")
+    def __init__(self, workdir: Path, *, persist: bool = False, extra: Sequence[str] = ()) -> None:
+        need_binary("redis-server")
         self.workdir = workdir
         self.persist = persist
+        self.extra = list(extra)
         self.port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -41,6 +52,7 @@ class OwnRedis:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
+        args += self.extra
         self.proc = await asyncio.create_subprocess_exec(
             "redis-server",
             *args,
@@ -51,6 +63,10 @@ class OwnRedis:
         client = Redis.from_url(self.url, socket_connect_timeout=1.0)
         try:
             while True:
+                if self.proc.returncode is not None:
+                    raise RuntimeError(
+                        f"redis-server {' '.join(args)} exited with {self.proc.returncode}"
+                    )
                 try:
                     if await client.ping():
                         return
@@ -69,8 +85,206 @@ class OwnRedis:
         self.proc = None
 
     async def __aenter__(self) -> OwnRedis:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.kill()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.kill()
+
+
+async def _poll(what: str, check: Callable[[], Awaitable[bool]], within: float) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        with contextlib.suppress(Exception):
+            if await check():
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {within:.0f} s")
+        await asyncio.sleep(0.05)
+
+
+def _s(x: object) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+class OwnSentinel:
+    """A master, one replica and `n` Sentinels (quorum: a majority) on loopback ports, in
+    temp dirs under `workdir`; the service name is `service`. Sentinels declare the master
+    down after `down_after` ms of silence, so a killed master is replaced in a second or two.
+    """
+
+    def __init__(
+        self, workdir: Path, *, n: int = 1, service: str = "stressbot-test", down_after: int = 500
+    ) -> None:
+        need_binary("redis-server")
+        self.workdir, self.service, self.n, self.down_after = workdir, service, n, down_after
+        (workdir / "master").mkdir()
+        (workdir / "replica").mkdir()
+        self.master = OwnRedis(workdir / "master")
+        self.replica = OwnRedis(
+            workdir / "replica", extra=["--replicaof", "127.0.0.1", str(self.master.port)]
+        )
+        self.sentinel_ports = [free_port() for _ in range(n)]
+        self.sentinels: list[asyncio.subprocess.Process] = []
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{self.service}/0"
+
+    def _sentinel_conf(self, i: int, port: int) -> Path:
+        d = self.workdir / f"sentinel{i}"
+        d.mkdir()
+        conf = d / "sentinel.conf"  # Sentinel rewrites its config file: one each, writable
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {d}\n"
+            f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} {self.n // 2 + 1}\n"
+            f"sentinel down-after-milliseconds {self.service} {self.down_after}\n"
+            f"sentinel failover-timeout {self.service} 3000\n"
+            f"sentinel parallel-syncs {self.service} 1\n"
+        )
+        return conf
+
+    async def start(self) -> None:
+        await self.master.start()
+        await self.replica.start()
+        for i, port in enumerate(self.sentinel_ports):
+            conf = self._sentinel_conf(i, port)
+            self.sentinels.append(
+                await asyncio.create_subprocess_exec(
+                    "redis-server",
+                    str(conf),
+                    "--sentinel",
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+            )
+        await self.wait_synced()
+        await _poll("sentinels see the replica and each other", self._sentinels_ready, 20.0)
+
+    async def _sentinels_ready(self) -> bool:
+        for port in self.sentinel_ports:
+            async with Redis(port=port, socket_connect_timeout=1.0) as s:
+                replicas: Any = await s.execute_command("SENTINEL", "REPLICAS", self.service)
+                others: Any = await s.execute_command("SENTINEL", "SENTINELS", self.service)
+                if not replicas or len(others) < self.n - 1:
+                    return False
+        return True
+
+    async def wait_synced(self, within: float = 20.0) -> None:
+        """Until the replica reports its link to the master up."""
+
+        async def synced() -> bool:
+            async with Redis(port=self.replica.port, socket_connect_timeout=1.0) as r:
+                info: Any = await r.info("replication")
+                return bool(info.get("master_link_status") == "up")
+
+        await _poll("replica in sync", synced, within)
+
+    async def master_address(self) -> tuple[str, int]:
+        async with Redis(port=self.sentinel_ports[0], socket_connect_timeout=1.0) as s:
+            addr: Any = await s.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+            return _s(addr[0]), int(addr[1])
+
+    async def fail_over(self, within: float = 30.0) -> tuple[str, int]:
+        """Kill the master (SIGKILL) and wait until the Sentinels name the replica master and
+        it accepts writes. Returns the new master's address."""
+        await self.master.kill()
+
+        async def promoted() -> bool:
+            if (await self.master_address())[1] != self.replica.port:
+                return False
+            async with Redis(port=self.replica.port, socket_connect_timeout=1.0) as r:
+                info: Any = await r.info("replication")
+                return bool(info.get("role") == "master")
+
+        await _poll("the replica promoted", promoted, within)
+        return "127.0.0.1", self.replica.port
+
+    async def stop(self) -> None:
+        for p in self.sentinels:
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
+        self.sentinels.clear()
+        await self.replica.kill()
+        await self.master.kill()
+
+    async def __aenter__(self) -> OwnSentinel:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class OwnCluster:
+    """A Redis Cluster of `n` masters and no replicas (``redis-cli --cluster create ...
+    --cluster-replicas 0``), each node in its own dir under `workdir`."""
+
+    def __init__(self, workdir: Path, n: int = 3) -> None:
+        need_binary("redis-server")
+        need_binary("redis-cli")
+        self.nodes = []
+        for i in range(n):
+            d = workdir / f"node{i}"
+            d.mkdir()
+            extra = ["--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf")]
+            # the bus port defaults to port + 10000, too high for most free ports
+            extra += ["--cluster-port", str(free_port()), "--cluster-node-timeout", "2000"]
+            self.nodes.append(OwnRedis(d, extra=extra))
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    async def start(self) -> None:
+        for node in self.nodes:
+            await node.start()
+        create = await asyncio.create_subprocess_exec(
+            "redis-cli",
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{n.port}" for n in self.nodes),
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(create.communicate(), 60.0)
+        if create.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {out.decode()[-2000:]}")
+
+        async def ok() -> bool:
+            for node in self.nodes:
+                async with Redis(port=node.port, socket_connect_timeout=1.0) as r:
+                    info = _s(await r.execute_command("CLUSTER", "INFO"))
+                    if "cluster_state:ok" not in info:
+                        return False
+            return True
+
+        await _poll("cluster_state:ok on every node", ok, 30.0)
+
+    async def stop(self) -> None:
+        for node in self.nodes:
+            await node.kill()
+
+    async def __aenter__(self) -> OwnCluster:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

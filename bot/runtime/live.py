@@ -220,7 +220,7 @@ class EngineService:
     async def _set_status(self, **fields: Any) -> None:
         self.status.update(fields)
         self.status.update(role="leader", owner=self.lease.owner, fence=self.lease.value)
-        await self.store.set_engine_status(self.status)
+        await self.store.set_engine_status(self.status, fence=self.lease.check())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop`; a Redis outage is waited out, then the engine resumes."""
@@ -349,6 +349,7 @@ class EngineService:
             "stream_seen": self.stream_seen,
         }
         points = e.points_since(self._series_sent)
+        keep = e.clock - e.chart_retention()
         try:
             await self.store.commit(
                 Checkpoint(
@@ -358,17 +359,14 @@ class EngineService:
                 rule_states=e.rule_states(),
                 latest=e.latest(),
                 fence=fence,
+                series={s: [p for p in pts if p[0] >= keep] for s, pts in points.items()},
+                keep_after=keep,
             )
         except BaseException:
             e.queue(alerts)  # not committed (as far as we know): kept for the next commit
             raise
-        if points:
-            keep = e.clock - e.chart_retention()
-            await self.store.add_series(
-                {s: [p for p in pts if p[0] >= keep] for s, pts in points.items()}, keep
-            )
-            for s, pts in points.items():
-                self._series_sent[s] = pts[-1][0]
+        for s, pts in points.items():
+            self._series_sent[s] = pts[-1][0]
         for a in alerts:
             self.committed[(a.rule, a.kind.value)] += 1
             log.info("alert %s: %s", a.id, a.summary)

@@ -1,31 +1,111 @@
-"""Connecting to Redis (the `[redis]` config section), or to the embedded in-process store
-when none is reachable."""
+"""Connecting to Redis (the `[redis]` config section): one server, a Sentinel-managed master,
+or a Redis Cluster; or the embedded in-process store when no server is reachable.
+
+Where Redis is (``REDIS_URL`` from the environment wins over the file's ``url``, which wins
+over ``sentinels``/``service``; ``cluster = true`` turns a plain URL into the cluster's
+first node):
+
+``redis://[user:password@]host:port/db``                      one server (``rediss://``: TLS)
+``redis+sentinel://[user:password@]host:port,host:port/service/db``  the master of
+    `service`, as the Sentinels name it (``rediss+sentinel://``: TLS to the master)
+``redis+cluster://[user:password@]host:port,host:port``       a Redis Cluster (db 0 only)
+
+What redis-py (the installed 8.1) does with these, checked in its source and issues:
+
+* **Sentinel** (``redis.asyncio.sentinel.Sentinel(...).master_for(service)``): a
+  ``Redis`` on a ``SentinelConnectionPool`` whose ``SentinelManagedConnection.connect``
+  asks the Sentinels for the master's address (``SENTINEL get-master-addr-by-name``) every
+  time it opens a connection, and turns a ``READONLY`` reply (the master it still talks to
+  was demoted to a replica) into a ``ConnectionError`` after disconnecting. So after a
+  failover the next command fails with ``ConnectionError`` (``MasterNotFoundError`` while no
+  master is known); the engine's and the services' backoff on store errors
+  (``bot/runtime/live.py``) waits, and the next connection goes to the promoted replica.
+  redis-py does not follow ``+switch-master`` events itself (redis/redis-py#3867), and its
+  own connect retry can keep dialling the old address until it gives up (redis/redis-py
+  #3560, #3874): our retry is a new connection, which asks the Sentinels again.
+* **Cluster** (``redis.asyncio.cluster.RedisCluster``): routes each command by the key's hash
+  slot and follows MOVED/ASK. Its ``pipeline(transaction=True)`` is supported in this version
+  (``ClusterPipeline`` with a ``TransactionStrategy``: MULTI/EXEC on the one node of the
+  slot, refused with "All keys involved in a cluster transaction must map to the same slot"
+  otherwise); scripts (``register_script``/EVALSHA) run on the node of their keys' slot and
+  need them in one slot (CROSSSLOT otherwise). The Redis Cluster specification ("Hash
+  tags") makes a ``{tag}`` in a key name the only part hashed, which is how every key of a
+  prefix is put in one slot (:mod:`bot.store.keys`). Older redis-py (before 6) refused
+  ``transaction=True`` on a cluster pipeline (samuelcolvin/arq#385).
+* **Replication is asynchronous**: a write acknowledged by the master may not have reached a
+  replica when the master dies, and a failover then loses it (Redis docs, "Replication":
+  "Redis uses by default asynchronous replication"). With ``wait_replicas`` > 0 the engine's
+  commit (checkpoint + outbox) is followed by ``WAIT n timeout`` (:meth:`Store.commit`), which
+  makes that window as small as the replication link allows; the trade-off and what a
+  failover does without it are in the README ("Redis Sentinel and Cluster").
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal, cast
+from urllib.parse import unquote, urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.core.config_types import Strict
-from bot.core.errors import StoreUnavailable
+from bot.core.errors import ConfigError, StoreUnavailable
 from bot.store.redis_store import Store
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+SOCKET_TIMEOUT = 30.0  # seconds: one command (a blocking XREAD blocks for far less)
+
+Kind = Literal["server", "sentinel", "cluster"]
 
 
 class RedisConfig(Strict):
     url: str | None = Field(default=None, description="overridden by REDIS_URL when set")
     prefix: str = "stressbot"
     tick_maxlen: int = Field(default=200_000, ge=1000)
+    sentinels: list[str] = Field(
+        default_factory=list, description="host:port of each Sentinel (instead of url)"
+    )
+    service: str | None = Field(default=None, description="the master's name in Sentinel")
+    cluster: bool = Field(default=False, description="url is a node of a Redis Cluster")
+    wait_replicas: int = Field(
+        default=0, ge=0, description="replicas each engine commit waits for (WAIT)"
+    )
+    wait_timeout: float = Field(default=0.5, gt=0, description="seconds the WAIT may take")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RedisConfig:
+        if self.sentinels and self.url:
+            raise ValueError("give either url or sentinels (with service), not both")
+        if self.sentinels and not self.service:
+            raise ValueError("sentinels needs service: the master's name in the Sentinels")
+        if self.sentinels and self.cluster:
+            raise ValueError("sentinels and cluster = true exclude each other")
+        for s in self.sentinels:
+            _host_port(s, "sentinels")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """Where Redis is, parsed from a URL or the config keys."""
+
+    kind: Kind
+    url: str  # as given (shown redacted), or one built from the config keys
+    hosts: tuple[tuple[str, int], ...] = ()  # sentinels or cluster nodes
+    service: str = ""
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
 
 
 def redis_url(configured: str | None = None) -> str:
@@ -33,29 +113,170 @@ def redis_url(configured: str | None = None) -> str:
     return os.environ.get("REDIS_URL") or configured or DEFAULT_REDIS_URL
 
 
+def redis_target(cfg: RedisConfig) -> RedisTarget:
+    """The Redis the config (and ``REDIS_URL``) points at."""
+    env = os.environ.get("REDIS_URL")
+    if not env and not cfg.url and cfg.sentinels:
+        hosts = tuple(_host_port(s, "sentinels") for s in cfg.sentinels)
+        url = f"redis+sentinel://{','.join(cfg.sentinels)}/{cfg.service}/0"
+        return RedisTarget("sentinel", url, hosts, service=cfg.service or "")
+    target = parse_redis_url(env or cfg.url or DEFAULT_REDIS_URL)
+    if cfg.cluster and target.kind == "server":
+        target = _as_cluster(target)
+    if target.kind == "cluster" and cfg.wait_replicas:
+        raise ConfigError(
+            "redis.wait_replicas: not supported on a Redis Cluster (WAIT counts the replicas "
+            "of the node a connection talks to); leave it at 0"
+        )
+    return target
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """Parse a ``redis://``, ``redis+sentinel://`` or ``redis+cluster://`` URL (ConfigError,
+    with the password hidden, when it is not one)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("redis", "rediss", "unix"):
+        return RedisTarget("server", url)
+    if scheme not in ("redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"):
+        raise ConfigError(
+            f"redis url {_redact(url)}: expected redis://, rediss://, unix://, "
+            "redis+sentinel:// or redis+cluster://"
+        )
+    rest = url.split("://", 1)[1]
+    creds, _, rest = rest.rpartition("@")
+    netloc, _, path = rest.partition("/")
+    hosts = tuple(_host_port(h, f"redis url {_redact(url)}") for h in netloc.split(",") if h)
+    if not hosts:
+        raise ConfigError(f"redis url {_redact(url)}: no host:port given")
+    user, _, password = creds.partition(":") if creds else ("", "", "")
+    parts = [p for p in path.split("/") if p]
+    base = RedisTarget(
+        "cluster",
+        url,
+        hosts,
+        username=unquote(user) or None,
+        password=unquote(password) or None,
+        tls=scheme.startswith("rediss"),
+    )
+    if scheme.endswith("cluster"):
+        if parts and parts != ["0"]:
+            raise ConfigError(f"redis url {_redact(url)}: a Redis Cluster has only db 0")
+        return base
+    if not parts or len(parts) > 2:
+        raise ConfigError(
+            f"redis url {_redact(url)}: expected redis+sentinel://host:port,.../service/db"
+        )
+    db = parts[1] if len(parts) == 2 else "0"
+    if not db.isdecimal():
+        raise ConfigError(f"redis url {_redact(url)}: db must be a number, got {db!r}")
+    return RedisTarget(
+        "sentinel",
+        url,
+        hosts,
+        service=unquote(parts[0]),
+        db=int(db),
+        username=base.username,
+        password=base.password,
+        tls=base.tls,
+    )
+
+
+def _as_cluster(t: RedisTarget) -> RedisTarget:
+    u = urlsplit(t.url)
+    if t.url.startswith("unix:") or not u.hostname:
+        raise ConfigError(f"redis: cluster = true needs a host:port url, got {_redact(t.url)}")
+    return RedisTarget(
+        "cluster",
+        t.url,
+        ((u.hostname, u.port or 6379),),
+        username=unquote(u.username) if u.username else None,
+        password=unquote(u.password) if u.password else None,
+        tls=u.scheme == "rediss",
+    )
+
+
+def _host_port(text: str, where: str) -> tuple[str, int]:
+    host, _, port = text.strip().rpartition(":")
+    if not host or not port.isdecimal() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: expected host:port, got {text.strip()!r}")
+    return host.strip("[]"), int(port)
+
+
+Closer = Callable[[], Awaitable[None]]
+
+
+def _client(target: RedisTarget, connect_timeout: float) -> tuple[Redis, Closer]:
+    """A client for `target` (not connected yet) and what closes all it opened."""
+    timeouts = {"socket_connect_timeout": connect_timeout, "socket_timeout": SOCKET_TIMEOUT}
+    if target.kind == "server":
+        r = Redis.from_url(target.url, **timeouts)  # type: ignore[arg-type]
+        return r, r.aclose
+    if target.kind == "sentinel":
+        from redis.asyncio.sentinel import Sentinel
+
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(target.hosts), sentinel_kwargs=dict(timeouts), **timeouts
+        )
+        master = sentinel.master_for(
+            target.service,
+            db=target.db,
+            ssl=target.tls,
+            username=target.username,
+            password=target.password,
+        )
+
+        async def close() -> None:
+            await master.aclose()
+            await sentinel.aclose()
+
+        return cast(Redis, master), close
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    nodes = [ClusterNode(h, p) for h, p in target.hosts]
+    cluster = RedisCluster(
+        startup_nodes=nodes,
+        ssl=target.tls,
+        username=target.username,
+        password=target.password,
+        socket_connect_timeout=connect_timeout,
+        socket_timeout=SOCKET_TIMEOUT,
+    )
+    # RedisCluster speaks the command API Store uses (keys routed by slot), typed apart
+    return cast(Redis, cluster), cluster.aclose
+
+
+@dataclass(slots=True)
+class Connection:
+    redis: Redis
+    embedded: bool
+    close: Closer
+
+
 async def connect(
-    url: str, *, allow_embedded: bool = False, connect_timeout: float = 2.0
-) -> tuple[Redis, bool]:
-    """Return (client, embedded). Falls back to the embedded store only if allowed.
+    target: RedisTarget | str, *, allow_embedded: bool = False, connect_timeout: float = 2.0
+) -> Connection:
+    """Connect (and PING). Falls back to the embedded store only if allowed.
 
     The embedded store (fakeredis) speaks the same commands in-process and keeps nothing
     after the process exits; it is for demos and replays on machines without a Redis server.
     """
-    client = Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=30.0)
+    t = parse_redis_url(target) if isinstance(target, str) else target
+    client, close = _client(t, connect_timeout)
     try:
-        await asyncio.wait_for(client.ping(), connect_timeout)
-        return client, False
+        await asyncio.wait_for(client.ping(), connect_timeout * 2)
+        return Connection(client, False, close)
     except (RedisError, OSError, TimeoutError) as e:
-        await client.aclose()
+        await close()
+        where = f"{t.kind} {_redact(t.url)}" if t.kind != "server" else _redact(t.url)
         if not allow_embedded:
             raise StoreUnavailable(
-                f"cannot reach Redis at {_redact(url)}: {e}. Start one (redis-server) or set "
-                "REDIS_URL."
+                f"cannot reach Redis at {where}: {e}. Start one (redis-server) or set REDIS_URL."
             ) from e
         import fakeredis  # local: only needed on this path
 
-        log.warning("no Redis at %s (%s): using the embedded in-process store", _redact(url), e)
-        return fakeredis.FakeAsyncRedis(), True
+        log.warning("no Redis at %s (%s): using the embedded in-process store", where, e)
+        fake = fakeredis.FakeAsyncRedis()
+        return Connection(fake, True, fake.aclose)
 
 
 def _redact(url: str) -> str:
@@ -74,9 +295,11 @@ async def open_store(
 ) -> AsyncIterator[tuple[Store, bool]]:
     """(store, embedded) for the `[redis]` section, closed on exit; `namespace` keeps a
     replay's keys apart from the live bot's (``{prefix}:{namespace}:...``)."""
-    redis, embedded = await connect(redis_url(cfg.url), allow_embedded=allow_embedded)
+    conn = await connect(redis_target(cfg), allow_embedded=allow_embedded)
     prefix = cfg.prefix if namespace is None else f"{cfg.prefix}:{namespace}"
+    store = Store(conn.redis, prefix=prefix, tick_maxlen=cfg.tick_maxlen)
+    store.wait_replicas, store.wait_timeout = cfg.wait_replicas, cfg.wait_timeout
     try:
-        yield Store(redis, prefix=prefix, tick_maxlen=cfg.tick_maxlen), embedded
+        yield store, conn.embedded
     finally:
-        await redis.aclose()
+        await conn.close()

@@ -1,6 +1,8 @@
 """The Redis store: everything that must survive a restart lives here.
 
-Key layout (every key starts with the store's prefix, default ``stressbot``):
+Key layout (every key starts with ``{p}``: the store's prefix, default ``stressbot``, or on
+Redis Cluster the prefix as a hash tag, ``{stressbot}``, so all of them share one slot; every
+name is made by :meth:`Store.key`, see :mod:`bot.store.keys`):
 
 ``{p}:ticks``          stream   live ticks written by connectors, trimmed to ``tick_maxlen``
 ``{p}:checkpoint``     hash     engine snapshot: ``position``, ``fingerprint``, ``state``, ``clock``
@@ -13,7 +15,7 @@ Key layout (every key starts with the store's prefix, default ``stressbot``):
 ``{p}:engine:fence``   string   the last fencing token handed out (``INCR``)
 ``{p}:engine:standby`` hash     owner -> JSON record of each engine standing by
 ``{p}:series:{sym}``   zset     recent (ts, value) points per symbol, trimmed to a retention,
-                                 for charts and /status (written by the engine at checkpoints)
+                                 for charts and /status (written with each checkpoint)
 
 An alert and the checkpoint that accounts for it are written in one MULTI/EXEC, so after a
 crash the engine either resumes before the tick that raised it (and raises it again, once) or
@@ -26,12 +28,16 @@ ours, and refuses while another owner holds it. A live commit carries the lease 
 granted (``fence``) and is one Lua script that compares it with the lease *before* it writes
 the outbox and the checkpoint, atomically (Redis runs a script without interleaving other
 commands): a leader paused past its TTL (SIGSTOP, a long GC, a VM freeze) whose lease another
-engine took cannot write after the takeover; its commit raises :class:`FencedOut`. Replay
-commits pass no fence and use the MULTI/EXEC as before.
+engine took cannot write after the takeover; its commit raises :class:`FencedOut`. The same
+script writes the rule states, the latest values and the new chart points, and the engine's
+status record is written by a fenced script too (:meth:`Store.set_engine_status`), so
+nothing the leader writes escapes the fence. Replay commits pass no fence and use the
+MULTI/EXEC as before. The scripts are in :mod:`bot.store.scripts`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +48,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bot.core.models import Alert, Tick
+from bot.store import scripts
+from bot.store.keys import key_base
+
+log = logging.getLogger(__name__)
 
 
 class FencedOut(Exception):
@@ -78,33 +88,57 @@ class Checkpoint:
 
 
 class Store:
-    def __init__(self, redis: Redis, prefix: str = "stressbot", tick_maxlen: int = 200_000):
+    """The store of one namespace (`prefix`) on a Redis client: a plain or Sentinel-managed
+    :class:`redis.asyncio.Redis`, or a :class:`redis.asyncio.cluster.RedisCluster` (which
+    speaks the same command API; `hash_tag` then defaults to True, see :mod:`bot.store.keys`).
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str = "stressbot",
+        tick_maxlen: int = 200_000,
+        *,
+        hash_tag: bool | None = None,
+    ):
         self.redis = redis
         self.prefix = prefix
+        self.hash_tag = is_cluster(redis) if hash_tag is None else hash_tag
+        self.base = key_base(prefix, self.hash_tag)
         self.tick_maxlen = tick_maxlen
-        self.k_ticks = f"{prefix}:ticks"
-        self.k_checkpoint = f"{prefix}:checkpoint"
-        self.k_rules = f"{prefix}:rules"
-        self.k_latest = f"{prefix}:latest"
-        self.k_outbox = f"{prefix}:outbox"
-        self.k_feeds = f"{prefix}:feeds"
-        self.k_engine = f"{prefix}:engine"
-        self.k_lease = f"{prefix}:engine:lease"
-        self.k_fence = f"{prefix}:engine:fence"
-        self.k_standby = f"{prefix}:engine:standby"
-        self._add_script = redis.register_script(_ADD_TICKS)
-        self._lease_script = redis.register_script(_ENGINE_LEASE)
-        self._renew_script = redis.register_script(_ENGINE_RENEW)
-        self._release_script = redis.register_script(_ENGINE_RELEASE)
-        self._commit_script = redis.register_script(_FENCED_COMMIT)
+        #: replicas a fenced (live engine) commit waits for with WAIT, and for how long (s)
+        self.wait_replicas = 0
+        self.wait_timeout = 0.5
+        self.last_wait: int | None = None  # replicas the last WAIT reported
+        self.k_ticks = self.key("ticks")
+        self.k_checkpoint = self.key("checkpoint")
+        self.k_rules = self.key("rules")
+        self.k_latest = self.key("latest")
+        self.k_outbox = self.key("outbox")
+        self.k_feeds = self.key("feeds")
+        self.k_engine = self.key("engine")
+        self.k_lease = self.key("engine:lease")
+        self.k_fence = self.key("engine:fence")
+        self.k_standby = self.key("engine:standby")
+        self._add_script = redis.register_script(scripts.ADD_TICKS)
+        self._lease_script = redis.register_script(scripts.ENGINE_LEASE)
+        self._renew_script = redis.register_script(scripts.ENGINE_RENEW)
+        self._release_script = redis.register_script(scripts.ENGINE_RELEASE)
+        self._commit_script = redis.register_script(scripts.FENCED_COMMIT)
+        self._fenced_set = redis.register_script(scripts.FENCED_SET)
 
     def key(self, name: str) -> str:
-        """A key in this store's namespace, for components that keep their own state."""
-        return f"{self.prefix}:{name}"
+        """A key in this store's namespace: every key stressbot writes is made here."""
+        return f"{self.base}:{name}"
+
+    def series_key(self, symbol: str) -> str:
+        return self.key(f"series:{symbol}")
 
     async def clear(self) -> None:
         """Delete every key of this namespace (a fresh replay)."""
-        keys = [k async for k in self.redis.scan_iter(match=f"{self.prefix}:*", count=1000)]
+        keys = [
+            k async for k in self.redis.scan_iter(match=_glob_escape(self.base) + ":*", count=1000)
+        ]
         for i in range(0, len(keys), 500):
             await self.redis.delete(*keys[i : i + 500])
 
@@ -116,9 +150,9 @@ class Store:
         A redis-py pipeline spends ~17 us of client CPU per XADD; the script sends the batch
         as flat arguments, which is about 4x cheaper per tick (bench/bench_connectors.py).
         """
-        for i in range(0, len(ticks), _ADD_CHUNK):
+        for i in range(0, len(ticks), scripts.ADD_CHUNK):
             args: list[str | float] = [self.tick_maxlen]
-            for t in ticks[i : i + _ADD_CHUNK]:
+            for t in ticks[i : i + scripts.ADD_CHUNK]:
                 args += (t.symbol, repr(t.value), repr(t.ts), t.source)
             await self._add_script(keys=[self.k_ticks], args=args)
 
@@ -172,16 +206,24 @@ class Store:
         latest: dict[str, tuple[float, float]] | None = None,
         *,
         fence: str | None = None,
+        series: dict[str, list[tuple[float, float]]] | None = None,
+        keep_after: float = float("-inf"),
     ) -> list[str]:
-        """Write alerts and the checkpoint that accounts for them atomically.
+        """Write alerts and the checkpoint that accounts for them atomically, with the rule
+        states, the latest values and (`series`) new chart points per symbol, dropping points
+        older than `keep_after`.
 
         Returns the outbox stream ids of the alerts, in order. With `fence` (the engine lease
         value granted by :meth:`acquire_engine_lease`) the write is one Lua script that first
         checks the lease still holds exactly that value, and raises :class:`FencedOut`
-        (writing nothing) when it does not.
+        (writing nothing at all: no alert, checkpoint, rule state, latest value or chart
+        point) when it does not.
         """
+        pts = {s: p for s, p in (series or {}).items() if p}
         if fence is not None:
-            return await self._fenced_commit(fence, checkpoint, alerts, rule_states, latest)
+            return await self._fenced_commit(
+                fence, checkpoint, alerts, rule_states, latest, pts, keep_after
+            )
         pipe = self.redis.pipeline(transaction=True)
         for a in alerts:
             pipe.xadd(self.k_outbox, {"id": a.id, "alert": a.dumps()})
@@ -201,6 +243,7 @@ class Store:
                 self.k_latest,
                 mapping={s: orjson.dumps({"ts": t, "value": v}) for s, (t, v) in latest.items()},
             )
+        self._queue_series(pipe, pts, keep_after)
         res = await pipe.execute()
         return [_s(r) for r in res[: len(alerts)]]  # XADD replies come first
 
@@ -211,6 +254,8 @@ class Store:
         alerts: Sequence[Alert],
         rule_states: dict[str, Any] | None,
         latest: dict[str, tuple[float, float]] | None,
+        series: dict[str, list[tuple[float, float]]],
+        keep_after: float,
     ) -> list[str]:
         args: list[str | bytes | float] = [fence, len(alerts)]
         for a in alerts:
@@ -225,12 +270,40 @@ class Store:
         args.append(len(lt))
         for sym, (t, v) in lt.items():
             args += (sym, orjson.dumps({"ts": t, "value": v}))
+        args.append(_score(keep_after))
         keys = [self.k_lease, self.k_outbox, self.k_checkpoint, self.k_rules, self.k_latest]
-        res: Any = await self._commit_script(keys=keys, args=args)
+        for sym, pts in series.items():
+            keys.append(self.series_key(sym))
+            args.append(len(pts))
+            for t, v in pts:
+                args += (repr(t), _member(t, v))
+        if self.wait_replicas:
+            res = await self._commit_and_wait(keys, args)
+        else:
+            res = await self._commit_script(keys=keys, args=args)
         if not res or int(res[0]) != 1:
-            holder = _s(res[1]) if res and len(res) > 1 and res[1] else "nobody"
-            raise FencedOut(f"engine lease {fence!r} is no longer ours (held by {holder})")
+            raise FencedOut(f"engine lease {fence!r} is no longer ours (held by {_holder(res)})")
         return [_s(r) for r in res[1:]]
+
+    async def _commit_and_wait(self, keys: list[str], args: list[str | bytes | float]) -> Any:
+        """The commit script, then ``WAIT`` on the same connection (WAIT counts the replicas
+        that have this connection's writes, so it must follow them on one connection: one
+        pipeline). Fewer replicas than asked within the timeout is logged, not an error:
+        the commit stands on the master."""
+        pipe = self.redis.pipeline(transaction=False)
+        await self._commit_script(keys=keys, args=args, client=pipe)
+        pipe.wait(self.wait_replicas, max(1, int(self.wait_timeout * 1000)))
+        res, acked = await pipe.execute()
+        self.last_wait = int(acked)
+        if self.last_wait < self.wait_replicas:
+            log.warning(
+                "store: commit reached %d of %d replica(s) within %.1f s (a failover now "
+                "could lose it)",
+                self.last_wait,
+                self.wait_replicas,
+                self.wait_timeout,
+            )
+        return res
 
     # ---- the engine lease --------------------------------------------------------------------
 
@@ -268,21 +341,25 @@ class Store:
     async def add_series(
         self, points: dict[str, list[tuple[float, float]]], keep_after: float
     ) -> None:
-        """Add recent points per symbol and drop those older than `keep_after` (one round trip)."""
+        """Add recent points per symbol and drop those older than `keep_after` (one round
+        trip; unfenced: for replay, the live engine passes its points to :meth:`commit`)."""
         pipe = self.redis.pipeline(transaction=False)
-        for sym, pts in points.items():
-            if not pts:
-                continue
-            key = f"{self.prefix}:series:{sym}"
-            pipe.zadd(key, {f"{t!r}|{v!r}": t for t, v in pts})
-            pipe.zremrangebyscore(key, "-inf", f"({keep_after!r}")
+        self._queue_series(pipe, {s: p for s, p in points.items() if p}, keep_after)
         await pipe.execute()
+
+    def _queue_series(
+        self, pipe: Any, points: dict[str, list[tuple[float, float]]], keep_after: float
+    ) -> None:
+        for sym, pts in points.items():
+            key = self.series_key(sym)
+            pipe.zadd(key, {_member(t, v): t for t, v in pts})
+            pipe.zremrangebyscore(key, "-inf", f"({_score(keep_after)}")
 
     async def series(
         self, symbol: str, start: float = float("-inf"), end: float = float("inf")
     ) -> list[tuple[float, float]]:
         """Recent (ts, value) points of one symbol between `start` and `end`, oldest first."""
-        raw: Any = await self.redis.zrangebyscore(f"{self.prefix}:series:{symbol}", start, end)
+        raw: Any = await self.redis.zrangebyscore(self.series_key(symbol), start, end)
         out = []
         for m in raw:
             t, v = _s(m).split("|", 1)
@@ -354,8 +431,17 @@ class Store:
 
     # ---- engine status (for `stressbot feeds` and /status) ----------------------------------
 
-    async def set_engine_status(self, status: dict[str, Any]) -> None:
-        await self.redis.set(self.k_engine, orjson.dumps(status))
+    async def set_engine_status(self, status: dict[str, Any], *, fence: str | None = None) -> None:
+        """Write the engine's status record; with `fence` only while the engine lease still
+        holds that value (one script), else :class:`FencedOut` and nothing written."""
+        if fence is None:
+            await self.redis.set(self.k_engine, orjson.dumps(status))
+            return
+        res: Any = await self._fenced_set(
+            keys=[self.k_lease, self.k_engine], args=[fence, orjson.dumps(status)]
+        )
+        if not res or int(res[0]) != 1:
+            raise FencedOut(f"engine lease {fence!r} is no longer ours (held by {_holder(res)})")
 
     async def engine_status(self, fresh_within: float = 30.0) -> dict[str, Any]:
         """The active engine's status record, with ``lease`` (the current holder, None when no
@@ -388,66 +474,34 @@ class Store:
         return {_s(k): orjson.loads(v) for k, v in raw.items()}
 
 
-_ADD_CHUNK = 2000  # ticks per script call
-_ADD_TICKS = """
-local k = KEYS[1]
-for i = 2, #ARGV, 4 do
-  redis.call('XADD', k, '*', 's', ARGV[i], 'v', ARGV[i+1], 't', ARGV[i+2], 'src', ARGV[i+3])
-end
-redis.call('XTRIM', k, 'MAXLEN', '~', ARGV[1])
-return (#ARGV - 1) / 4
-"""
+def _member(t: float, v: float) -> str:
+    """A chart point as a sorted-set member (its score is `t`)."""
+    return f"{t!r}|{v!r}"
 
 
-# KEYS lease, fence; ARGV owner, ttl ms. {1, value} when ours (renewed, or taken with a new
-# token when free), {0, holder} when another owner holds it.
-_ENGINE_LEASE = """
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local owner = string.sub(cur, (string.find(cur, ':', 1, true) or 0) + 1)
-  if owner ~= ARGV[1] then return {0, cur} end
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1, cur}
-end
-local value = redis.call('INCR', KEYS[2]) .. ':' .. ARGV[1]
-redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
-return {1, value}
-"""
-# KEYS lease; ARGV value, ttl ms.
-_ENGINE_RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-_ENGINE_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-# KEYS lease, outbox, checkpoint, rules, latest; ARGV fence, n, (id, alert)*n, position,
-# fingerprint, clock, state, m, (rule, state)*m, k, (symbol, latest)*k.
-# {1, outbox ids...} when written; {0, holder} (nothing written) when the fence is stale.
-_FENCED_COMMIT = """
-local cur = redis.call('GET', KEYS[1])
-if cur ~= ARGV[1] then return {0, cur or ''} end
-local out = {1}
-local i = 3
-for _ = 1, tonumber(ARGV[2]) do
-  out[#out + 1] = redis.call('XADD', KEYS[2], '*', 'id', ARGV[i], 'alert', ARGV[i + 1])
-  i = i + 2
-end
-redis.call('HSET', KEYS[3], 'position', ARGV[i], 'fingerprint', ARGV[i + 1],
-  'clock', ARGV[i + 2], 'state', ARGV[i + 3])
-i = i + 4
-for _, key in ipairs({KEYS[4], KEYS[5]}) do
-  local n = tonumber(ARGV[i])
-  i = i + 1
-  for _ = 1, n do
-    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
-    i = i + 2
-  end
-end
-return out
-"""
+def _score(x: float) -> str:
+    """A score as Redis reads it (``-inf``/``+inf`` spelled its way)."""
+    if x == float("-inf"):
+        return "-inf"
+    if x == float("inf"):
+        return "+inf"
+    return repr(x)
+
+
+def _holder(res: Any) -> str:
+    return _s(res[1]) if res and len(res) > 1 and res[1] else "nobody"
+
+
+def is_cluster(redis: object) -> bool:
+    """Is this client a Redis Cluster client (it routes each key to its slot's node)?"""
+    from redis.asyncio.cluster import RedisCluster  # local: only this check needs it
+
+    return isinstance(redis, RedisCluster)
+
+
+def _glob_escape(text: str) -> str:
+    """`text` as a literal in a SCAN MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _s(x: bytes | str) -> str:
