@@ -8,7 +8,7 @@ import re
 import pytest
 
 from bot.core.models import AlertKind
-from bot.notify import deliver_pending
+from bot.notify import chart, deliver_pending
 from bot.notify.config import DiscordWebhook
 from bot.notify.ledger import Ledger
 from bot.store.redis_store import Store
@@ -277,7 +277,7 @@ async def test_each_alert_carries_a_png_chart(
     png = tg.sent[0].photo or b""
     assert png.startswith(b"\x89PNG")
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-    assert (width, height) == (800, 500)
+    assert (width, height) == (chart.WIDTH, chart.HEIGHT) == (800, 600)
     assert list(dc.posted[0].files) == ["chart.png"]
     assert dc.posted[0].embeds[0]["image"]["url"] == "attachment://chart.png"
 

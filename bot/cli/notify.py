@@ -29,16 +29,17 @@ async def _notify(args: argparse.Namespace) -> int:
     from bot.notify.service import NotifierService, deliver_pending
     from bot.runtime.config import load_config
     from bot.store.connection import open_store
+    from bot.telegram.session_chart import alert_renderer
 
     config = load_config(args.config)
     async with open_store(config.redis) as (store, _):
         if args.mode == "drain":
-            report = await deliver_pending(config, store)
+            report = await deliver_pending(config, store, renderer=alert_renderer(config.sessions))
             print(report.summary())
             return 0 if report.complete else 1
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await NotifierService(config, store).run(stop)
+        await NotifierService(config, store, renderer=alert_renderer(config.sessions)).run(stop)
         return 0

@@ -285,8 +285,9 @@ async def run_replay_command(
             )
         elif dests:
             from bot.notify import deliver_pending
+            from bot.telegram.session_chart import alert_renderer
 
-            report = await deliver_pending(config, store)
+            report = await deliver_pending(config, store, renderer=alert_renderer(config.sessions))
             print(f"  delivery          {report.summary()}")
             if not report.complete:
                 print(

@@ -69,6 +69,7 @@ from bot.runtime.metrics import Local, MetricsServer
 from bot.store.connection import open_store
 from bot.store.redis_store import Checkpoint, FencedOut, Store, stream_id
 from bot.telegram.command_bot import TelegramCommandBot
+from bot.telegram.session_chart import alert_renderer
 from connectors.history.backfill import Backfill
 from connectors.supervisor import FeedSupervisor
 
@@ -510,7 +511,7 @@ async def _run_services(config: Config, store: Store, rules: RuleSet, rules_dir:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     engine = EngineService(config, store, rules, rules_dir=rules_dir)
-    notifier = NotifierService(config, store)
+    notifier = NotifierService(config, store, renderer=alert_renderer(config.sessions))
     services: list[tuple[str, Any]] = [
         ("feeds", FeedSupervisor(config.feeds, store)),
         ("engine", engine),

@@ -65,6 +65,7 @@ MIN_MUTE = 60.0
 MAX_MUTE = 30 * 86400.0
 MAX_HISTORY = 50
 MAX_CHART_WINDOW = 7 * 86400.0
+MAX_SESSION_DAYS = 30.0
 DOLLAR_SYMBOLS = ("USDX", "DXY")
 
 HELP = """<b>stressbot</b>: market-stress alerts
@@ -78,6 +79,7 @@ HELP = """<b>stressbot</b>: market-stress alerts
 /unsilence ID: end a silence
 /history [N]: the last N alerts (default 10, at most 50)
 /chart [SYMBOLS] [WINDOW]: e.g. <code>/chart BTC/USD,DXY 24h</code>
+/sessions [DAYS]: the dollar by session (Asia, Europe, New York), default 10 days
 /test [info|warning|critical]: send a test alert through every matching destination
 /help: this text"""
 
@@ -458,6 +460,58 @@ class Commands:
             log.warning("/chart failed: %s: %s", type(ex).__name__, ex)
             return Reply(f"Could not draw the chart: {e(str(ex)[:200])}")
         caption = f"{e(', '.join(symbols))} over {e(format_duration(window))}"
+        return Reply(caption, photo=png)
+
+    # ---- /sessions ---------------------------------------------------------------------------
+
+    async def sessions(self, args: list[str]) -> Reply:
+        """The session dollar chart over the last DAYS days of the dollar index in the store."""
+        from bot.engine.sessions import DAY, sessions_from_config
+        from bot.telegram.session_chart import (
+            DEFAULT_DAYS,
+            RATE_SYMBOL,
+            draw_sessions,
+            summary_line,
+        )
+
+        days = DEFAULT_DAYS
+        if len(args) > 1 or (args and not _NUMBER.fullmatch(args[0])):
+            raise CommandError("Usage: /sessions [DAYS], e.g. /sessions 10 (1 to 30 days).")
+        if args:
+            days = float(args[0])
+        if not 1 <= days <= MAX_SESSION_DAYS:
+            raise CommandError(f"DAYS must be from 1 to {MAX_SESSION_DAYS:.0f}.")
+        now = await self.clock()
+        start = now - days * DAY - DAY  # the oldest session may start a day before
+        for sym in DOLLAR_SYMBOLS:
+            pts = await self.store.series(sym, start - DAY, now)
+            if len(pts) >= 2:
+                break
+        else:
+            return Reply("No dollar index data yet (USDX or DXY) to split by session.")
+        rates = {RATE_SYMBOL: await self.store.series(RATE_SYMBOL, start - 5 * DAY, now)}
+        sessions = sessions_from_config(self.config.sessions)
+        try:
+            png, paths = await asyncio.wait_for(
+                asyncio.to_thread(
+                    draw_sessions,
+                    sym,
+                    pts,
+                    sessions,
+                    now=now,
+                    days=days,
+                    zone=self.zone,
+                    rates=rates,
+                ),
+                self.config.notify.delivery.chart_timeout,
+            )
+        except Exception as ex:  # the reply must still say what happened
+            log.warning("/sessions failed: %s: %s", type(ex).__name__, ex)
+            return Reply(f"Could not draw the session chart: {e(str(ex)[:200])}")
+        held = ""
+        if pts[0][0] > now - days * DAY:
+            held = f" (data held only since {e(_ts_text(pts[0][0]))})"
+        caption = f"<b>{e(sym)} by session, {days:g} days</b>{held}\n{e(summary_line(paths))}"
         return Reply(caption, photo=png)
 
     # ---- /test ------------------------------------------------------------------------------
