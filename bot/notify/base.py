@@ -19,6 +19,7 @@ from bot.core.errors import StressbotError
 from bot.core.models import Alert, AlertKind
 from bot.core.pacing import Pacer
 from bot.notify.config import Route
+from bot.notify.heartbeat import is_heartbeat
 
 
 class DeliveryError(StressbotError):
@@ -132,7 +133,10 @@ class TakenOver(DeliveryError):
 
 
 def accepts(route: Route, alert: Alert) -> bool:
-    """Whether `route` wants `alert` (severity, pattern, rule, resolved messages)."""
+    """Whether `route` wants `alert` (severity, pattern, rule, resolved messages); the
+    heartbeat goes to the routes that ask for it, whatever their filters."""
+    if is_heartbeat(alert):
+        return route.heartbeat
     if alert.kind is AlertKind.RESOLVED and not route.resolved:
         return False
     if alert.severity.lower() not in route.severities:

@@ -86,6 +86,9 @@ class Route(_Strict):
     resolved: bool = Field(default=True, description="also send 'resolved' messages")
     timezone: OptZone = Field(default=None, description="default: [display].timezone")
     charts: bool = True
+    heartbeat: bool = Field(
+        default=False, description="also receive the deadman heartbeat ([notify.heartbeat])"
+    )
     min_interval: Duration | None = Field(
         default=None, description="seconds between two messages here (default per platform)"
     )
@@ -208,10 +211,23 @@ class DeliveryConfig(_Strict):
     drain_timeout: Duration = 300.0
 
 
+class HeartbeatConfig(_Strict):
+    """The deadman heartbeat (:mod:`bot.notify.heartbeat`)."""
+
+    # How often the live engine writes a heartbeat (into the outbox when a destination asks
+    # for it, and always into its status record for /metrics). 0: never.
+    interval: Duration = Field(default=300.0, ge=0)
+
+
 class NotifyConfig(_Strict):
     telegram: TelegramConfig = TelegramConfig()
     discord: DiscordConfig = DiscordConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+
+    def routes(self) -> list[Route]:
+        """Every destination, Telegram chats first."""
+        return [*self.telegram.chats, *self.discord.webhooks]
 
     @property
     def destination_names(self) -> list[str]:

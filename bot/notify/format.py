@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from bot.core.durations import format_duration
 from bot.core.models import Alert, AlertKind
+from bot.notify.heartbeat import is_heartbeat
 
 TG_TEXT_LIMIT = 4096
 TG_CAPTION_LIMIT = 1024
@@ -31,6 +32,7 @@ DC_EMBED_TOTAL = 6000
 
 SEVERITY_ICON = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
 RESOLVED_ICON = "✅"
+HEARTBEAT_ICON = "💓"
 #: Embed colours: red, orange, blue; green for resolved.
 SEVERITY_COLOUR = {"critical": 0xE74C3C, "warning": 0xF39C12, "info": 0x3498DB}
 RESOLVED_COLOUR = 0x2ECC71
@@ -93,11 +95,19 @@ def _value_lines(alert: Alert) -> list[tuple[str, str]]:
 
 
 def _headline(alert: Alert) -> tuple[str, str]:
+    """Icon and title. A kind other than firing and resolved (escalated, reminder, or one this
+    version does not know) is named in the title beside the severity."""
     sev = alert.severity.lower()
+    rule = trim(alert.rule, _MAX_NAME)
+    if is_heartbeat(alert):
+        return HEARTBEAT_ICON, "HEARTBEAT · stressbot is alive"
     if alert.kind is AlertKind.RESOLVED:
-        return RESOLVED_ICON, f"RESOLVED · {trim(alert.rule, _MAX_NAME)}"
+        return RESOLVED_ICON, f"RESOLVED · {rule}"
     icon = SEVERITY_ICON.get(sev, "⚪")
-    return icon, f"{sev.upper()} · {trim(alert.rule, _MAX_NAME)}"
+    kind = str(getattr(alert.kind, "value", alert.kind))
+    if kind != AlertKind.FIRING.value:
+        return icon, f"{sev.upper()} · {trim(kind.upper(), _MAX_NAME)} · {rule}"
+    return icon, f"{sev.upper()} · {rule}"
 
 
 def alert_lines(alert: Alert, zone: str, note: str | None = None) -> list[Line]:

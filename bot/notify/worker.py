@@ -70,6 +70,8 @@ from bot.notify.base import (
     entry_time,
 )
 from bot.notify.config import NotifyConfig, Route
+from bot.notify.heartbeat import is_heartbeat
+from bot.notify.heartbeat import stale as stale_heartbeat
 from bot.notify.ledger import (
     AUTO_REDELIVER,
     OUTAGE,
@@ -312,7 +314,10 @@ class Worker:
             self.in_hand = None
 
     async def _silence(self, alert: Alert) -> Silence | None:
-        """The silence that holds `alert` back here (logged and counted), or None."""
+        """The silence that holds `alert` back here (logged and counted), or None. No silence
+        holds back the heartbeat."""
+        if is_heartbeat(alert):
+            return None
         silence = silencing(await self.ledger.silences.active(), alert, time.time())
         if silence is not None:
             log.info(
@@ -328,7 +333,8 @@ class Worker:
         return silence
 
     def _stale(self, alert: Alert, stale: float) -> bool:
-        if stale > 0 and time.time() - alert.ts > stale:
+        old = stale > 0 and time.time() - alert.ts > stale
+        if old or (is_heartbeat(alert) and stale_heartbeat(alert, time.time())):
             log.info(
                 "%s: alert %s is older than %.0fs, acknowledged without sending",
                 self.name,

@@ -62,6 +62,7 @@ from bot.core.models import Alert, AlertKind, Pattern, Severity, Tick, iso_utc
 from bot.core.retry import Backoff, BackoffPolicy
 from bot.engine.engine import Engine
 from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
+from bot.notify.heartbeat import heartbeat_alert
 from bot.notify.service import NotifierService
 from bot.runtime.config import Config
 from bot.runtime.leader import EngineLease, LeaseLost
@@ -144,6 +145,7 @@ class EngineService:
         self.outages = 0  # store outages waited out
         self.lease = lease if lease is not None else EngineLease(store)
         self.leaderships_lost = 0
+        self._next_beat = 0.0  # monotonic: when the next heartbeat is due
 
     def _new_engine(self, rules: RuleSet) -> Engine:
         return Engine.from_config(rules, self.config.engine, self.config.sessions)
@@ -336,6 +338,7 @@ class EngineService:
                 last_rules = now
                 self._rules_changed.clear()
                 await self._maybe_reload_rules()
+            await self._heartbeat()
             if self.engine.pending or (dirty and now - last_cp >= cfg.checkpoint_every):
                 await self.commit()
                 last_cp, dirty = now, False
@@ -371,6 +374,20 @@ class EngineService:
         for a in alerts:
             self.committed[(a.rule, a.kind.value)] += 1
             log.info("alert %s: %s", a.id, a.summary)
+
+    # ---- the deadman heartbeat (bot/notify/heartbeat.py) -------------------------------------
+
+    async def _heartbeat(self) -> None:
+        """Every ``notify.heartbeat.interval`` while consuming: a heartbeat into the outbox
+        (when a destination asks for it) and its time into the engine's status record."""
+        interval = self.config.notify.heartbeat.interval
+        if interval <= 0 or time.monotonic() < self._next_beat:
+            return
+        self._next_beat = time.monotonic() + interval
+        now = self._clock()
+        if any(r.heartbeat for r in self.config.notify.routes()):
+            await self.store.publish_alert(heartbeat_alert(now, interval))
+        await self._set_status(heartbeat=now)
 
     # ---- feed health as alerts -------------------------------------------------------------
 

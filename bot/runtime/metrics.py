@@ -173,6 +173,12 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily(
             "stressbot_engine_standby", "engines standing by for the lease", len(s.engine_standby)
         )
+        if s.engine.get("heartbeat") is not None:  # bot/notify/heartbeat.py: the deadman
+            yield GaugeMetricFamily(
+                "stressbot_heartbeat_last_timestamp_seconds",
+                "wall time of the engine's last heartbeat; alert on time() minus it",
+                float(s.engine["heartbeat"]),
+            )
         if s.engine_clock is None:
             return
         yield GaugeMetricFamily(

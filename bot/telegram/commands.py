@@ -33,6 +33,7 @@ from bot.notify.format import (
     fmt_number,
     trim,
 )
+from bot.notify.heartbeat import is_heartbeat
 from bot.notify.ledger import ALL, Ledger
 from bot.notify.service import accepts
 from bot.notify.silences import Matcher, Silence, SilenceError, silencing
@@ -398,7 +399,8 @@ class Commands:
             if not _NUMBER.fullmatch(args[0]) or not 1 <= int(args[0]) <= MAX_HISTORY:
                 raise CommandError(f"N must be a whole number from 1 to {MAX_HISTORY}.")
             n = int(args[0])
-        alerts = await self.store.recent_alerts(n)
+        recent = await self.store.recent_alerts(4 * n + 20)  # heartbeats are not shown
+        alerts = [(i, a) for i, a in recent if not is_heartbeat(a)][:n]
         if not alerts:
             return Reply("No alerts yet.")
         lines = [f"<b>Last {len(alerts)} alerts</b> (newest first)"]
