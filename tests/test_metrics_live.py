@@ -20,7 +20,11 @@ from typing import Any
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
 
+from bot.cli.status import build_status
+from bot.runtime.config import load_config
+from bot.runtime.snapshot import read_snapshot
 from bot.store.redis_store import Store
 from tests.conftest import REDIS_URL, ROOT, shared_path
 from tests.fake_feeds import (
@@ -171,6 +175,7 @@ async def test_metrics_move_during_a_live_run_and_readyz_flips_when_redis_goes(
             assert ("stressbot_engine_lag_seconds", ()) in after
             assert ("stressbot_engine_backlog_seconds", ()) in after
             assert await get(port, "/readyz") == (200, "ready (leader)\n")
+            await status_of_the_live_run(cfg, redis_server.url)
 
             await redis_server.kill()
 
@@ -188,6 +193,24 @@ async def test_metrics_move_during_a_live_run_and_readyz_flips_when_redis_goes(
                 return (await get(port, "/readyz"))[0] == 200
 
             await wait_until(ready_again, within=30.0, what="/readyz 200 with Redis back")
+
+
+async def status_of_the_live_run(cfg: Path, url: str) -> None:
+    """`stressbot status` (its document) on the same deployment says what the metrics say."""
+    config = load_config(cfg)
+    client = Redis.from_url(url)
+    try:
+        snap = await read_snapshot(Store(client, prefix="live"), destinations=["desk"])
+    finally:
+        await client.aclose()
+    doc = build_status(config, snap)
+    rule = next(r for r in doc["rules"] if r["rule"] == "btc_live_drop")
+    assert rule["last_fired"] is not None and rule["last_fired"].endswith("Z")
+    (btc,) = [s for s in doc["symbols"] if s["symbol"] == "BTC/USD"]
+    assert btc["serving"] == ["kraken"]
+    assert doc["engine"]["leader"] is not None and doc["engine"]["state"] == "live"
+    (desk,) = doc["outbox"]["destinations"]
+    assert desk["destination"] == "desk" and desk["parked"] == 0 and desk["unacked"] == 0
 
 
 async def test_readyz_follows_leadership_between_two_instances(

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from bot.notify import NotifierService
+from bot.runtime.metrics import Local, render
+from bot.runtime.snapshot import read_snapshot
 from bot.store.redis_store import Store
 from bot.telegram.command_bot import TelegramCommandBot
 from tests.fake_feeds import wait_until
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import Canned, FakeTelegram
 from tests.notify_fixtures import alert, notify_config, telegram_fixture, tg_ids
 
 GROUP = -1001234567890
@@ -68,3 +72,44 @@ async def test_alerts_and_command_replies_to_one_group_share_its_budget(
     times = [s.at for s in sent]
     busiest = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
     assert busiest <= 20
+    m = await metrics(store, Local(notifier=notifier, commands=bot))
+    assert m[("stressbot_deliveries_total", (("destination", "grp"),))] == ALERTS
+    assert m[("stressbot_delivery_rate_limited_total", (("destination", "grp"),))] == 0
+    assert m[("stressbot_command_requests_total", ())] >= COMMANDS
+    assert m[("stressbot_command_rate_limited_total", ())] == 0
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def metrics(store: Store, local: Local) -> Samples:
+    text = render(await read_snapshot(store), 2.0, local).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+async def test_a_429_to_a_command_reply_is_retried_and_counted(
+    store: Store, tg: FakeTelegram
+) -> None:
+    flood = {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 1"}
+    tg.script.append(Canned(429, {**flood, "parameters": {"retry_after": 1}}))
+    cfg = notify_config(store, tg, allowed_users=[ADMIN], chats=[])
+    bot = TelegramCommandBot(cfg, store)
+    stop = asyncio.Event()
+    task = asyncio.create_task(bot.run(stop))
+    try:
+        await wait_until(lambda: "getUpdates" in tg.calls, within=15, what="the command bot")
+        tg.push_update_message("/help", user_id=ADMIN, chat_id=ADMIN)
+        await wait_until(lambda: bool(tg.to_chat(ADMIN)), within=15, what="the reply")
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task
+    assert bot.limiter is not None
+    assert bot.limiter.rate_limited == 1  # the reply's first try; the second went through
+    assert len(tg.to_chat(ADMIN)) == 1
+    m = await metrics(store, Local(commands=bot))
+    assert m[("stressbot_command_rate_limited_total", ())] == 1

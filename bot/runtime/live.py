@@ -542,7 +542,7 @@ async def _run_services(config: Config, store: Store, rules: RuleSet, rules_dir:
     if config.metrics.enabled:
         m = config.metrics
         interval = config.feeds.status_interval
-        local = Local(engine=engine, notifier=notifier)
+        local = Local(engine=engine, notifier=notifier, commands=commands)
         dests = config.notify.destination_names
         metrics = MetricsServer(
             store, m.host, m.port, status_interval=interval, local=local, destinations=dests

@@ -15,9 +15,10 @@ the hot paths. A feed whose last report is older than three status intervals is 
 
 What the store does not hold comes from this process (:class:`Local`): its engine's role
 (``stressbot_engine_role``), the rule evaluations while it leads, the alerts it committed by
-rule and kind, and its notifier's deliveries, messages, retries, 429s and parkings per
-destination. These are counters of the process: they start at zero with it, which Prometheus's
-``rate()`` and ``increase()`` handle as a counter reset.
+rule and kind, its notifier's deliveries, messages, retries, 429s and parkings per
+destination, and its Telegram command bot's calls and 429s. These are counters of the
+process: they start at zero with it, which Prometheus's ``rate()`` and ``increase()`` handle
+as a counter reset.
 
 prometheus_client (0.2x) is used as its docs describe for proxied figures ("Custom
 Collectors", prometheus.github.io/client_python/collector/custom): a ``Collector`` whose
@@ -47,6 +48,7 @@ from bot.notify.base import DeliveryReport
 from bot.runtime.leader import EngineLease
 from bot.runtime.snapshot import Snapshot, feed_state, read_snapshot
 from bot.store.redis_store import Store
+from bot.telegram.limiter import PacedRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,12 @@ class EngineView(Protocol):
     committed: Counter[tuple[str, str]]  # alerts committed to the outbox, by (rule, kind)
 
 
+class CommandsView(Protocol):
+    """What the metrics read of this process's Telegram command bot."""
+
+    limiter: PacedRateLimiter | None
+
+
 class NotifierView(Protocol):
     """What the metrics read of this process's notifier service (`bot.notify.service`)."""
 
@@ -78,6 +86,7 @@ class Local:
 
     engine: EngineView | None = None
     notifier: NotifierView | None = None
+    commands: CommandsView | None = None
 
 
 def engine_role(lease: EngineLease) -> str:
@@ -201,6 +210,19 @@ class SnapshotCollector(Collector):
     def _process(self) -> Iterator[Metric]:
         """This process's engine role and counters, and its notifier's delivery counters."""
         eng, notifier = self.local.engine, self.local.notifier
+        limiter = self.local.commands.limiter if self.local.commands is not None else None
+        if limiter is not None:
+            yield CounterMetricFamily(
+                "stressbot_command_requests",
+                "Bot API calls of the Telegram command bot (replies, start-up; getUpdates "
+                "excepted), paced with the alerts",
+                limiter.requests,
+            )
+            yield CounterMetricFamily(
+                "stressbot_command_rate_limited",
+                "429 answers to the Telegram command bot's calls",
+                limiter.rate_limited,
+            )
         if eng is not None:
             role = GaugeMetricFamily(
                 "stressbot_engine_role",

@@ -90,6 +90,7 @@ class TelegramCommandBot:
         self.commands = Commands(config, store, renderer=renderer)
         self.allowed = set(config.notify.telegram.allowed_users)
         self.refused = 0
+        self.limiter: PacedRateLimiter | None = None  # set when the application is built
 
     @classmethod
     def from_config(cls, config: CommandBotSettings, store: Store) -> TelegramCommandBot | None:
@@ -116,6 +117,7 @@ class TelegramCommandBot:
 
         tg = self.config.notify.telegram
         base = tg.api_base.rstrip("/")
+        self.limiter = PacedRateLimiter(shared_pacing(token, tg))
         app = (
             ApplicationBuilder()
             .token(token)
@@ -125,7 +127,7 @@ class TelegramCommandBot:
             .read_timeout(15)
             .write_timeout(15)
             .get_updates_read_timeout(tg.poll_timeout + 10)
-            .rate_limiter(PacedRateLimiter(shared_pacing(token, tg)))
+            .rate_limiter(self.limiter)
             .build()
         )
         allowed = filters.User(user_id=sorted(self.allowed))

@@ -10,6 +10,7 @@ workers use: one message a second to a chat, twenty a minute to a group, thirty 
 all, whoever sends. A ``RetryAfter`` pauses that chat's pacer and the call is made again (at
 most `max_retries` times, and only for waits up to `max_wait`; a longer one is raised, and
 the application's error handler logs it), so a burst of commands gets every reply.
+``requests`` and ``rate_limited`` count the calls paced and the 429s answered (``/metrics``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class PacedRateLimiter(BaseRateLimiter[int]):
         self.pacing = pacing
         self.max_retries = max_retries
         self.max_wait = max_wait
+        self.requests = 0  # Bot API calls made through the limiter (getUpdates is not)
+        self.rate_limited = 0  # of them answered 429 (flood control)
 
     async def initialize(self) -> None:
         return None
@@ -57,9 +60,11 @@ class PacedRateLimiter(BaseRateLimiter[int]):
         attempt = 0
         while True:
             await pacer.wait()
+            self.requests += 1
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as e:
+                self.rate_limited += 1
                 wait = retry_after_seconds(e)
                 if attempt >= retries or wait > self.max_wait:
                     raise
