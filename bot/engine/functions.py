@@ -100,7 +100,7 @@ class _Regime:
     and when the anchor moves on only the changes ending after the old `anchor - window`
     are computed, so it is always what `regime_vol` gives."""
 
-    __slots__ = ("anchor", "bounds", "gaps", "oldest", "rewrites", "squares", "vol")
+    __slots__ = ("anchor", "bounds", "edits", "gaps", "n", "oldest", "rewrites", "squares", "vol")
 
     def __init__(self) -> None:
         self.anchor = -math.inf
@@ -110,14 +110,19 @@ class _Regime:
         self.gaps: list[tuple[float, float]] = []
         self.squares: list[float | None] = []
         self.vol: float | None = None
+        self.edits = -1  # the series' `edits` and length when last computed
+        self.n = 0
 
     def at(
         self, s: Series, anchor: float, window: float, step: float, n: int, shift: bool
     ) -> float | None:
         """The regime at `anchor`; `shift`: the changes of an older anchor may be kept."""
         settled = s.rewrites == self.rewrites and s.gaps == self.gaps
-        if settled and self._bounds(s, self.oldest, self.anchor - window) != self.bounds:
-            settled = False
+        if settled and not (
+            # only appends after the points read since (no other change bumps no `edits`)
+            s.edits == self.edits and (len(s.ts) == self.n or s.ts[self.n] > self.anchor - window)
+        ):
+            settled = self._bounds(s, self.oldest, self.anchor - window) == self.bounds
         if anchor == self.anchor and settled:
             return self.vol
         k = n  # the changes to compute, newest first
@@ -133,6 +138,7 @@ class _Regime:
         self.anchor, self.oldest, self.squares = anchor, oldest - window, squares
         self.bounds = self._bounds(s, self.oldest, end)
         self.rewrites, self.gaps, self.vol = s.rewrites, list(s.gaps), _rms(squares, n)
+        self.edits, self.n = s.edits, len(s.ts)
         return self.vol
 
     @staticmethod
@@ -165,49 +171,136 @@ def regime_fn(
         v = r.at(s, now // step * step, window, step, n, shift)
         return fallback if v is None else v
 
+    def next_anchor(now: float) -> float:
+        # the anchor now // step * step holds before this (exact with whole seconds)
+        return (now // step + 1.0) * step if step.is_integer() else now
+
     if normalise:
 
-        def sigma(c: Any) -> Value:
-            s = c.series[sym]
-            ch = _change(s, c.now - window, c.now)
+        def sigma(s: Series, now: float) -> tuple[Value, float, float]:
+            h_now, h_start = _horizons(s, now, window)
+            h_now = min(h_now, next_anchor(now))
+            ch = _change(s, now - window, now)
             if ch is None:
-                return None
-            v = vol_of(s, c.now)
-            return None if v is None else ch / v
+                return None, h_now, h_start
+            v = vol_of(s, now)
+            return (None if v is None else ch / v), h_now, h_start
 
-        return sigma
+        return _cached(sym, ("sigma", sym, window, span, default), window, sigma)
 
-    def vol(c: Any) -> Value:
-        v = vol_of(c.series[sym], c.now)
-        return None if v is None else v * scale
+    def vol(s: Series, now: float) -> tuple[Value, float, float]:
+        v = vol_of(s, now)
+        return (None if v is None else v * scale), next_anchor(now), math.inf
 
-    return vol
+    return _cached(sym, ("vol", sym, window, span), 0.0, vol)
+
+
+# ---- memos of function values across evaluations -------------------------------------------
+#
+# A window function's value depends on its series' points and gaps and on where `now` and
+# `now - W` fall among them. While the series is unchanged (its `edits`, its length, its
+# gaps: every change bumps one of them) the value is the same for every `now` until the next
+# instant either boundary reaches a point or the start of a gap, or (sigma, vol) the regime
+# is re-sampled. So each value is kept in `Series.memo` with that validity (per engine,
+# whatever rule asks) and computed again only when it may have changed: what a fresh
+# computation gives, at a dictionary lookup.
+
+Compute = Callable[[Series, float], tuple[Value, float, float]]
+_KEYS: dict[tuple[Any, ...], int] = {}
+
+
+def _key(spec: tuple[Any, ...]) -> int:
+    """A small int per distinct function call (the same call in two rules shares it)."""
+    return _KEYS.setdefault(spec, len(_KEYS))
+
+
+def _until(tss: list[float], gaps: list[tuple[float, float]], i: int, t: float) -> float:
+    """The value known at `t` (from point i, the newest at or before it) holds for every
+    later time before this: the next point, or the start of a gap after `t`."""
+    h = tss[i + 1] if i + 1 < len(tss) else math.inf
+    for g0, _ in gaps:
+        if t <= g0 < h:
+            h = g0
+    return h
+
+
+def _horizons(s: Series, now: float, window: float) -> tuple[float, float]:
+    """(bound on `now`, bound on `now - window`) before which the points and gaps a window
+    function reads at `now` stay the same."""
+    tss, gaps = s.ts, s.gaps
+    a = now - window
+    return (
+        _until(tss, gaps, bisect_right(tss, now) - 1, now),
+        _until(tss, gaps, bisect_right(tss, a) - 1, a),
+    )
+
+
+def _cached(sym: str, spec: tuple[Any, ...], window: float, compute: Compute) -> Fn:
+    """`compute(series, now)` -> (value, bound on now, bound on now - window), memoised."""
+    key = _key(spec)
+
+    def cached(c: Any) -> Value:
+        s: Series = c.series[sym]
+        now: float = c.now
+        e = s.memo.get(key)
+        if (
+            e is not None
+            and e[0] == s.edits
+            and e[1] == len(s.ts)
+            and e[2] == len(s.gaps)
+            and e[3] <= now < e[4]
+            and now - window < e[5]
+        ):
+            return e[6]  # type: ignore[no-any-return]
+        v, h_now, h_start = compute(s, now)
+        s.memo[key] = (s.edits, len(s.ts), len(s.gaps), now, h_now, h_start, v)
+        return v
+
+    return cached
+
+
+def _timeless(sym: str, spec: tuple[Any, ...], fn: Callable[[Series], Value]) -> Fn:
+    """A function of the series' points alone (not of `now`), memoised."""
+    return _cached(sym, spec, 0.0, lambda s, now: (fn(s), math.inf, math.inf))
+
+
+def _windowed(sym: str, spec: tuple[Any, ...], window: float) -> Fn:
+    """A function of the points and values at `now - window` and `now`, memoised."""
+    method: Callable[[Series, float, float], Value] = getattr(Series, spec[0])
+
+    def compute(s: Series, now: float) -> tuple[Value, float, float]:
+        return (method(s, now, window), *_horizons(s, now, window))
+
+    return _cached(sym, spec, window, compute)
 
 
 def max_drop_fn(sym: str, window: float) -> Fn:
-    def max_drop(c: Any) -> Value:
-        s: Series = c.series[sym]
-        r, k, j = s._window(c.now, window)
-        vals, nb = s.values, s.nb
-        peak = vals[r] if r >= 0 else None
-        worst = 0.0
-        for m in range(k, min(j, nb)):  # 5-minute bars: from the best high before to the low
-            o = s.b_open[m]
-            top = o if peak is None or o > peak else peak
-            d = 1.0 - s.b_low[m] / top
-            worst = d if d > worst else worst
-            h = s.b_high[m]
-            peak = h if peak is None or h > peak else peak
-        for m in range(max(k, nb), j):
-            v = vals[m]
-            if peak is None or v > peak:
-                peak = v
-            else:
-                d = 1.0 - v / peak
-                worst = d if d > worst else worst
-        return None if peak is None else worst * 100.0
+    def max_drop(s: Series, now: float) -> tuple[Value, float, float]:
+        return _max_drop(s, now, window), *_horizons(s, now, window)
 
-    return max_drop
+    return _cached(sym, ("max_drop", sym, window), window, max_drop)
+
+
+def _max_drop(s: Series, now: float, window: float) -> Value:
+    r, k, j = s._window(now, window)
+    vals, nb = s.values, s.nb
+    peak = vals[r] if r >= 0 else None
+    worst = 0.0
+    for m in range(k, min(j, nb)):  # 5-minute bars: from the best high before to the low
+        o = s.b_open[m]
+        top = o if peak is None or o > peak else peak
+        d = 1.0 - s.b_low[m] / top
+        worst = d if d > worst else worst
+        h = s.b_high[m]
+        peak = h if peak is None or h > peak else peak
+    for m in range(max(k, nb), j):
+        v = vals[m]
+        if peak is None or v > peak:
+            peak = v
+        else:
+            d = 1.0 - v / peak
+            worst = d if d > worst else worst
+    return None if peak is None else worst * 100.0
 
 
 def zscore_fn(sym: str, w: float, span: float) -> Fn:
@@ -217,23 +310,20 @@ def zscore_fn(sym: str, w: float, span: float) -> Fn:
 def window_fn(name: str, syms: list[str], w: float, session: str, pct: float, count: int) -> Fn:
     s0 = syms[0]
     if name == "last":
-        return lambda c: c.series[s0].last()
-    if name == "ret":
-        return lambda c: c.series[s0].ret(c.now, w)
-    if name == "change":
-        return lambda c: c.series[s0].change(c.now, w)
+        return _timeless(s0, ("last", s0), Series.last)
+    if name in ("ret", "change", "drawdown", "rally", "high", "low"):
+        return _windowed(s0, (name, s0, w), w)
     if name == "bp":
         scale = 1.0 if SYMBOLS[s0] is Kind.SPREAD_BP else 100.0
 
-        def bp(c: Any) -> Value:
-            v = c.series[s0].change(c.now, w)
-            return None if v is None else v * scale
+        def bp(s: Series, now: float) -> tuple[Value, float, float]:
+            v = s.change(now, w)
+            return (None if v is None else v * scale), *_horizons(s, now, w)
 
-        return bp
-    if name in ("drawdown", "rally", "high", "low", "mean"):
-        method = getattr(Series, name)
-        return lambda c: method(c.series[s0], c.now, w)
-    if name == "session_ret":
+        return _cached(s0, ("bp", s0, w), w, bp)
+    if name == "mean":  # time-weighted: changes with every instant
+        return lambda c: c.series[s0].mean(c.now, w)
+    if name == "session_ret":  # cached by the session tables
         return lambda c: c.sessions.sum(c.series[s0], session, c.now, w)
     if name in ("count_falling", "count_rising"):
         falling = name == "count_falling"
@@ -254,18 +344,18 @@ def window_fn(name: str, syms: list[str], w: float, session: str, pct: float, co
     if name in ("low_last", "high_last"):
         agg = min if name == "low_last" else max
 
-        def last_n(c: Any) -> Value:
-            v = c.series[s0].last_n(count)
+        def last_n(s: Series) -> Value:
+            v = s.last_n(count)
             return None if v is None else agg(v)
 
-        return last_n
+        return _timeless(s0, (name, s0, count), last_n)
     if name == "prev":
 
-        def prev(c: Any) -> Value:
-            v = c.series[s0].last_n(2)
+        def prev(s: Series) -> Value:
+            v = s.last_n(2)
             return None if v is None else v[0]
 
-        return prev
+        return _timeless(s0, ("prev", s0), prev)
     if name == "stale":
 
         def stale(c: Any) -> Value:

@@ -1,8 +1,11 @@
 """The condition language of rule files: small, typed, and safe.
 
 An expression is parsed with Python's `ast` module and only a whitelist of node types is
-accepted; it is then compiled into closures. Nothing is passed to `eval`, no attribute or
-subscript access exists, and every function is one of the window functions below.
+accepted; it is then translated into the source of one Python function, built by the
+compiler from the checked tree alone (numbers as `repr`, the window functions as bound
+names, no builtins), so an evaluation is one call with no interpretation overhead. No text
+of the rule reaches that source, no attribute or subscript access exists, and every function
+is one of the window functions below.
 
 Types are checked when the file is loaded: unknown symbols or functions, wrong arguments and
 mixing numbers with truth values are reported with the offending text.
@@ -118,12 +121,21 @@ class ExprError(Exception):
 
 @dataclass
 class Compiled:
-    fn: Fn
+    code: str  # a Python expression of `c` (the EvalContext) and the compiler's names
     type: T
     symbols: list[str] = field(default_factory=list)  # in order of first appearance
     lookback: dict[str, float] = field(default_factory=dict)  # symbol -> longest window
     uses_clock: bool = False  # its value can change with time alone (stale())
     const: Any = None  # for literal strings and lists
+    fn: Fn = field(default=lambda c: None, repr=False)  # set for a whole expression
+
+    def build(self, env: dict[str, Any]) -> None:
+        """Compile `code` into `fn` (one function per expression)."""
+        # Safe: `code` is made by `_Compiler` from a whitelisted tree; no rule text is in it.
+        src = f"def _expr(c):\n    return {self.code}\n"
+        scope: dict[str, Any] = {"__builtins__": {}, **_HELPERS, **env}
+        exec(compile(src, "<rule expression>", "exec"), scope)
+        self.fn = scope["_expr"]
 
 
 # ---- argument kinds for the function table ------------------------------------------------
@@ -184,11 +196,16 @@ def compile_expr(text: str, sessions: Iterable[str], expect: T = T.BOOL) -> Comp
     source = "(\n" + text.strip() + "\n)"
     try:
         tree = ast.parse(source, mode="eval")
-        out = _Compiler(set(sessions)).visit(tree.body)
+        comp = _Compiler(set(sessions))
+        out = comp.visit(tree.body)
         if out.type is not expect:
             raise ExprError(
                 f"the expression must give {expect.value}, it gives {out.type.value}", tree.body
             )
+        try:
+            out.build(comp.env)
+        except (SyntaxError, RecursionError, MemoryError):
+            raise ExprError("the expression is nested too deeply", tree.body) from None
         return out
     except SyntaxError as e:
         err = ExprError(f"syntax error: {e.msg}")
@@ -207,6 +224,18 @@ def compile_expr(text: str, sessions: Iterable[str], expect: T = T.BOOL) -> Comp
 class _Compiler:
     def __init__(self, sessions: set[str]) -> None:
         self.sessions = sessions
+        self.env: dict[str, Any] = {}  # name in the code -> window function
+        self._n = 0
+
+    def _tmp(self) -> str:
+        """A fresh local name for the generated code."""
+        self._n += 1
+        return f"_t{self._n}"
+
+    def _leaf(self, fn: Fn) -> str:
+        name = f"_f{len(self.env)}"
+        self.env[name] = fn
+        return f"{name}(c)"
 
     def visit(self, node: ast.AST) -> Compiled:
         method = getattr(self, "v_" + type(node).__name__, None)
@@ -220,17 +249,17 @@ class _Compiler:
     def v_Constant(self, node: ast.Constant) -> Compiled:
         v = node.value
         if isinstance(v, bool):
-            return Compiled(_const(v), T.BOOL, const=v)
+            return Compiled(repr(v), T.BOOL, const=v)
         if isinstance(v, int | float):
-            return Compiled(_const(float(v)), T.NUM, const=float(v))
+            return Compiled(f"({float(v)!r})", T.NUM, const=float(v))
         if isinstance(v, str):
-            return Compiled(_const(v), T.STR, const=v)
+            return Compiled("None", T.STR, const=v)  # only ever an argument
         raise ExprError(f"the literal {v!r} is not allowed", node)
 
     def v_Name(self, node: ast.Name) -> Compiled:
         if node.id in ("true", "false"):
             b = node.id == "true"
-            return Compiled(_const(b), T.BOOL, const=b)
+            return Compiled(repr(b), T.BOOL, const=b)
         hint = ""
         if node.id in SYMBOLS or node.id.upper() in SYMBOLS:
             hint = f' (write symbols in quotes: "{node.id}")'
@@ -242,7 +271,7 @@ class _Compiler:
             if not (isinstance(el, ast.Constant) and isinstance(el.value, str)):
                 raise ExprError("a list may only hold quoted symbols", el)
             items.append(el)
-        return Compiled(lambda c: None, T.LIST, const=items)
+        return Compiled("None", T.LIST, const=items)
 
     # operators --------------------------------------------------------------------------
 
@@ -250,68 +279,46 @@ class _Compiler:
         x = self.visit(node.operand)
         if isinstance(node.op, ast.Not):
             self._want(x, T.BOOL, node.operand, "'not'")
-            f = x.fn
-            return self._derive(lambda c: None if (v := f(c)) is None else not v, T.BOOL, x)
+            return self._derive(self._unary(x, "not {}"), T.BOOL, x)
         if isinstance(node.op, ast.USub | ast.UAdd):
             self._want(x, T.NUM, node.operand, "a sign")
             if isinstance(node.op, ast.UAdd):
                 return x
             if x.const is not None:
-                return Compiled(_const(-x.const), T.NUM, const=-x.const)
-            f = x.fn
-            return self._derive(lambda c: None if (v := f(c)) is None else -v, T.NUM, x)
+                return Compiled(f"({-x.const!r})", T.NUM, const=-x.const)
+            return self._derive(self._unary(x, "-{}"), T.NUM, x)
         raise ExprError(f"the operator {type(node.op).__name__} is not allowed", node)
 
     def v_BinOp(self, node: ast.BinOp) -> Compiled:
         a, b = self.visit(node.left), self.visit(node.right)
         self._want(a, T.NUM, node.left, "arithmetic")
         self._want(b, T.NUM, node.right, "arithmetic")
-        fa, fb = a.fn, b.fn
-        op = node.op
-        if isinstance(op, ast.Add):
-
-            def fn(c: EvalContext) -> Value:
-                x, y = fa(c), fb(c)
-                return None if x is None or y is None else x + y
-        elif isinstance(op, ast.Sub):
-
-            def fn(c: EvalContext) -> Value:
-                x, y = fa(c), fb(c)
-                return None if x is None or y is None else x - y
-        elif isinstance(op, ast.Mult):
-
-            def fn(c: EvalContext) -> Value:
-                x, y = fa(c), fb(c)
-                return None if x is None or y is None else x * y
-        elif isinstance(op, ast.Div):
-
-            def fn(c: EvalContext) -> Value:
-                x, y = fa(c), fb(c)
-                return None if x is None or y is None or y == 0 else x / y
-        else:
-            raise ExprError(f"the operator {type(op).__name__} is not allowed (use + - * /)", node)
-        return self._derive(fn, T.NUM, a, b)
+        op = _ARITH.get(type(node.op))
+        if op is None:
+            name = type(node.op).__name__
+            raise ExprError(f"the operator {name} is not allowed (use + - * /)", node)
+        x, y = self._tmp(), self._tmp()
+        zero = f" or {y} == 0" if op == "/" else ""  # x / 0 is unknown
+        code = (
+            f"(None if ({x} := {a.code}) is None or ({y} := {b.code}) is None{zero} "
+            f"else {x} {op} {y})"
+        )
+        return self._derive(code, T.NUM, a, b)
 
     def v_BoolOp(self, node: ast.BoolOp) -> Compiled:
         parts = [self.visit(v) for v in node.values]
         for p, v in zip(parts, node.values, strict=True):
             self._want(p, T.BOOL, v, "'and'/'or'")
-        fns = [p.fn for p in parts]
         # Kleene logic: `and` stops at the first False, `or` at the first True; otherwise the
         # result is unknown if any part was, else the opposite of the stopping value.
         stop = not isinstance(node.op, ast.And)
-
-        def fn(c: EvalContext) -> Value:
-            unknown = False
-            for f in fns:
-                v: Value = f(c)
-                if v is stop:
-                    return stop
-                if v is None:
-                    unknown = True
-            return None if unknown else not stop
-
-        return self._derive(fn, T.BOOL, *parts)
+        names = [self._tmp() for _ in parts]
+        stops = " or ".join(
+            f"({t} := {p.code}) is {stop}" for t, p in zip(names, parts, strict=True)
+        )
+        unknown = " or ".join(f"{t} is None" for t in names)
+        code = f"({stop} if {stops} else (None if {unknown} else {not stop}))"
+        return self._derive(code, T.BOOL, *parts)
 
     def v_Compare(self, node: ast.Compare) -> Compiled:
         operands = [self.visit(node.left)] + [self.visit(x) for x in node.comparators]
@@ -323,25 +330,13 @@ class _Compiler:
             if f is None:
                 raise ExprError(f"the comparison {type(op).__name__} is not allowed", node)
             ops.append(f)
-        fns = [o.fn for o in operands]
-        if len(ops) == 1:
-            fa, fb, op1 = fns[0], fns[1], ops[0]
-
-            def fn(c: EvalContext) -> Value:
-                x = fa(c)
-                if x is None:
-                    return None
-                y = fb(c)
-                return None if y is None else op1(x, y)
-        else:
-
-            def fn(c: EvalContext) -> Value:
-                vals = [f(c) for f in fns]
-                if any(v is None for v in vals):
-                    return None
-                return all(op(vals[i], vals[i + 1]) for i, op in enumerate(ops))
-
-        return self._derive(fn, T.BOOL, *operands)
+        names = [self._tmp() for _ in operands]
+        known = " or ".join(
+            f"({t} := {o.code}) is None" for t, o in zip(names, operands, strict=True)
+        )
+        tests = " and ".join(f"{names[i]} {op} {names[i + 1]}" for i, op in enumerate(ops))
+        code = f"(None if {known} else ({tests}))"
+        return self._derive(code, T.BOOL, *operands)
 
     # function calls ---------------------------------------------------------------------
 
@@ -366,24 +361,24 @@ class _Compiler:
             parts = [self.visit(a) for a in args]
             for p, a in zip(parts, args, strict=True):
                 self._want(p, T.NUM, a, f"{name}()")
-            fns = [p.fn for p in parts]
-            if name == "coalesce":
-
-                def fn_first(c: EvalContext) -> Value:
-                    for f in fns:
-                        v: Value = f(c)
-                        if v is not None:
-                            return v
-                    return None
-
-                return self._derive(fn_first, T.NUM, *parts)
-            agg = min if name == "min" else max
-
-            def fn_nums(c: EvalContext) -> Value:
-                vals = [v for f in fns if (v := f(c)) is not None]
-                return agg(vals) if vals else None
-
-            return self._derive(fn_nums, T.NUM, *parts)
+            if name == "coalesce":  # the first known value
+                code = ""
+                for p in parts:
+                    tmp = self._tmp()
+                    code += f"{tmp} if ({tmp} := {p.code}) is not None else "
+                return self._derive(f"({code}None)", T.NUM, *parts)
+            # min/max of the known values: a fold, comparing as the builtins do (the first
+            # operand is evaluated in the condition, which runs before either branch)
+            better = "<" if name == "min" else ">"
+            code = parts[0].code
+            for p in parts[1:]:
+                tx, ty = self._tmp(), self._tmp()
+                pick = f"{ty} if {tx} is None or {ty} {better} {tx} else {tx}"
+                code = (
+                    f"(({tx} if ({ty} := {p.code}) is None else {pick}) "
+                    f"if (({tx} := {code}) is None or True) else None)"
+                )
+            return self._derive(code, T.NUM, *parts)
         typical = None
         if name == "sigma" and len(args) == 4:
             t = self.visit(args[3])
@@ -399,8 +394,7 @@ class _Compiler:
         if name == "abs":
             x = self.visit(args[0])
             self._want(x, T.NUM, args[0], "abs()")
-            f = x.fn
-            return self._derive(lambda c: None if (v := f(c)) is None else abs(v), T.NUM, x)
+            return self._derive(self._unary(x, "abs({})"), T.NUM, x)
         return self._window_call(node, name, kinds, result, accepts, typical)
 
     def _logic_call(self, node: ast.Call, name: str) -> Compiled:
@@ -414,17 +408,11 @@ class _Compiler:
         if name == "known":
             if parts[0].type not in (T.NUM, T.BOOL):
                 raise ExprError("known() needs a number or a condition", node.args[0])
-            f = parts[0].fn
-            return self._derive(lambda c: f(c) is not None, T.BOOL, parts[0])
+            return self._derive(f"(({parts[0].code}) is not None)", T.BOOL, parts[0])
         for p, a in zip(parts, node.args, strict=True):
             self._want(p, T.BOOL, a, "count()")
-        fns = [p.fn for p in parts]
-
-        def count(c: EvalContext) -> Value:
-            vals = [v for f in fns if (v := f(c)) is not None]
-            return float(sum(1 for v in vals if v)) if vals else None
-
-        return self._derive(count, T.NUM, *parts)
+        code = f"_count({', '.join(p.code for p in parts)})"
+        return self._derive(code, T.NUM, *parts)
 
     def _window_call(
         self,
@@ -495,10 +483,11 @@ class _Compiler:
                 fn = zscore_fn(syms[0], window, span)
             else:
                 fn = regime_fn(syms[0], window, span, name == "sigma", typical)
-            return Compiled(fn, result, symbols=syms, lookback=lookback)
+            return Compiled(self._leaf(fn), result, symbols=syms, lookback=lookback)
         fn = window_fn(name, syms, window, session, pct, count)
         clock = name in ("stale", "age_h")
-        return Compiled(fn, result, symbols=syms, lookback=lookback, uses_clock=clock)
+        code = self._leaf(fn)
+        return Compiled(code, result, symbols=syms, lookback=lookback, uses_clock=clock)
 
     # helpers ----------------------------------------------------------------------------
 
@@ -536,8 +525,13 @@ class _Compiler:
         if x.type is not t:
             raise ExprError(f"{where} needs {t.value}, but this is {x.type.value}", node)
 
+    def _unary(self, x: Compiled, op: str) -> str:
+        """`op` applied to x's value, unknown when it is."""
+        t = self._tmp()
+        return f"(None if ({t} := {x.code}) is None else {op.format(t)})"
+
     @staticmethod
-    def _derive(fn: Fn, t: T, *parts: Compiled) -> Compiled:
+    def _derive(code: str, t: T, *parts: Compiled) -> Compiled:
         syms: list[str] = []
         lookback: dict[str, float] = {}
         for p in parts:
@@ -546,7 +540,7 @@ class _Compiler:
                     syms.append(s)
             for s, w in p.lookback.items():
                 lookback[s] = max(lookback.get(s, 0.0), w)
-        return Compiled(fn, t, syms, lookback, any(p.uses_clock for p in parts))
+        return Compiled(code, t, syms, lookback, any(p.uses_clock for p in parts))
 
 
 _ARG_NAMES = {
@@ -562,18 +556,24 @@ _ARG_NAMES = {
     ANY: "value",
 }
 
-_CMP: dict[type, Callable[[float, float], bool]] = {
-    ast.Lt: lambda a, b: a < b,
-    ast.LtE: lambda a, b: a <= b,
-    ast.Gt: lambda a, b: a > b,
-    ast.GtE: lambda a, b: a >= b,
-    ast.Eq: lambda a, b: a == b,
-    ast.NotEq: lambda a, b: a != b,
+_CMP: dict[type, str] = {
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
 }
+_ARITH: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 
 
-def _const(v: Any) -> Fn:
-    return lambda c: v
+def _count(*vals: Value) -> Value:
+    """count(): how many are true among the known; unknown when none is known."""
+    known = [v for v in vals if v is not None]
+    return float(sum(1 for v in known if v)) if known else None
+
+
+_HELPERS: dict[str, Any] = {"abs": abs, "_count": _count}
 
 
 def _describe(node: ast.AST) -> str:
