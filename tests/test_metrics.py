@@ -186,6 +186,9 @@ async def test_parked_alerts_and_failing_per_destination_and_ticks_per_symbol(
             now=now,
         )
     await ledger.outage_begin("desk", now, "refused", gap=600)
+    from bot.notify.silences import Matcher, Silences
+
+    await Silences(store).add([Matcher.parse("rule=x")], ends=now + 60)
     snap = await read_snapshot(store, destinations=["desk", "quiet"])
     m = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -194,6 +197,8 @@ async def test_parked_alerts_and_failing_per_destination_and_ticks_per_symbol(
     }
     assert m[("stressbot_parked_alerts", (("destination", "desk"),))] == 2
     assert m[("stressbot_parked_alerts", (("destination", "quiet"),))] == 0
+    assert m[("stressbot_silences", (("state", "active"),))] == 1
+    assert m[("stressbot_silences", (("state", "pending"),))] == 0
     assert m[("stressbot_destination_failing", (("destination", "desk"),))] == 1
     assert m[("stressbot_destination_failing", (("destination", "quiet"),))] == 0
     sym = "stressbot_feed_symbol_ticks_total"

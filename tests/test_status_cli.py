@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -17,6 +18,7 @@ from bot.cli.main import main
 from bot.cli.status import _status
 from bot.core.models import Alert, iso_utc
 from bot.notify.ledger import OUTAGE, Ledger
+from bot.notify.silences import Matcher, Silences
 from bot.store.redis_store import Checkpoint, Store
 from tests.conftest import ROOT
 
@@ -55,7 +57,7 @@ def _alert(i: int) -> Alert:
     return Alert(f"crypto_crash@{i}", ts, "crypto_crash", "crypto_crash", "warning", "x")
 
 
-async def _fill(store: Store) -> dict[str, float]:
+async def _fill(store: Store) -> dict[str, Any]:
     now = time.time()
     t = {"pending": now - 300, "firing": now - 120, "sent": now - 120}
     await store.commit(
@@ -101,6 +103,10 @@ async def _fill(store: Store) -> dict[str, float]:
         now=now,
     )
     await ledger.outage_begin("desk", now - 90, "connection refused", gap=600)
+    sil = Silences(store)
+    crit = [Matcher.parse("severity=~crit.*")]
+    t["silence"] = (await sil.add(crit, ends=now + 3600, author="ops", comment="drill")).id
+    await sil.add([Matcher.parse("rule=rates_shock")], starts=now + 600, ends=now + 3600)
     return t
 
 
@@ -118,6 +124,12 @@ async def test_json_has_rules_feeds_leader_and_outbox(
     assert cc["pending_since"] == iso_utc(t["pending"])
     assert cc["last_fired"] == iso_utc(t["sent"]) and cc["last_fired"].endswith("Z")
     assert rules["rates_shock"]["state"] == "pending" and rules["rates_shock"]["last_fired"] is None
+    # the critical crypto_crash is silenced; rates_shock's silence has not started yet
+    assert cc["silenced_by"] == t["silence"] and rules["rates_shock"]["silenced_by"] is None
+    assert [(x["state"], x["matchers"]) for x in doc["silences"]] == [
+        ("active", "severity=~crit.*"),
+        ("pending", "rule=rates_shock"),
+    ]
     feeds = {f["feed"]: f for f in doc["feeds"]}
     assert feeds["kraken"]["state"] == "no report"  # its process is gone: not "ok"
     assert feeds["okx"]["state"] == "ok"
@@ -160,6 +172,9 @@ async def test_text_shows_times_with_their_zone(
     desk = next(x for x in out.splitlines() if x.startswith("desk"))
     assert desk.split()[:4] == ["desk", "1", "1", "1"]  # unacked, unread, parked
     assert "failing since" in desk and "connection refused" in desk
+    sil = next(x for x in out.splitlines() if x.startswith(t["silence"]))
+    assert "active" in sil and "severity=~crit.*" in sil and "(ops, drill)" in sil
+    assert cc.rstrip().endswith(t["silence"])  # the rule's SILENCED BY column
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -1,9 +1,11 @@
 """`stressbot status`: the whole deployment at a glance, as the store holds it.
 
-Rules with their state, since when pending or firing and when they last fired; every feed
+Rules with their state, since when pending or firing, when they last fired and the silence
+holding them back, if any; every feed
 with its state and, per symbol, who serves it (a feed whose process stopped reporting is shown
 ``no report`` and serves nothing, as in `stressbot feeds`); the engine leader and the engines
-standing by; the outbox with, per destination, what is unacknowledged, unread and parked.
+standing by; the outbox with, per destination, what is unacknowledged, unread and parked;
+the silences (and mutes) active or still to start.
 It reads what `/metrics` reads (:func:`bot.runtime.snapshot.read_snapshot`) and connects to no
 market and no destination.
 
@@ -14,7 +16,8 @@ ISO 8601 UTC with a ``Z`` (``null`` when unknown), every duration in seconds:
 
     schema, generated_at
     rules[]:        rule, state (inactive|pending|firing), severity, pattern,
-                    pending_since, firing_since, last_fired
+                    pending_since, firing_since, last_fired, silenced_by (the id of the
+                    active silence matching the rule's labels, or null)
     feeds[]:        feed, kind, state (starting|ok|stale|down|closed|disabled|no report|-),
                     since, last_tick_age_s, report_age_s, ticks, errors, dropped{reason: n},
                     detail
@@ -26,6 +29,8 @@ ISO 8601 UTC with a ``Z`` (``null`` when unknown), every duration in seconds:
                     input_lost[]
     outbox:         length, destinations[]{destination, unacked, unread (null: unknown),
                     parked, failing_since, failures, error}
+    silences[]:     id, kind (silence|mute), state (active|pending), matchers (text),
+                    starts, ends, author, comment, suppressed
 
 Exit status: 0 when the store was read, 2 when Redis cannot be reached (one line on stderr,
 nothing on stdout).
@@ -79,17 +84,39 @@ def build_status(config: Any, snap: Any) -> dict[str, Any]:
     from bot.cli.feeds import feed_rows, symbol_rows
     from bot.runtime.snapshot import stale_report_after
 
-    rules = [
-        {
+    rules = []
+    for rid, st in sorted(snap.rules.items()):
+        labels = {
             "rule": rid,
-            "state": str(st.get("state", "inactive")),
-            "severity": st.get("severity"),
-            "pattern": st.get("pattern"),
-            "pending_since": _iso(st.get("pending_since")),
-            "firing_since": _iso(st.get("firing_since")),
-            "last_fired": _iso(st.get("last_sent")),
+            "pattern": str(st.get("pattern") or ""),
+            "severity": str(st.get("severity") or "").lower(),
         }
-        for rid, st in sorted(snap.rules.items())
+        silenced = [x for x in snap.silences if x.active(snap.now) and x.matches(labels)]
+        rules.append(
+            {
+                "rule": rid,
+                "state": str(st.get("state", "inactive")),
+                "severity": st.get("severity"),
+                "pattern": st.get("pattern"),
+                "pending_since": _iso(st.get("pending_since")),
+                "firing_since": _iso(st.get("firing_since")),
+                "last_fired": _iso(st.get("last_sent")),
+                "silenced_by": max(silenced, key=lambda x: x.ends).id if silenced else None,
+            }
+        )
+    silences = [
+        {
+            "id": x.id,
+            "kind": x.kind,
+            "state": x.state(snap.now),
+            "matchers": x.describe(),
+            "starts": _iso(x.starts),
+            "ends": _iso(x.ends),
+            "author": x.author,
+            "comment": x.comment,
+            "suppressed": x.suppressed,
+        }
+        for x in snap.silences
     ]
     feeds = [
         {
@@ -157,6 +184,7 @@ def build_status(config: Any, snap: Any) -> dict[str, Any]:
         "symbols": symbols,
         "engine": engine,
         "outbox": {"length": snap.outbox_length, "destinations": dests},
+        "silences": silences,
     }
 
 
@@ -184,7 +212,8 @@ def format_status(doc: dict[str, Any], config: Any, snap: Any) -> str:
     out = [f"stressbot status at {utc}" + (f" · {loc}" if loc else "")]
     out.append("")
     if doc["rules"]:
-        rows = [["RULE", "STATE", "SEVERITY", "PENDING SINCE", "FIRING SINCE", "LAST FIRED"]]
+        head = ["RULE", "STATE", "SEVERITY", "PENDING SINCE", "FIRING SINCE", "LAST FIRED"]
+        rows = [[*head, "SILENCED BY"]]
         for r in doc["rules"]:
             rows.append(
                 [
@@ -194,6 +223,7 @@ def format_status(doc: dict[str, Any], config: Any, snap: Any) -> str:
                     _when(_ts(r["pending_since"])),
                     _when(_ts(r["firing_since"])),
                     _when(_ts(r["last_fired"])),
+                    r["silenced_by"] or "",
                 ]
             )
         out.append(_table(rows))
@@ -232,6 +262,24 @@ def format_status(doc: dict[str, Any], config: Any, snap: Any) -> str:
         out.append(_table(rows))
         if any(d["parked"] for d in ob["destinations"]):
             out.append("parked alerts: `stressbot deadletters list` shows them, `retry` resends")
+    out.append("")
+    if doc["silences"]:
+        rows = [["SILENCE", "STATE", "FROM", "UNTIL", "SUPPRESSED", "MATCHERS (by, comment)"]]
+        for x in doc["silences"]:
+            by = ", ".join(v for v in (x["author"], x["comment"]) if v)
+            rows.append(
+                [
+                    x["id"],
+                    x["state"] if x["kind"] == "silence" else f"{x['state']} (mute)",
+                    _when(_ts(x["starts"])),
+                    _when(_ts(x["ends"])),
+                    str(x["suppressed"]),
+                    x["matchers"] + (f" ({by[:80]})" if by else ""),
+                ]
+            )
+        out.append(_table(rows))
+    else:
+        out.append("silences: none")
     return "\n".join(out)
 
 

@@ -301,6 +301,12 @@ class SnapshotCollector(Collector):
             parked.add_metric([name], fig.parked)
             failing.add_metric([name], int(bool(fig.outage)))
         yield from (pending, lag, parked, failing)
+        silences = GaugeMetricFamily(
+            "stressbot_silences", "silences by state (active, pending)", labels=["state"]
+        )
+        for state in ("active", "pending"):
+            silences.add_metric([state], sum(x.state(s.now) == state for x in s.silences))
+        yield silences
 
 
 def render(snap: Snapshot, status_interval: float, local: Local | None = None) -> bytes:

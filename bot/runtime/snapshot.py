@@ -5,7 +5,8 @@ A snapshot reads only small records: the feeds' health records, the rule states,
 status record with the engine lease and its standbys, the checkpoint's position and clock (not
 the engine state it carries), the newest tick's stream id, the outbox length with its consumer
 groups (one per destination, ``notify:{dest}``), and per destination the parked alerts and the
-outage record kept by :class:`bot.notify.ledger.Ledger`. A Redis failure gives a snapshot with
+outage record kept by :class:`bot.notify.ledger.Ledger`, and the silences not yet expired
+(:class:`bot.notify.silences.Silences`). A Redis failure gives a snapshot with
 ``redis_up = False`` and the reason, never an exception.
 
 Feed records carry ``updated``, their reporter's wall time; a record not refreshed for
@@ -24,6 +25,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from bot.notify.ledger import Ledger
+from bot.notify.silences import Silence, Silences
 from bot.store.redis_store import Store, stream_id
 
 REDIS_TIMEOUT = 2.0  # seconds a read waits for Redis before it reports it down
@@ -69,6 +71,7 @@ class Snapshot:
     tick_stream_length: int = 0
     outbox_length: int = 0
     destinations: dict[str, DestinationFigures] = field(default_factory=dict)
+    silences: list[Silence] = field(default_factory=list)  # active and pending, not expired
     error: str = ""
 
     @property
@@ -132,6 +135,7 @@ async def _read(store: Store, snap: Snapshot, configured: list[str]) -> None:
         fig.parked = await ledger.parked_count(dest)
         fig.outage = await ledger.outage(dest)
     snap.destinations = dict(sorted(figures.items()))
+    snap.silences = [x for x in await Silences(store).all(snap.now) if x.ends > snap.now]
 
 
 def _s(v: Any) -> str:
