@@ -86,7 +86,7 @@ async def _fill(store: Store) -> dict[str, Any]:
     )
     ours, _ = await store.acquire_engine_lease("hostA/1/abc", 5.0)
     assert ours is not None
-    await store.set_engine_status({"state": "live", "fence": ours})
+    await store.set_engine_status({"state": "live", "fence": ours, "heartbeat": now - 20})
     await store.set_engine_standby("hostB/2/def", {"role": "standby", "updated": now})
     await store.ensure_group("notify:desk")
     await store.read_group("notify:desk", "c1", count=1, block_ms=None)
@@ -140,6 +140,7 @@ async def test_json_has_rules_feeds_leader_and_outbox(
     assert eng["leader"] == "hostA/1/abc" and eng["state"] == "live"
     assert eng["standby"] == ["hostB/2/def"] and isinstance(eng["fencing_token"], int)
     assert eng["lag_s"] >= 30
+    assert eng["last_heartbeat"] is not None and eng["last_heartbeat"].endswith("Z")
     ob = doc["outbox"]
     assert ob["length"] == 2
     dests = {d["destination"]: d for d in ob["destinations"]}
@@ -169,6 +170,7 @@ async def test_text_shows_times_with_their_zone(
     assert "firing" in cc and iso_utc(t["sent"]).replace("T", " ").replace("Z", " UTC") in cc
     assert "no report" in next(x for x in out.splitlines() if x.startswith("kraken"))
     assert "engine: leader hostA/1/abc" in out and "1 standing by (hostB/2/def)" in out
+    assert "engine heartbeat " in out and "s ago)" in out
     desk = next(x for x in out.splitlines() if x.startswith("desk"))
     assert desk.split()[:4] == ["desk", "1", "1", "1"]  # unacked, unread, parked
     assert "failing since" in desk and "connection refused" in desk

@@ -26,7 +26,7 @@ ISO 8601 UTC with a ``Z`` (``null`` when unknown), every duration in seconds:
                     quiet)}
     engine:         leader (owner or null), fencing_token (int or null), state, standby[owner],
                     event_clock, lag_s (behind wall time), backlog_s (behind the newest tick),
-                    input_lost[]
+                    input_lost[], last_heartbeat (the deadman's last beat)
     outbox:         length, destinations[]{destination, unacked, unread (null: unknown),
                     parked, failing_since, failures, error}
     silences[]:     id, kind (silence|mute), state (active|pending), matchers (text),
@@ -161,6 +161,7 @@ def build_status(config: Any, snap: Any) -> dict[str, Any]:
         "lag_s": snap.engine_lag,
         "backlog_s": snap.engine_backlog,
         "input_lost": list(snap.engine.get("input_lost") or []),
+        "last_heartbeat": _iso(snap.engine.get("heartbeat")),
     }
     dests = []
     for name, fig in snap.destinations.items():
@@ -245,6 +246,9 @@ def format_status(doc: dict[str, Any], config: Any, snap: Any) -> str:
             f"engine event clock {_when(_ts(e['event_clock']))}: {_secs(e['lag_s'])} behind wall "
             f"time, {_secs(e['backlog_s'])} behind the newest tick"
         )
+    if e["last_heartbeat"] is not None:
+        beat = _ts(e["last_heartbeat"]) or snap.now
+        out.append(f"engine heartbeat {_when(beat)} ({_secs(snap.now - beat)} ago)")
     out.append("")
     ob = doc["outbox"]
     out.append(f"outbox: {ob['length']} alert(s)")
