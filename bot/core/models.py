@@ -80,8 +80,22 @@ class Tick:
 
 
 class AlertKind(StrEnum):
+    """What a message says about its rule. Notifiers that know only firing and resolved may
+    show every kind but RESOLVED as a firing alert: ESCALATED and REMINDER are still firing."""
+
     FIRING = "firing"
     RESOLVED = "resolved"
+    ESCALATED = "escalated"  # the episode got materially worse than the message last sent
+    REMINDER = "reminder"  # still firing: re-sent every `repeat_interval`
+
+    @classmethod
+    def parse(cls, text: object) -> AlertKind:
+        """A kind from the outbox; one this version does not know is read as FIRING (an
+        alert written by a newer version is still delivered, never dropped)."""
+        try:
+            return cls(str(text))
+        except ValueError:
+            return cls.FIRING
 
 
 @dataclass(slots=True)
@@ -129,7 +143,7 @@ class Alert:
             rule=d["rule"],
             pattern=d["pattern"],
             severity=d["severity"],
-            kind=AlertKind(d.get("kind", "firing")),
+            kind=AlertKind.parse(d.get("kind", "firing")),
             summary=d["summary"],
             values=d.get("values", {}),
             symbols=d.get("symbols", []),

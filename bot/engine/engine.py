@@ -14,8 +14,10 @@ Rule life cycle (as in Prometheus alerting rules)::
                                    ^----------false-----------'      (resolved message)
 
 A firing alert is sent unless the rule sent one less than `cooldown` ago; an episode that
-starts inside the cooldown is absorbed silently (and not resolved either). An unknown
-condition (missing data) changes nothing.
+starts inside the cooldown is absorbed silently (and not resolved either) unless it is worse
+than the message last sent. An unknown condition (missing data) changes nothing. Escalation,
+reminders, `keep_firing_for`, "no news is no resolution", inhibition and the chart points an
+alert carries are `bot.engine.lifecycle`.
 
 Observation identity: a tick equal to the one held for its symbol and time is a duplicate and
 changes nothing (nothing is marked dirty, no derived point is made). Derived series are
@@ -42,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from bot.core.models import INPUT_SYMBOLS, SYMBOLS, Alert, AlertKind, Kind, iso_utc
+from bot.core.models import INPUT_SYMBOLS, SYMBOLS, Alert, Kind, iso_utc
 from bot.engine.config import EngineConfig, SessionConfig
 from bot.engine.derived import (
     SOFR_IORB_LAG,
@@ -54,6 +56,7 @@ from bot.engine.derived import (
     rebuild_usdx,
     usdx,
 )
+from bot.engine.lifecycle import Lifecycle
 from bot.engine.rulefile import Rule, RuleSet
 from bot.engine.rulelang import EvalContext
 from bot.engine.series import ABSORBED, BAR, CORRECTED, DUPLICATE, LATE, Series
@@ -133,6 +136,9 @@ class Engine:
         self._inputs = {r.id: frozenset(r.inputs) | derived_inputs(r.inputs) for r in self.rules}
         prices = frozenset(s for s, k in INPUT_SYMBOLS.items() if k is Kind.PRICE)
         self._holdable = prices if wild_print_pct else frozenset()
+        self.life = Lifecycle(
+            self.rules, rules.inhibits, self.states, self.ctx, self.series, self.pending
+        )
 
     # ---- input ----------------------------------------------------------------------------
 
@@ -290,8 +296,13 @@ class Engine:
         return self._last_input
 
     def queue(self, alerts: list[Alert]) -> None:
-        """Queue alerts raised outside the rules (feed health), committed like any other."""
+        """Queue alerts again that were taken and not committed (they were decided on)."""
         self.pending.extend(alerts)
+
+    def raise_external(self, alerts: list[Alert]) -> None:
+        """Alerts raised outside the rules (feed health): through the rules' inhibitions
+        (`bot.engine.lifecycle`), then committed like any other."""
+        self.life.raise_external(alerts, self.stats)
 
     def take_alerts(self) -> list[Alert]:
         """Hand over the raised alerts (the `pending` list is emptied in place)."""
@@ -328,6 +339,7 @@ class Engine:
                 ):
                     continue
                 self._evaluate(rule, st, now)
+            self.life.end_step(now, self.stats)
         self._dirty = {}
         if now - self._last_trim >= MAINTAIN_EVERY and (
             self._ticks_taken() - self._ticks_at_trim >= MAINTAIN_GROWTH
@@ -336,60 +348,8 @@ class Engine:
 
     def _evaluate(self, rule: Rule, st: RuleState, now: float) -> None:
         self.stats.evaluations += 1
-        v = rule.condition.fn(self.ctx)
-        st.last_eval = now
-        st.last_value = v
-        if v is None or (v is False and st.state == "inactive"):
-            return
-        if v:
-            if st.state == "inactive":
-                st.state, st.pending_since = "pending", now
-            if st.state == "pending" and now - (st.pending_since or now) >= rule.for_:
-                st.state, st.firing_since = "firing", now
-                if st.last_sent is None or now - st.last_sent >= rule.cooldown:
-                    st.last_sent, st.alerted = now, True
-                    self._raise(rule, now, AlertKind.FIRING)
-                else:
-                    st.alerted = False
-                    st.absorbed += 1
-                    self.stats.absorbed[rule.id] += 1
-        elif st.state != "inactive":
-            was_alerted = st.state == "firing" and st.alerted
-            st.state, st.pending_since, st.firing_since, st.alerted = "inactive", None, None, False
-            if was_alerted and rule.resolve:
-                self._raise(rule, now, AlertKind.RESOLVED)
-
-    def _raise(self, rule: Rule, now: float, kind: AlertKind) -> None:
-        values = rule.evaluate_values(self.ctx)
-        summary = rule.render_summary(values)
-        if kind is AlertKind.RESOLVED:
-            summary = f"Resolved: {summary}"
-        else:
-            self.stats.alerts[rule.id] += 1
-        window = rule.window
-        chart = {}
-        for sym in rule.chart_symbols:
-            s = self.series[sym]
-            i = max(bisect_right(s.ts, now - window) - 1, 0)
-            j = bisect_right(s.ts, now)
-            if j > i:
-                chart[sym] = list(zip(s.ts[i:j], s.values[i:j], strict=True))
-        self.pending.append(
-            Alert(
-                id=f"{rule.id}@{iso_utc(now)}"
-                + (":resolved" if kind is AlertKind.RESOLVED else ""),
-                ts=now,
-                rule=rule.id,
-                pattern=rule.pattern,
-                severity=rule.severity,
-                summary=summary,
-                kind=kind,
-                values=values,
-                symbols=list(rule.chart_symbols),
-                window=window,
-                chart=chart,
-            )
-        )
+        changed = not self._dirty.keys().isdisjoint(self._inputs[rule.id])
+        self.life.evaluate(rule, st, now, changed, self.stats)
 
     def _update_derived(self, now: float, before: float, dirty: dict[str, float]) -> None:
         """Recompute the derived series from the earliest input time changed."""
@@ -507,6 +467,7 @@ class Engine:
                     "bars_before": num(self._bars_before),
                 },
                 "gaps": self._gaps,
+                "policy": self.life.snapshot(),
                 "extra": extra or {},
             }
         )
@@ -541,5 +502,6 @@ class Engine:
         self._ticks_at_trim = int(b.get("ticks_at_trim", 0))
         self._bars_before = inf_or(b.get("bars_before"))
         self._gaps[:] = [(g[0], g[1]) for g in d.get("gaps", [])]
+        self.life.restore(d.get("policy", {}))
         extra: dict[str, Any] = d.get("extra", {})
         return extra

@@ -11,6 +11,11 @@
     [rule.values]
     spread = 'last("SOFR-IORB")'
 
+Alert policy keys of a rule (see README "Rules"): ``keep_firing_for`` (hysteresis: a
+condition false for less than this keeps the alert firing), ``repeat_interval`` (a reminder
+while it fires, default off) and ``[rule.escalate]``; and top-level ``[[inhibit]]`` tables
+(:mod:`bot.engine.policy`).
+
 Every problem is reported as ``FILE:LINE: rule 'ID': what is wrong: `offending text```.
 
 Loading cannot fail other than with :class:`RuleError`: a file that cannot be read (deleted
@@ -28,7 +33,8 @@ import re
 import string
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -36,6 +42,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bot.core.config_types import Duration
 from bot.core.errors import RuleError
 from bot.core.models import Pattern, Severity
+from bot.engine.policy import (
+    EscalateSpec,
+    Escalation,
+    Inhibit,
+    InhibitSpec,
+    Matcher,
+    Step,
+    escalation_values,
+)
 from bot.engine.rulelang import Compiled, EvalContext, ExprError, T, compile_expr
 
 #: A rule file larger than this is refused unread (the shipped files are a few KiB each).
@@ -59,6 +74,11 @@ class RuleSpec(BaseModel):
     resolve: bool = True  # also send a message when the condition clears
     enabled: bool = True
     description: str = ""
+    # a condition false for less than this keeps the alert firing (no resolve/fire pairs)
+    keep_firing_for: Duration = Field(default=0.0, ge=0.0)
+    # while firing, the alert is sent again (as a reminder) this often; default off
+    repeat_interval: Duration | None = Field(default=None, gt=0.0)
+    escalate: EscalateSpec | None = None
 
     @field_validator("values")
     @classmethod
@@ -85,12 +105,19 @@ class Rule:
     values: dict[str, Compiled]
     chart_symbols: list[str]
     source: str  # "FILE:LINE", for messages
+    keep_firing_for: float = 0.0
+    repeat_interval: float | None = None
+    escalate: Escalation | None = None
+
+    @property
+    def expressions(self) -> list[Compiled]:
+        return [self.condition, *self.values.values(), *escalation_values(self.escalate)]
 
     @property
     def inputs(self) -> set[str]:
-        out = set(self.condition.symbols)
-        for v in self.values.values():
-            out.update(v.symbols)
+        out: set[str] = set()
+        for c in self.expressions:
+            out.update(c.symbols)
         return out
 
     @property
@@ -123,12 +150,13 @@ class RuleSet:
     rules: list[Rule]
     fingerprint: str  # changes whenever any rule file's content changes
     files: list[Path]
+    inhibits: list[Inhibit] = field(default_factory=list)
 
     @property
     def lookback(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for r in self.rules:
-            for c in (r.condition, *r.values.values()):
+            for c in r.expressions:
                 for s, w in c.lookback.items():
                     out[s] = max(out.get(s, 0.0), w)
         return out
@@ -153,6 +181,8 @@ def load_rules(directory: Path | str, sessions: Iterable[str]) -> RuleSet:
     sessions = list(sessions)
     problems: list[str] = []
     rules: list[Rule] = []
+    inhibits: list[tuple[Inhibit, InhibitSpec]] = []
+    disabled: list[str] = []  # ids of `enabled = false` rules: an inhibit may name them
     seen: dict[str, str] = {}
     digest = hashlib.sha256()
     for f in files:
@@ -161,7 +191,7 @@ def load_rules(directory: Path | str, sessions: Iterable[str]) -> RuleSet:
             continue
         digest.update(f.name.encode() + b"\0" + text.encode() + b"\0")
         try:
-            loaded = _load_file(f, text, sessions, problems)
+            loaded = _load_file(f, text, sessions, problems, inhibits, disabled)
         except RecursionError:
             problems.append(f"{f}: nested too deeply to parse")
             continue
@@ -179,9 +209,27 @@ def load_rules(directory: Path | str, sessions: Iterable[str]) -> RuleSet:
                 continue
             seen[rule.id] = rule.source
             rules.append(rule)
+    _check_inhibits(inhibits, [*seen, *disabled], problems)
     if problems:
         raise RuleError(problems)
-    return RuleSet(rules, digest.hexdigest()[:16], files)
+    return RuleSet(rules, digest.hexdigest()[:16], files, [i for i, _ in inhibits])
+
+
+def _check_inhibits(
+    inhibits: list[tuple[Inhibit, InhibitSpec]], ids: list[str], problems: list[str]
+) -> None:
+    """A rule matcher that matches no loaded rule is a typo that would silently disable the
+    inhibition: say so (feed-health alerts are `feed:NAME`, so `feed:*` globs are allowed)."""
+    for inh, spec in inhibits:
+        for side, m in (("source", spec.source), ("target", spec.target)):
+            for glob in m.rule:
+                if glob.startswith("feed:") and side == "target":
+                    continue
+                if not any(fnmatchcase(i, glob) for i in ids):
+                    problems.append(
+                        f"{inh.where}: inhibit: {side}.rule: '{glob}' matches no rule "
+                        f"(rules: {', '.join(sorted(ids))})"
+                    )
 
 
 def _read(path: Path, problems: list[str]) -> str | None:
@@ -209,18 +257,26 @@ def _read(path: Path, problems: list[str]) -> str | None:
         return None
 
 
-def _load_file(path: Path, text: str, sessions: list[str], problems: list[str]) -> list[Rule]:
+def _load_file(
+    path: Path,
+    text: str,
+    sessions: list[str],
+    problems: list[str],
+    inhibits: list[tuple[Inhibit, InhibitSpec]],
+    disabled: list[str],
+) -> list[Rule]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         problems.append(f"{path}: not valid TOML: {e}")
         return []
-    unknown = set(data) - {"rule"}
+    unknown = set(data) - {"rule", "inhibit"}
     for key in sorted(unknown):
         problems.append(
             f"{path}:{_line_of(text, key, 0)}: unknown top-level key '{key}' "
-            "(rules go in [[rule]] tables)"
+            "(rules go in [[rule]] tables, inhibitions in [[inhibit]] tables)"
         )
+    _load_inhibits(path, text, data.get("inhibit", []), problems, inhibits)
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list):
         problems.append(f"{path}: 'rule' must be written as [[rule]] tables")
@@ -237,20 +293,64 @@ def _load_file(path: Path, text: str, sessions: list[str], problems: list[str]) 
         try:
             spec = RuleSpec.model_validate(raw)
         except ValidationError as e:
-            for err in e.errors():
-                key = ".".join(str(x) for x in err["loc"])
-                kline = _line_of(text, str(err["loc"][0]), start) if err["loc"] else line
-                msg = (
-                    "unknown key"
-                    if err["type"] == "extra_forbid" or err["type"] == "extra_forbidden"
-                    else err["msg"].removeprefix("Value error, ")
-                )
+            for key, kline, msg in _errors(e, text, start, line):
                 problems.append(f"{path}:{kline}: rule '{rid}': {key}: {msg}")
             continue
         rule = _compile_rule(spec, path, text, start, where, sessions, problems)
         if rule is not None and spec.enabled:
             out.append(rule)
+        elif not spec.enabled:
+            disabled.append(spec.id)
     return out
+
+
+def _errors(e: ValidationError, text: str, start: int, line: int) -> list[tuple[str, int, str]]:
+    """(dotted key, file line, message) of each validation error; the line is the one of the
+    deepest key named (`factor` of `[rule.escalate]`), else of the table."""
+    out = []
+    for err in e.errors():
+        loc = [x for x in err["loc"] if isinstance(x, str)]
+        key = ".".join(str(x) for x in err["loc"])
+        kline = line
+        for name in reversed(loc):
+            m = re.compile(r"^\s*" + re.escape(name) + r"\s*=", re.M).search(text, start)
+            if m:
+                kline = _line_of(text, name, start)
+                break
+        msg = (
+            "unknown key"
+            if err["type"] in ("extra_forbid", "extra_forbidden")
+            else err["msg"].removeprefix("Value error, ")
+        )
+        out.append((key, kline, msg))
+    return out
+
+
+def _load_inhibits(
+    path: Path,
+    text: str,
+    raw: object,
+    problems: list[str],
+    out: list[tuple[Inhibit, InhibitSpec]],
+) -> None:
+    if not isinstance(raw, list):
+        problems.append(f"{path}: 'inhibit' must be written as [[inhibit]] tables")
+        return
+    heads = [m.start() for m in re.finditer(r"^\s*\[\[inhibit\]\]", text, re.M)]
+    for n, item in enumerate(raw):
+        start = heads[n] if n < len(heads) else 0
+        line = text.count("\n", 0, start) + 1
+        where = f"{path}:{line}"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: each [[inhibit]] must be a table of keys")
+            continue
+        try:
+            spec = InhibitSpec.model_validate(item)
+        except ValidationError as e:
+            for key, kline, msg in _errors(e, text, start, line):
+                problems.append(f"{path}:{kline}: inhibit: {key}: {msg}")
+            continue
+        out.append((Inhibit(Matcher.of(spec.source), Matcher.of(spec.target), where), spec))
 
 
 def _compile_rule(
@@ -288,6 +388,20 @@ def _compile_rule(
                 f"{path}:{_line_of(text, 'summary', start)}: rule '{spec.id}': "
                 f"summary uses {{{field_name}}}, which is not in [rule.values]"
             )
+    escalate = None
+    if spec.escalate is not None:
+        esc = spec.escalate
+        if esc.value is not None and esc.value not in spec.values:
+            problems.append(
+                f"{path}:{_line_of(text, 'value', start)}: rule '{spec.id}': escalate.value: "
+                f"'{esc.value}' is not in [rule.values]"
+            )
+        steps = []
+        for i, st in enumerate(esc.steps):
+            c = compile_at(st.when, f"escalate.steps.{i}.when", T.BOOL)
+            if c is not None:
+                steps.append(Step(c, st.severity.value))
+        escalate = Escalation(esc.value, esc.factor, tuple(steps))
     chart = spec.symbols
     if chart is not None:
         from bot.core.models import SYMBOLS
@@ -313,6 +427,9 @@ def _compile_rule(
         values=values,
         chart_symbols=chart or cond.symbols,
         source=where,
+        keep_firing_for=spec.keep_firing_for,
+        repeat_interval=spec.repeat_interval,
+        escalate=escalate,
     )
 
 

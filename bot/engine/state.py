@@ -19,6 +19,14 @@ class RuleState:
     absorbed: int = 0  # episodes that fell inside a cooldown
     last_eval: float | None = None
     last_value: bool | None = None
+    # alert policy (bot.engine.lifecycle); every field has a default, so a snapshot from
+    # before them restores as "nothing sent with values yet"
+    false_since: float | None = None  # firing, condition false since (keep_firing_for)
+    fresh: bool = False  # an input changed since the condition was last true
+    sent_values: dict[str, float | None] | None = None  # the values of the message last sent
+    sent_severity: str | None = None  # and its severity
+    checked: float | None = None  # last escalation check (event time)
+    inhibited: bool = False  # this episode's message is held back by an inhibition
 
 
 @dataclass
@@ -34,6 +42,7 @@ class EngineStats:
     evaluations: int = 0
     alerts: Counter[str] = field(default_factory=Counter)
     absorbed: Counter[str] = field(default_factory=Counter)
+    inhibited: Counter[str] = field(default_factory=Counter)  # messages held back, by rule
     usdx_partial: int = 0  # dollar index points computed without every leg
 
 
@@ -50,12 +59,14 @@ def stats_json(s: EngineStats) -> dict[str, Any]:
     d = asdict(s)
     d["alerts"] = dict(s.alerts)
     d["absorbed"] = dict(s.absorbed)
+    d["inhibited"] = dict(s.inhibited)
     return d
 
 
 def stats_from_json(d: dict[str, Any]) -> EngineStats:
-    known = {f.name for f in fields(EngineStats)} - {"alerts", "absorbed"}
+    known = {f.name for f in fields(EngineStats)} - {"alerts", "absorbed", "inhibited"}
     s = EngineStats(**{k: v for k, v in d.items() if k in known})
     s.alerts = Counter(d.get("alerts", {}))
     s.absorbed = Counter(d.get("absorbed", {}))
+    s.inhibited = Counter(d.get("inhibited", {}))
     return s
