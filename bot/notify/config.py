@@ -219,11 +219,32 @@ class HeartbeatConfig(_Strict):
     interval: Duration = Field(default=300.0, ge=0)
 
 
+class StorageConfig(_Strict):
+    """Bounded storage (:mod:`bot.notify.retention`)."""
+
+    # An outbox entry every destination acknowledged is removed once it is older than this.
+    outbox_retention: Duration = Field(default=30 * 86400.0, gt=0)
+    # A final delivery mark (sent, dropped) is removed once it is older than this; it must
+    # outlast the outbox retention, so an entry still in the outbox keeps its mark.
+    mark_ttl: Duration = Field(default=90 * 86400.0, gt=0)
+    sweep_every: Duration = Field(default=600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _marks_outlast_entries(self) -> StorageConfig:
+        if self.mark_ttl < self.outbox_retention:
+            raise ValueError(
+                "notify.storage.mark_ttl must be at least outbox_retention (an alert still in "
+                "the outbox must keep the mark that says it was delivered)"
+            )
+        return self
+
+
 class NotifyConfig(_Strict):
     telegram: TelegramConfig = TelegramConfig()
     discord: DiscordConfig = DiscordConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
+    storage: StorageConfig = StorageConfig()
 
     def routes(self) -> list[Route]:
         """Every destination, Telegram chats first."""

@@ -46,6 +46,7 @@ from bot.notify.chart import ChartRenderer, render_chart
 from bot.notify.config import NotifyConfig, NotifySettings
 from bot.notify.discord import DiscordDestination
 from bot.notify.ledger import Ledger, consumer_name
+from bot.notify.retention import sweep
 from bot.notify.telegram import TelegramClient, TelegramDestination, shared_pacing
 from bot.notify.worker import REPEAT_NOTE, RETRY_NOTE, Worker
 
@@ -303,6 +304,7 @@ class NotifierService:
                 asyncio.create_task(self._serve(w, stop), name=f"notify:{w.name}")
                 for w in d.workers
             ]
+            housekeeping = asyncio.create_task(self._sweep(d, stop), name="notify:storage")
             try:
                 await stop.wait()
                 if tasks:  # a grace period for the requests out; then the rest is cancelled
@@ -310,9 +312,24 @@ class NotifierService:
                         tasks, timeout=self.config.notify.delivery.request_timeout + 2.0
                     )
             finally:
-                for t in tasks:
+                for t in (*tasks, housekeeping):
                     t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.gather(*tasks, housekeeping, return_exceptions=True)
+
+    async def _sweep(self, d: Delivery, stop: asyncio.Event) -> None:
+        """Every ``notify.storage.sweep_every``: trim the outbox, expire old delivery marks
+        (:mod:`bot.notify.retention`) for every configured destination."""
+        cfg = self.config.notify.storage
+        dests = [r.name for r in self.config.notify.routes()]
+        while not stop.is_set():
+            try:
+                await sweep(d.ledger, dests, retention=cfg.outbox_retention, mark_ttl=cfg.mark_ttl)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+                log.warning("storage sweep: store unavailable (%s); trying again later", e)
+            except Exception:  # a bug here must not stop delivery
+                log.exception("storage sweep failed; trying again later")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), cfg.sweep_every)
 
     async def _serve(self, w: Worker, stop: asyncio.Event) -> None:
         cfg = self.config.notify.delivery
