@@ -56,12 +56,14 @@ from bot.engine.derived import (
     rebuild_usdx,
     usdx,
 )
+from bot.engine.episodes import library_for
 from bot.engine.lifecycle import Lifecycle
 from bot.engine.rulefile import Rule, RuleSet
 from bot.engine.rulelang import EvalContext
 from bot.engine.series import ABSORBED, BAR, CORRECTED, DUPLICATE, LATE, Series
 from bot.engine.sessions import Session, SessionReturns, sessions_from_config
 from bot.engine.state import EngineStats, RuleState, inf_or, num, stats_from_json, stats_json
+from bot.engine.stress import STRESS_LOOKBACK
 
 __all__ = [
     "SOFR_IORB_LAG",
@@ -127,18 +129,22 @@ class Engine:
         self._usdx_missing: frozenset[str] | None = None
         self._usdx_legs = [(name, self.series[name]) for name in USDX_LEGS]
         lookback = rules.lookback
+        for sym, w in STRESS_LOOKBACK.items():  # the stress gauge in every alert reads these
+            lookback[sym] = max(lookback.get(sym, 0.0), w)
         ret = {s: max(lookback.get(s, 0.0) + DAY, MIN_RETENTION) for s in SYMBOLS}
         for leg in USDX_LEGS:  # inputs are kept as long as what is derived from them
             ret[leg] = max(ret[leg], ret["USDX"])
         ret["SOFR"] = max(ret["SOFR"], ret["SOFR-IORB"])
         ret["IORB"] = max(ret["IORB"], ret["SOFR-IORB"] + SOFR_IORB_LAG)
         self._retention = ret
+        self.episodes = library_for(rules.files)  # 'how much like 312' in every alert
         self._inputs = {r.id: frozenset(r.inputs) | derived_inputs(r.inputs) for r in self.rules}
         prices = frozenset(s for s, k in INPUT_SYMBOLS.items() if k is Kind.PRICE)
         self._holdable = prices if wild_print_pct else frozenset()
         self.life = Lifecycle(
             self.rules, rules.inhibits, self.states, self.ctx, self.series, self.pending
         )
+        self.life.episodes = self.episodes
 
     # ---- input ----------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from typing import Any
 import orjson
 
 from bot.core.models import Alert, AlertKind, iso_utc
+from bot.engine.episodes import Episode, stress_values
 from bot.engine.policy import SEVERITY_RANK, Inhibit
 from bot.engine.rulefile import Rule
 from bot.engine.rulelang import EvalContext
@@ -149,6 +150,7 @@ class Lifecycle:
         self.folded: dict[str, list[str]] = {}  # source rule -> alerts held back meanwhile
         self.held: dict[str, tuple[Alert, float]] = {}  # outside alerts held back, by rule
         self._intents: list[Intent] = []  # of the current step; empty between steps
+        self.episodes: list[Episode] = []  # the library 'how much like' compares with
 
     # ---- one rule, one evaluation ---------------------------------------------------------
 
@@ -324,6 +326,8 @@ class Lifecycle:
 
     def _raise(self, rule: Rule, now: float, it: Intent, values: dict[str, float | None]) -> None:
         summary = rule.render_summary(values)
+        extra = stress_values(self.ctx, self.episodes)  # the gauge, the closest episode
+        values = {**values, **{k: v for k, v in extra.items() if k not in values}}
         kind = it.kind
         if kind is AlertKind.RESOLVED:
             summary = f"Resolved: {summary}"

@@ -83,6 +83,7 @@ from bot.core.models import SYMBOLS, Kind
 from bot.engine.functions import regime_fn, window_fn, zscore_fn
 from bot.engine.series import Series
 from bot.engine.sessions import SessionReturns
+from bot.engine.stress import STRESS_FUNCTIONS, stress_call
 
 
 class EvalContext:
@@ -181,6 +182,8 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], T, frozenset[Kind] | None]] = {
     "age_h": ((SYM,), T.NUM, None),
     "count": ((BOOLS,), T.NUM, None),
     "known": ((ANY,), T.BOOL, None),
+    "stress": ((), T.NUM, None),  # the stress gauge, 0-100 (bot.engine.stress)
+    "stress_component": ((ANY,), T.NUM, None),  # one component by name, in sigmas
 }
 
 _KIND_HINT = {
@@ -353,6 +356,12 @@ class _Compiler:
             raise ExprError(f"{name}() takes its arguments by position only", node)
         kinds, result, accepts = sig
         args = node.args
+        if name in STRESS_FUNCTIONS:
+            try:
+                fn, syms, back = stress_call(name, [self._string(a, name, "a name") for a in args])
+            except ValueError as e:
+                raise ExprError(str(e), node) from None
+            return Compiled(self._leaf(fn), T.NUM, symbols=syms, lookback=back)
         if kinds == (BOOLS,) or kinds == (ANY,):
             return self._logic_call(node, name)
         if kinds == (NUMS,):
