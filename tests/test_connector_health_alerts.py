@@ -47,7 +47,9 @@ async def test_stall_raises_a_feed_alert_and_recovery_resolves_it(
         Behaviour(loop=True, interval=0.005),
     )
     steady = Script(Behaviour(loop=True, interval=0.005))
-    config = Config.model_validate({"engine": {"checkpoint_every": "0s"}})
+    # feed alerts without their pending period and group wait (tests/test_feed_alerts.py)
+    engine = {"checkpoint_every": "0s", "feed_alert_after": "0s", "feed_alert_group": "0s"}
+    config = Config.model_validate({"engine": engine})
     svc = EngineService(config, store, load_rules(default_rules_dir(), config.sessions))
     async with FakeKraken(rec, frames, stalling) as a, FakeKraken(rec, frames, steady) as b:
         sources: dict[str, dict[str, Any]] = {

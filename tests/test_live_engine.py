@@ -43,7 +43,10 @@ def rules_dir(tmp_path: Path) -> Path:
 def service(store: Store, rules_dir: Path, now: float = T0 - 10 * H) -> EngineService:
     """An engine service whose wall clock stands at `now` (its first start, by default well
     before the ticks these tests send, so they count as live ticks, not warm-up history)."""
-    config = Config.model_validate({"engine": {"checkpoint_every": "0s", "max_lateness": "0s"}})
+    # feed alerts without their pending period and group wait (tests/test_feed_alerts.py)
+    engine = {"checkpoint_every": "0s", "max_lateness": "0s"}
+    engine |= {"feed_alert_after": "0s", "feed_alert_group": "0s"}
+    config = Config.model_validate({"engine": engine})
     return EngineService(
         config,
         store,

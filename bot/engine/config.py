@@ -41,3 +41,8 @@ class EngineConfig(Strict):
     # windows do not compare across it. Longer than any weekend or holiday closure of daily
     # data (at most 3.6 days in 2000-2021).
     gap_after: Duration = 5 * 86400.0
+    # Feed health (live): a feed stale or down for less than this says nothing (a websocket
+    # reconnect of a few seconds sends no "down" and "resolved")...
+    feed_alert_after: Duration = 120.0
+    # ...and feeds due within this of the first one are named in one message.
+    feed_alert_group: Duration = 30.0

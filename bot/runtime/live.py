@@ -50,7 +50,6 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +57,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.core.errors import RuleError
-from bot.core.models import Alert, AlertKind, Pattern, Severity, Tick, iso_utc
+from bot.core.models import Tick, iso_utc
 from bot.core.retry import Backoff, BackoffPolicy
 from bot.engine.engine import Engine
 from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
 from bot.notify.heartbeat import heartbeat_alert
 from bot.notify.service import NotifierService
 from bot.runtime.config import Config
+from bot.runtime.feed_alerts import FeedAlerts
 from bot.runtime.leader import EngineLease, LeaseLost
 from bot.runtime.metrics import Local, MetricsServer
 from bot.store.connection import open_store
@@ -78,7 +78,6 @@ log = logging.getLogger(__name__)
 
 FEED_POLL = 2.0  # seconds between reads of the feeds' health records
 RULES_POLL = 5.0  # seconds between checks of the rule files for edits
-UNHEALTHY = frozenset({"stale", "down"})
 LOST_KEEP = 10  # input-lost records kept in the engine's status
 #: What a Redis outage raises (redis-py wraps socket errors; asyncio.wait_for raises TimeoutError).
 STORE_ERRORS: tuple[type[BaseException], ...] = (
@@ -104,14 +103,6 @@ def consume(
         engine.advance_to(now)
 
 
-@dataclass
-class FeedAlertState:
-    """Whether a feed's trouble has been announced (so recovery is announced once too)."""
-
-    state: str = "ok"
-    alerted_at: float | None = None
-
-
 class EngineService:
     """Consumes `{prefix}:ticks`, evaluates the rules, writes alerts and state to the store."""
 
@@ -132,7 +123,9 @@ class EngineService:
         self._clock = clock
         self.engine = self._new_engine(rules)
         self.position = "0-0"
-        self.feeds: dict[str, FeedAlertState] = {}
+        self.feed_alerts = FeedAlerts(
+            config.engine.feed_alert_after, config.engine.feed_alert_group
+        )
         self._series_sent: dict[str, float] = {}
         self._rules_sig = self._signature()
         self._rules_changed = asyncio.Event()  # set by the file watcher
@@ -168,7 +161,7 @@ class EngineService:
             return
         extra = self.engine.restore(cp.state)
         self.position = cp.position
-        self.feeds = {k: FeedAlertState(**v) for k, v in extra.get("feeds", {}).items()}
+        self.feed_alerts.load(extra.get("feeds", {}))
         self._series_sent = extra.get("series_sent", {})
         seen = extra.get("stream_seen")
         self.stream_seen = None if seen is None else int(seen)
@@ -348,7 +341,7 @@ class EngineService:
         e = self.engine
         alerts = e.take_alerts()
         extra: dict[str, Any] = {
-            "feeds": {k: vars(v) for k, v in self.feeds.items()},
+            "feeds": self.feed_alerts.dump(),
             "series_sent": self._series_sent,
             "stream_seen": self.stream_seen,
         }
@@ -392,44 +385,12 @@ class EngineService:
     # ---- feed health as alerts -------------------------------------------------------------
 
     async def _check_feeds(self) -> None:
+        """Feed health as alerts (`bot.runtime.feed_alerts`: pending period, grouping),
+        raised through the engine so the rules' inhibitions hold them back too."""
         statuses = await self.store.feed_statuses()
-        now = self._clock()
-        for name, st in statuses.items():
-            state = str(st.get("state", "ok"))
-            fa = self.feeds.setdefault(name, FeedAlertState())
-            if state in UNHEALTHY and fa.alerted_at is None:
-                fa.state, fa.alerted_at = state, now
-                self._feed_alert(name, st, now, AlertKind.FIRING)
-            elif state not in UNHEALTHY and fa.alerted_at is not None and state != "starting":
-                self._feed_alert(name, st, now, AlertKind.RESOLVED)
-                fa.state, fa.alerted_at = state, None
-            else:
-                fa.state = state
-
-    def _feed_alert(self, name: str, st: dict[str, Any], now: float, kind: AlertKind) -> None:
-        state = str(st.get("state"))
-        detail = str(st.get("detail") or "")
-        last = st.get("last_tick_ts")
-        age = f"; last tick {now - float(last):.0f} s ago" if last else ""
-        if kind is AlertKind.FIRING:
-            summary = f"Feed {name} is {state}{age}" + (f": {detail}" if detail else "")
-        else:
-            summary = f"Resolved: feed {name} is {state} again"
-        fired = self.feeds[name].alerted_at or now
-        self.engine.queue(
-            [
-                Alert(
-                    id=f"feed:{name}@{iso_utc(fired)}"
-                    + (":resolved" if kind is AlertKind.RESOLVED else ""),
-                    ts=now,
-                    rule=f"feed:{name}",
-                    pattern=Pattern.FEED_HEALTH.value,
-                    severity=Severity.WARNING.value,
-                    summary=summary,
-                    kind=kind,
-                )
-            ]
-        )
+        alerts = self.feed_alerts.observe(statuses, self._clock())
+        if alerts:
+            self.engine.raise_external(alerts)
 
     # ---- rule reload -------------------------------------------------------------------------
 
