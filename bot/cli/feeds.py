@@ -55,8 +55,10 @@ def _symbols(syms: list[str], show: int = 3) -> str:
 
 def feed_rows(config: Any, statuses: dict[str, dict[str, Any]], now: float) -> list[dict[str, Any]]:
     """One row per configured feed (then any reported feed no longer in the config)."""
+    from bot.runtime.snapshot import stale_report_after
+
     rows: list[dict[str, Any]] = []
-    stale_report = max(3 * config.feeds.status_interval, 30.0)
+    stale_report = stale_report_after(config.feeds.status_interval)
     names = list(config.feeds.sources) + [n for n in statuses if n not in config.feeds.sources]
     for name in names:
         fc = config.feeds.sources.get(name)
