@@ -10,6 +10,7 @@ from bot.cli.config import register as register_config
 from bot.cli.deadletters import register as register_deadletters
 from bot.cli.feeds import register as register_feeds
 from bot.cli.history import register as register_history
+from bot.cli.like import register as register_like
 from bot.cli.notify import register as register_notify
 from bot.cli.replay import register_demo, register_replay, register_rules
 from bot.cli.run import register as register_run
@@ -30,4 +31,5 @@ REGISTRY: list[Register] = [
     register_deadletters,
     register_silence,
     register_config,
+    register_like,
 ]

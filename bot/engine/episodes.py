@@ -36,7 +36,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.core.errors import StressbotError
-from bot.engine.stress import read_stress, sigma
+from bot.core.models import iso_utc
+from bot.engine.stress import COMPONENTS, read_stress, sigma
 
 log = logging.getLogger(__name__)
 
@@ -358,3 +359,50 @@ class _At:
 
     def __init__(self, series: Any, now: float) -> None:
         self.series, self.now = series, now
+
+
+def format_like(r: dict[str, Any]) -> str:
+    """The text `stressbot like` prints and `/like` sends, of a `stress_report`."""
+    labels = {c.name: c.label for c in COMPONENTS}
+    score = r.get("score")
+    head = "n/a (too few markets known)" if score is None else f"{score:.0f}/100"
+    lines = [f"Stress {head} at {iso_utc(r['ts'])}"]
+    comps = r.get("components", {})
+    for name, c in sorted(comps.items(), key=lambda kv: -kv[1]["contribution"]):
+        if c["z"] is None:
+            continue
+        lines.append(
+            f"  {name:<10} {c['z']:4.1f} sd  {c['contribution']:5.1f} pts  ({labels.get(name, '')})"
+        )
+    if r.get("missing"):
+        share = r.get("coverage", 0.0) * 100
+        lines.append(f"  no data: {', '.join(r['missing'])} (weights reweighted over {share:.0f}%)")
+    likes = r.get("like", [])
+    if likes:
+        alike = ", ".join(f"{lk['similarity']:.2f} like {lk['episode']}" for lk in likes)
+        lines.append(f"Looks {alike}")
+        best = likes[0]
+        lines.append(f"  {best['episode']} = {best['name']}")
+        if best["matches"]:
+            lines.append(f"  matching: {', '.join(best['matches'])}")
+        if best["differs"]:
+            lines.append(f"  differing (now vs then, sd): {'; '.join(best['differs'])}")
+        if best["missing"]:
+            lines.append(f"  not known now: {', '.join(best['missing'])}")
+    else:
+        lines.append("No episode comparable (fewer than 4 markets known)")
+    return "\n".join(lines)
+
+
+def stress_line(r: dict[str, Any]) -> str:
+    """One line for /status: 'Stress 93/100 (equities, vix) · looks 0.89 like 312'."""
+    score = r.get("score")
+    if score is None:
+        return "Stress n/a (too few markets known)"
+    comps = sorted(r.get("components", {}).items(), key=lambda kv: -kv[1]["contribution"])
+    top = ", ".join(n for n, c in comps[:2] if c["contribution"] >= 1.0)
+    out = f"Stress {score:.0f}/100" + (f" ({top})" if top else "")
+    likes = r.get("like", [])
+    if likes:
+        out += f" · looks {likes[0]['similarity']:.2f} like {likes[0]['episode']}"
+    return out

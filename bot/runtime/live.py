@@ -60,6 +60,7 @@ from bot.core.errors import RuleError
 from bot.core.models import Tick, iso_utc
 from bot.core.retry import Backoff, BackoffPolicy
 from bot.engine.engine import Engine
+from bot.engine.episodes import stress_report
 from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
 from bot.notify.heartbeat import heartbeat_alert
 from bot.notify.service import NotifierService
@@ -364,6 +365,8 @@ class EngineService:
             raise
         for s, pts in points.items():
             self._series_sent[s] = pts[-1][0]
+        if points:  # the stress gauge and the closest episodes, for /like and /status
+            await self._set_status(stress=stress_report(e))
         for a in alerts:
             self.committed[(a.rule, a.kind.value)] += 1
             log.info("alert %s: %s", a.id, a.summary)

@@ -80,11 +80,18 @@ class LikeReport:
     raw: dict[str, float | None]  # percent / bp
 
 
-def like_at(files: Sequence[Path], rules: RuleSet, config: Config, at: float) -> LikeReport:
-    """Score, components and similarity at `at`, from the ticks known then."""
+def engine_at(files: Sequence[Path], rules: RuleSet, config: Config, at: float) -> Engine:
+    """The engine fed every tick of `files` up to `at`, its clock moved on to `at`."""
     engine, _ = _run(files, rules, config, 3600.0, until=at)
     if engine.clock == -math.inf:
         raise StressbotError(f"no tick at or before {iso_utc(at)} in the files")
+    engine.advance_to(at)
+    return engine
+
+
+def like_at(files: Sequence[Path], rules: RuleSet, config: Config, at: float) -> LikeReport:
+    """Score, components and similarity at `at`, from the ticks known then."""
+    engine = engine_at(files, rules, config, at)
     c = _Ctx(engine.series, engine.sessions, at)
     return LikeReport(
         at, read_engine(engine, at), compare(c, library_for(rules.files)), vector(c), raw_moves(c)

@@ -2,7 +2,7 @@
 
 Commands: /status, /rules, /mute RULE|all DURATION, /unmute [RULE|all], /silence MATCHER...
 DURATION [COMMENT], /silences, /unsilence ID, /history [N], /chart [SYMBOLS] [WINDOW],
-/sessions [DAYS], /test [SEVERITY], /help.
+/sessions [DAYS], /like, /test [SEVERITY], /help.
 
 Commands run only for the Telegram user ids in ``notify.telegram.allowed_users`` (kept apart
 from the chats that receive alerts); anyone else gets a short refusal and is logged. Every
@@ -79,7 +79,7 @@ class TelegramCommandBot:
 
     COMMANDS = (
         *("status", "rules", "mute", "unmute", "silence", "silences", "unsilence"),
-        *("history", "chart", "sessions", "test", "help", "start"),
+        *("history", "chart", "sessions", "like", "test", "help", "start"),
     )
 
     def __init__(
@@ -271,6 +271,8 @@ class TelegramCommandBot:
             return await c.chart(args)
         if cmd == "sessions":
             return await c.sessions(args)
+        if cmd == "like":
+            return await c.like()
         if cmd == "test":
             return await c.test(args, requested_by)
         if cmd in ("help", "start"):

@@ -27,6 +27,7 @@ from bot.core.durations import format_duration, parse_duration
 from bot.core.errors import DurationError, StressbotError
 from bot.core.models import SYMBOLS, Alert, AlertKind, Kind
 from bot.engine.config import SessionConfig
+from bot.engine.episodes import format_like, stress_line
 from bot.notify.chart import ChartRenderer, render_chart
 from bot.notify.config import NotifySettings
 from bot.notify.format import (
@@ -81,6 +82,7 @@ HELP = """<b>stressbot</b>: market-stress alerts
 /history [N]: the last N alerts (default 10, at most 50)
 /chart [SYMBOLS] [WINDOW]: e.g. <code>/chart BTC/USD,DXY 24h</code>
 /sessions [DAYS]: the dollar by session (Asia, Europe, New York), default 10 days
+/like: the stress score (0-100), its components, and how much now looks like 312, 519...
 /test [info|warning|critical]: send a test alert through every matching destination
 /help: this text"""
 
@@ -192,6 +194,9 @@ class Commands:
         else:
             out.append("<b>Latest</b>: no prices yet")
         out.append(await self._session_lines(now))
+        gauge = (await self.store.engine_status()).get("stress")
+        if gauge:  # published by the live engine (bot/engine/episodes.py: stress_report)
+            out.append(f"<b>{e(stress_line(gauge))}</b> (/like for the breakdown)")
         feeds = await self.store.feed_statuses()
         if feeds:
             lines = []
@@ -241,6 +246,14 @@ class Commands:
         if pend:
             out.append("<b>Waiting to be delivered</b>: " + ", ".join(pend))
         return Reply("\n\n".join(out))
+
+    @needs_store
+    async def like(self) -> Reply:
+        """/like: the live engine's stress score, its components, the closest episodes."""
+        gauge = (await self.store.engine_status()).get("stress")
+        if not gauge:
+            return Reply("No stress reading yet: the engine has not published one.")
+        return Reply("<pre>" + e(format_like(gauge)) + "</pre>")
 
     async def _session_lines(self, now: float) -> str:
         try:
