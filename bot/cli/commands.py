@@ -13,7 +13,9 @@ from bot.cli.history import register as register_history
 from bot.cli.like import register as register_like
 from bot.cli.notify import register as register_notify
 from bot.cli.replay import register_demo, register_replay, register_rules
+from bot.cli.report import register as register_report
 from bot.cli.run import register as register_run
+from bot.cli.sessions import register as register_sessions
 from bot.cli.silence import register as register_silence
 from bot.cli.status import register as register_status
 
@@ -22,6 +24,8 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 REGISTRY: list[Register] = [
     register_run,
     register_replay,
+    register_report,
+    register_sessions,
     register_demo,
     register_rules,
     register_history,
