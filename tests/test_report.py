@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ from bot.engine.session_paths import session_paths
 from bot.engine.sessions import sessions_from_config
 from bot.runtime.config import Config
 from bot.runtime.report import read_paths, write_report
+from bot.runtime.report_chart import timeline_figure
 from tests.conftest import shared_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +152,16 @@ class Run:
     stderr: str
 
 
+def test_the_score_panel_draws_the_score_or_says_why_not() -> None:
+    paths = {"BTC/USD": [(T0, 1.0), (T0 + HOUR, 2.0)]}
+    score = [(T0, 10.0), (T0 + HOUR, math.nan), (T0 + 2 * HOUR, 85.0)]
+    fig = timeline_figure(paths, [], score, "UTC")
+    stress = fig.axes[3]
+    assert next(ln.get_label() for ln in stress.get_lines()) == "stress score"
+    gap = timeline_figure(paths, [], None, "UTC", score_gap="not known here")
+    assert [t.get_text() for t in gap.axes[3].texts] == ["not known here"]
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> Run:
     """`stressbot ARGS` in this process (its entry point, as the console script runs it)."""
     rc = main(list(args))
@@ -214,7 +226,9 @@ def test_the_312_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     config = Config()
     rules = load_rules(ROOT / "rules", config.sessions)
     page, data = write_report([csv], tmp_path / "r312", rules, config, zone="Europe/Zurich")
-    assert any(a.rule == "liquidity_crisis" for a in data.alerts)
+    first = min(a.ts for a in data.alerts if a.rule == "liquidity_crisis")
+    assert data.score is not None  # the gauge beneath the prices, up to the first crisis alert
+    assert max(v for t, v in data.score if t <= first and not math.isnan(v)) > 80
     url = page.resolve().as_uri()
     dom = headless(browser, tmp_path, "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]

@@ -14,31 +14,32 @@ No script or stylesheet is loaded from anywhere: the page opens offline. Each ``
 its decoded width in ``data-loaded`` when it loads (an inline ``onload``), which the headless
 Chromium test reads from the dumped DOM.
 
-The score comes from the stress gauge (:class:`bot.engine.stress.StressSampler`, sampled every
-`every` seconds of event time, like ``bot.runtime.stress_history``), when that module is
-installed; otherwise the report says so in the score panel (a marked gap, not a stand-in).
+The score comes from the stress gauge (:class:`bot.engine.stress.StressSampler`, read every
+`every` seconds of event time on the same engine the alerts come from, as
+``bot.runtime.stress_history`` does); where it is not known (too few components) the panel
+says so instead of drawing anything.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import importlib
+import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.core.errors import StressbotError
 from bot.core.models import Alert, AlertKind, Kind
-from bot.engine.derived import USDX_LEGS, rebuild_usdx
+from bot.engine.derived import SPREAD_INPUTS, USDX_LEGS, rebuild_spread, rebuild_usdx
 from bot.engine.engine import Engine
 from bot.engine.rulefile import RuleSet
 from bot.engine.series import Series
 from bot.engine.sessions import sessions_from_config
+from bot.engine.stress import StressSampler
 from bot.runtime.config import Config
 from bot.runtime.report_chart import PRICES, RATES, VOLATILITY, png, timeline_figure
 from bot.telegram.session_chart import (
@@ -52,7 +53,7 @@ from connectors.history.file import Rejects, read_history
 
 Points = list[tuple[float, float]]
 WATCHED = (*PRICES, *VOLATILITY, *RATES)
-SCORE_GAP = "stress score: not available in this build (bot.engine.stress has not landed)"
+SCORE_GAP = "stress score: not known anywhere in these files (too few of its components)"
 
 
 @dataclass
@@ -60,7 +61,7 @@ class ReportData:
     files: list[Path]
     paths: dict[str, Points]  # watched symbol -> every point in the files (USDX derived)
     alerts: list[Alert]
-    score: Points | None  # (ts, score 0-100) every `every` seconds; None: no gauge
+    score: Points | None  # (ts, score 0-100) every `every` seconds; None: never known
     ticks: int = 0
     rejects: Rejects = field(default_factory=Rejects)
     notes: list[str] = field(default_factory=list)
@@ -69,16 +70,6 @@ class ReportData:
     def span(self) -> tuple[float, float]:
         ts = [t for p in self.paths.values() for t in (p[0][0], p[-1][0]) if p]
         return (min(ts), max(ts)) if ts else (0.0, 0.0)
-
-
-def _stress_sampler(every: float) -> Callable[..., None] | None:
-    """The gauge's sampler, if this build has it (bot.engine.stress, issue 13)."""
-    try:
-        mod: Any = importlib.import_module("bot.engine.stress")
-    except ImportError:
-        return None
-    sampler: Callable[..., None] = mod.StressSampler(every)
-    return sampler
 
 
 def usdx_path(raw: dict[str, Points]) -> Points:
@@ -99,6 +90,27 @@ def usdx_path(raw: dict[str, Points]) -> Points:
     return [(t, v) for t, v in zip(out.ts, out.values, strict=True) if t >= full]
 
 
+def spread_path(raw: dict[str, Points]) -> Points:
+    """SOFR-IORB in bp, one point per SOFR fixing (:func:`bot.engine.derived.rebuild_spread`)."""
+    if not all(raw.get(s) for s in SPREAD_INPUTS):
+        return []
+    series = {s: Series(s, Kind.RATE) for s in SPREAD_INPUTS}
+    for sym, s in series.items():
+        for t, v in raw[sym]:
+            s.add(t, v)
+    series["SOFR-IORB"] = out = Series("SOFR-IORB", Kind.SPREAD_BP)
+    rebuild_spread(series, min(s.ts[0] for s in series.values() if s.ts))
+    return list(zip(out.ts, out.values, strict=True))
+
+
+def _derive(raw: dict[str, Points]) -> None:
+    """Add the derived series the files do not hold (USDX, SOFR-IORB)."""
+    if not raw.get("USDX"):
+        raw["USDX"] = usdx_path(raw)
+    if not raw.get("SOFR-IORB"):
+        raw["SOFR-IORB"] = spread_path(raw)
+
+
 def read_paths(files: Sequence[Path]) -> tuple[dict[str, Points], int, Rejects]:
     """Every point of every symbol in the files (merged by time), USDX added."""
     _check(files)
@@ -108,8 +120,7 @@ def read_paths(files: Sequence[Path]) -> tuple[dict[str, Points], int, Rejects]:
     for _, _, ts, sym, v in read_history(list(files), rejects):
         raw[sym].append((ts, v))
         n += 1
-    if "USDX" not in raw:
-        raw["USDX"] = usdx_path(raw)
+    _derive(raw)
     return dict(raw), n, rejects
 
 
@@ -127,7 +138,7 @@ def collect(
     """Run the rules over the files in memory; the paths, the alerts and the score."""
     _check(files)
     engine = Engine.from_config(rules, config.engine, config.sessions)
-    sampler = _stress_sampler(every)
+    sampler = StressSampler(every)
     rejects = Rejects()
     raw: dict[str, Points] = defaultdict(list)
     alerts: list[Alert] = []
@@ -138,19 +149,18 @@ def collect(
         engine.add(ts, sym, v)
         if engine.pending:
             alerts += engine.take_alerts()
-        if sampler is not None:
-            sampler(engine)
+        sampler(engine)
     alerts += engine.finish()
-    score: Points | None = None
+    sampler(engine, final=True)
+    # an unknown score (too few components) is a hole in the line, not a value
+    score: Points | None = [
+        (r.ts, math.nan if r.score is None else r.score) for r in sampler.points
+    ]
     notes = []
-    if sampler is not None:
-        sampler(engine, final=True)
-        readings: list[Any] = getattr(sampler, "points", [])
-        score = [(r.ts, r.score) for r in readings if r.score is not None]
-    else:
+    if not score or all(math.isnan(v) for _, v in score):
+        score = None
         notes.append(SCORE_GAP)
-    if "USDX" not in raw:
-        raw["USDX"] = usdx_path(raw)
+    _derive(raw)
     if engine.stats.usdx_partial:
         notes.append(
             f"the engine computed USDX without every FX leg at {engine.stats.usdx_partial} "

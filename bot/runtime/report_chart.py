@@ -69,7 +69,7 @@ def _mark_alerts(axes: Sequence[Axes], alerts: Sequence[Alert]) -> None:
             ax.axvline(_x(a.ts), color=colour, linestyle=":" if resolved else "--",
                        linewidth=1.0 if resolved else 1.4, alpha=0.9)  # fmt: skip
         axes[0].annotate(str(n), (_x(a.ts), 1.0), xycoords=("data", "axes fraction"),
-                         xytext=(0, 3 + 11 * (n % 2)), textcoords="offset points", ha="center",
+                         xytext=(0, 2 + 11 * (n % 3)), textcoords="offset points", ha="center",
                          va="bottom", fontsize=9, fontweight="bold", color=colour)  # fmt: skip
 
 
@@ -92,7 +92,7 @@ def timeline_figure(
     grid = fig.add_gridspec(4, 1, height_ratios=(4, 1.3, 1.6, 1.6), hspace=0.12)
     ax = fig.add_subplot(grid[0])
     vix, rates, stress = (fig.add_subplot(grid[i], sharex=ax) for i in (1, 2, 3))
-    fig.subplots_adjust(left=0.06, right=0.8, top=0.95, bottom=0.06)
+    fig.subplots_adjust(left=0.06, right=0.8, top=0.94, bottom=0.06)
     n = 0
     for sym in PRICES:
         pts = paths.get(sym, ())
