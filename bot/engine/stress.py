@@ -42,7 +42,7 @@ LOOKBACK = 365 * DAY
 WINDOWS = (DAY, 5 * DAY)
 CAP = 5.0  # sigmas: no component counts more than this
 Z_SCALE = 2.2  # composite Z at which the score is 100 * (1 - 1/e) = 63
-MIN_COVERAGE = 0.3  # share of the weight that must be known for a score
+MIN_COVERAGE = 0.5  # share of the weight that must be known for a score (a file start)
 RATES_VOL_WINDOW = 30 * DAY
 RATES_VOL_SCALE = 2.5
 
