@@ -111,6 +111,73 @@ def _s(x: object) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
+class ReplicationLink:
+    """A loopback relay in front of a master: the address the Sentinels (and so every
+    client, and the replica) know it by. ``hold()`` stops relaying what the master sends on
+    the replication connection (the one that sent PSYNC): the replica falls behind while
+    clients are served as usual. ``cut()`` drops every connection and what was held: a link
+    that failed with writes in flight, which on loopback a plain SIGKILL of the master never
+    produces (the kernel still delivers what the dead master had written to its socket).
+    (A relay in front of the replica only would not do: a Sentinel re-points a replica
+    whose master address is not the master's, "+fix-slave-config".)"""
+
+    def __init__(self, master_port: int) -> None:
+        self.master_port = master_port
+        self.port = 0
+        self.held = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def hold(self) -> None:
+        self.held.set()
+
+    async def _conn(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            ur, uw = await asyncio.open_connection("127.0.0.1", self.master_port)
+        except OSError:
+            w.transport.abort()
+            return
+        self._writers |= {w, uw}
+        replication = asyncio.Event()
+        for t in (self._pipe(r, uw, replication, False), self._pipe(ur, w, replication, True)):
+            task = asyncio.create_task(t)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(
+        self,
+        r: asyncio.StreamReader,
+        w: asyncio.StreamWriter,
+        replication: asyncio.Event,
+        down: bool,
+    ) -> None:
+        with contextlib.suppress(Exception):
+            while data := await r.read(65536):
+                if not down and b"PSYNC" in data.upper():
+                    replication.set()
+                if down and replication.is_set() and self.held.is_set():
+                    continue  # master -> replica while held: never delivered
+                w.write(data)
+                await w.drain()
+        w.transport.abort()
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for w in self._writers:
+            w.transport.abort()
+        self._writers.clear()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 class OwnSentinel:
     """A master, one replica and `n` Sentinels (quorum: a majority) on loopback ports, in
     temp dirs under `workdir`; the service name is `service`. Sentinels declare the master
@@ -118,18 +185,29 @@ class OwnSentinel:
     """
 
     def __init__(
-        self, workdir: Path, *, n: int = 1, service: str = "stressbot-test", down_after: int = 500
+        self,
+        workdir: Path,
+        *,
+        n: int = 1,
+        service: str = "stressbot-test",
+        down_after: int = 500,
+        link: bool = False,
     ) -> None:
         need_binary("redis-server")
         self.workdir, self.service, self.n, self.down_after = workdir, service, n, down_after
         (workdir / "master").mkdir()
         (workdir / "replica").mkdir()
         self.master = OwnRedis(workdir / "master")
-        self.replica = OwnRedis(
-            workdir / "replica", extra=["--replicaof", "127.0.0.1", str(self.master.port)]
-        )
+        #: with `link`, the replica replicates through a relay the test can hold and cut
+        self.link = ReplicationLink(self.master.port) if link else None
+        self.replica = OwnRedis(workdir / "replica")
         self.sentinel_ports = [free_port() for _ in range(n)]
         self.sentinels: list[asyncio.subprocess.Process] = []
+
+    @property
+    def master_port(self) -> int:
+        """The port the master is known by (its relay's, with `link`)."""
+        return self.link.port if self.link is not None else self.master.port
 
     @property
     def url(self) -> str:
@@ -142,7 +220,7 @@ class OwnSentinel:
         conf = d / "sentinel.conf"  # Sentinel rewrites its config file: one each, writable
         conf.write_text(
             f"port {port}\nbind 127.0.0.1\ndir {d}\n"
-            f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} {self.n // 2 + 1}\n"
+            f"sentinel monitor {self.service} 127.0.0.1 {self.master_port} {self.n // 2 + 1}\n"
             f"sentinel down-after-milliseconds {self.service} {self.down_after}\n"
             f"sentinel failover-timeout {self.service} 3000\n"
             f"sentinel parallel-syncs {self.service} 1\n"
@@ -151,6 +229,9 @@ class OwnSentinel:
 
     async def start(self) -> None:
         await self.master.start()
+        if self.link is not None:
+            await self.link.start()
+        self.replica.extra += ["--replicaof", "127.0.0.1", str(self.master_port)]
         await self.replica.start()
         for i, port in enumerate(self.sentinel_ports):
             conf = self._sentinel_conf(i, port)
@@ -211,6 +292,8 @@ class OwnSentinel:
                 p.kill()
                 await p.wait()
         self.sentinels.clear()
+        if self.link is not None:
+            await self.link.cut()
         await self.replica.kill()
         await self.master.kill()
 

@@ -194,6 +194,68 @@ async def test_acknowledged_commits_through_a_failover(tmp_path: Path, wait: int
         assert durable and lost == [], lost
 
 
+@pytest.mark.parametrize("wait", [0, 1], ids=["no-wait", "wait-1"])
+async def test_commits_the_replica_never_got_are_lost_on_failover(
+    tmp_path: Path, wait: int
+) -> None:
+    """The replication link stalls (the replica gets nothing more), K commits are
+    acknowledged by the master, the master dies and the stale replica is promoted: those K
+    are gone, checkpoint and alerts together (the engine resumes from the older checkpoint
+    and raises their alerts again from the ticks, if the ticks survived). Without WAIT the
+    engine never knows; with ``wait_replicas = 1`` each of them reported 0 replicas (logged)
+    and cost `wait_timeout`, and no commit that WAIT confirmed is lost."""
+    k = 5
+    async with OwnSentinel(tmp_path, link=True) as sentinel:
+        assert sentinel.link is not None
+        conn = await connect(sentinel.url)
+        try:
+            store = Store(conn.redis, prefix=PREFIX)
+            store.wait_replicas, store.wait_timeout = wait, 0.2
+            fence, _ = await store.acquire_engine_lease("test/1/a", 600.0)
+            assert fence is not None
+
+            async def commit(i: int) -> bool:
+                a = Alert(
+                    id=f"a@{i}",
+                    ts=float(i),
+                    rule="a",
+                    pattern="custom",
+                    severity="info",
+                    summary="s",
+                )
+                await store.commit(Checkpoint(f"{i}-0", "f", float(i), b"{}"), [a], fence=fence)
+                return not wait or (store.last_wait or 0) >= wait
+
+            assert await commit(1)  # before the stall: replicated (WAIT says so)
+            if not wait:
+                await sentinel.wait_synced()
+                await asyncio.sleep(0.5)
+            sentinel.link.hold()
+            confirmed = [await commit(i) for i in range(2, 2 + k)]
+            await sentinel.master.kill()
+            await sentinel.link.cut()
+            await sentinel.fail_over()
+            ids: list[str] = []
+
+            async def read() -> bool:
+                ids[:] = [a.id for _, a in await store.alerts()]
+                return True
+
+            await wait_until(tolerant(read), within=30, what="the promoted master")
+            cp = await store.load_checkpoint()
+        finally:
+            await conn.close()
+    assert ids == ["a@1"] and cp is not None and cp.position == "1-0"  # k commits lost
+    if wait:
+        assert confirmed == [False] * k  # each was reported unconfirmed
+    else:
+        assert confirmed == [True] * k  # the engine took each as done
+    print(
+        f"stalled replica, wait_replicas={wait}: {k} acknowledged commits lost, "
+        f"{confirmed.count(False)} of them reported by WAIT"
+    )
+
+
 async def _at_least(xs: list[str], n: int) -> bool:
     return len(xs) >= n
 

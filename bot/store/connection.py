@@ -34,10 +34,16 @@ What redis-py (the installed 8.1) does with these, checked in its source and iss
   ``transaction=True`` on a cluster pipeline (samuelcolvin/arq#385).
 * **Replication is asynchronous**: a write acknowledged by the master may not have reached a
   replica when the master dies, and a failover then loses it (Redis docs, "Replication":
-  "Redis uses by default asynchronous replication"). With ``wait_replicas`` > 0 the engine's
-  commit (checkpoint + outbox) is followed by ``WAIT n timeout`` (:meth:`Store.commit`), which
-  makes that window as small as the replication link allows; the trade-off and what a
-  failover does without it are in the README ("Redis Sentinel and Cluster").
+  Redis uses asynchronous replication by default; ``WAIT`` "does not make Redis a strongly
+  consistent store": it reports how many replicas have the connection's writes, and an
+  unconfirmed write is neither rolled back nor refused). With ``wait_replicas`` > 0 the
+  engine's commit (checkpoint + outbox, one script) is followed by ``WAIT n timeout`` on
+  the same connection (:meth:`Store.commit`): a commit no replica confirmed within
+  ``wait_timeout`` is logged as one a failover could lose, at the price of up to
+  ``wait_timeout`` per commit while replicas lag. To refuse such writes instead, the server
+  side has ``min-replicas-to-write``/``min-replicas-max-lag``. What a failover does to the
+  engine and the notifiers either way is measured in tests/test_redis_sentinel.py and stated
+  in the README ("Redis Sentinel and Cluster").
 """
 
 from __future__ import annotations
