@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from redis.exceptions import RedisError
 
-from bot.core.errors import ConfigError
+from bot.core.errors import ConfigError, StoreUnavailable
 from bot.core.models import Alert, AlertKind
 from bot.store.connection import (
     RedisConfig,
@@ -47,7 +47,7 @@ from tests.fake_feeds import (
 )
 from tests.fake_telegram import FakeTelegram
 from tests.notify_fixtures import TOKEN_ENV
-from tests.redis_server import OwnSentinel
+from tests.redis_server import OwnSentinel, free_port
 from tests.test_connector_live_run import to_toml
 from tests.test_live_redis_restart import stop_bot, tolerant
 
@@ -122,6 +122,19 @@ def test_config_keys_and_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
         RedisConfig(sentinels=["h:26379"])
     with pytest.raises(ValueError, match="not both"):
         RedisConfig(url="redis://h:1/0", sentinels=["h:26379"], service="m")
+
+
+@pytest.mark.parametrize("scheme", ["redis+sentinel", "redis+cluster"])
+async def test_nothing_there_is_a_clear_error_without_the_password(scheme: str) -> None:
+    url = f"{scheme}://u:s3cret@127.0.0.1:{free_port()}" + ("/m/0" if "sentinel" in scheme else "")
+    with pytest.raises(StoreUnavailable) as e:
+        await connect(url)
+    text = str(e.value)
+    assert "s3cret" not in text and "u:***@" in text and "cannot reach Redis" in text
+    if "sentinel" in scheme:  # which comes first depends on redis-py's connect retries
+        assert "no Sentinel there named a master for 'm'" in text or "no answer within" in text
+    else:
+        assert "Redis Cluster cannot be connected" in text
 
 
 # ---- a failover under the engine's commits ------------------------------------------------

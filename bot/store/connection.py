@@ -59,7 +59,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, model_validator
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.sentinel import MasterNotFoundError
+from redis.exceptions import RedisClusterException, RedisError
 
 from bot.core.config_types import Strict
 from bot.core.errors import ConfigError, StoreUnavailable
@@ -271,16 +272,21 @@ async def connect(
     try:
         await asyncio.wait_for(client.ping(), connect_timeout * 2)
         return Connection(client, False, close)
-    except (RedisError, OSError, TimeoutError) as e:
+    except (RedisError, RedisClusterException, OSError, TimeoutError) as e:
         await close()
         where = f"{t.kind} {_redact(t.url)}" if t.kind != "server" else _redact(t.url)
+        why = str(e).rstrip(".") or type(e).__name__
+        if isinstance(e, TimeoutError) and not str(e):
+            why = f"no answer within {connect_timeout * 2:.0f} s"
+        if isinstance(e, MasterNotFoundError):  # it has no text of its own
+            why = f"no Sentinel there named a master for {t.service!r}"
         if not allow_embedded:
             raise StoreUnavailable(
-                f"cannot reach Redis at {where}: {e}. Start one (redis-server) or set REDIS_URL."
+                f"cannot reach Redis at {where}: {why}. Start one (redis-server) or set REDIS_URL."
             ) from e
         import fakeredis  # local: only needed on this path
 
-        log.warning("no Redis at %s (%s): using the embedded in-process store", where, e)
+        log.warning("no Redis at %s (%s): using the embedded in-process store", where, why)
         fake = fakeredis.FakeAsyncRedis()
         return Connection(fake, True, fake.aclose)
 
