@@ -11,7 +11,7 @@ import pytest
 from bot.core.models import Alert, AlertKind
 from bot.engine.engine import Engine
 from bot.engine.lifecycle import CHART_POINTS, ESCALATE_EVERY, downsample
-from bot.engine.rulefile import RuleSet, load_rules
+from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
 
 M = 60.0
 H = 3600.0
@@ -283,3 +283,37 @@ def test_an_alert_carries_at_most_a_phone_charts_worth_of_points_with_the_trigge
     assert chart[-1] == (10_000.0, 40.0)  # the point that fired it
     assert 70.0 in [v for _, v in chart]  # inside a 5-minute bar by now
     assert max(v for _, v in chart) == 92.0
+
+
+# ---- the shipped rules ---------------------------------------------------------------------
+
+
+def test_the_policy_rule_tests_of_the_shipped_rules_pass() -> None:
+    from bot.runtime.config import Config
+    from bot.runtime.ruletest import load_tests, run_test
+
+    config = Config()
+    rules = load_rules(default_rules_dir(), config.sessions)
+    path = Path(__file__).resolve().parent.parent / "rules" / "tests" / "policy.toml"
+    results = [run_test(t, path, rules, config) for t in load_tests(path)]
+    assert len(results) == 3
+    assert [r.problems for r in results] == [[], [], []]
+    assert all(r.passed for r in results)
+
+
+def test_only_the_dash_for_cash_is_ever_critical_and_it_holds_back_the_lesser_alerts() -> None:
+    rules = load_rules(default_rules_dir(), ["asia", "europe", "us"])
+    for r in rules.rules:
+        steps = [s.severity for s in r.escalate.steps] if r.escalate else []
+        critical = "critical" in [r.severity, *steps]
+        assert critical == (r.pattern == "liquidity_crisis"), r.id
+    [inh] = rules.inhibits
+    assert inh.source.matches("liquidity_crisis", "liquidity_crisis", "critical")
+    for rid, pattern in [
+        ("crypto_crash", "crypto_crash"),
+        ("rates_shock", "rates_shock"),
+        ("rates_flight", "rates_shock"),
+        ("feed:kraken", "feed_health"),
+    ]:
+        assert inh.target.matches(rid, pattern, "warning")
+    assert not inh.target.matches("funding_stress", "funding_stress", "warning")

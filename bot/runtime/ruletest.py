@@ -16,7 +16,8 @@ and check what must fire, and when, and what must stay silent.
     '''
 
 `fires`: at least one firing alert of the rule with its time in [from, to] (whole UTC days
-when only dates are given), and none of that rule outside it. `silent`: no firing alert of
+when only dates are given), and none of that rule outside it; with `kind = "escalated"`
+(or "reminder", "resolved") the same for messages of that kind instead. `silent`: no firing alert of
 the rule at all. Tests run in memory (no Redis) on the same engine as live and replay.
 """
 
@@ -51,6 +52,7 @@ class Fires(_Strict):
     rule: str
     from_: str = Field(alias="from")
     to: str
+    kind: AlertKind = AlertKind.FIRING
 
 
 class RuleTestSpec(_Strict):
@@ -149,17 +151,20 @@ def run_test(spec: RuleTestSpec, path: Path, rules: RuleSet, config: Config) -> 
         )
     for f in spec.fires:
         lo, hi = _instant(f.from_, False), _instant(f.to, True)
-        mine = [a for a in firing if a.rule == f.rule]
+        mine = [a for a in alerts if a.rule == f.rule and a.kind is f.kind]
         inside = [a for a in mine if lo <= a.ts <= hi]
         outside = [iso_utc(a.ts) for a in mine if not lo <= a.ts <= hi]
         if not inside:
             seen = ", ".join(iso_utc(a.ts) for a in mine) or "never"
+            what, did = ("fire", "fired") if f.kind is AlertKind.FIRING else ("send", "sent")
+            kind = "" if f.kind is AlertKind.FIRING else f" '{f.kind.value}'"
             res.problems.append(
-                f"'{f.rule}' should fire between {f.from_} and {f.to}; it fired: {seen}"
+                f"'{f.rule}' should {what}{kind} between {f.from_} and {f.to}; it {did}: {seen}"
             )
         elif outside:
+            what = "fired" if f.kind is AlertKind.FIRING else f"sent '{f.kind.value}'"
             res.problems.append(
-                f"'{f.rule}' also fired outside {f.from_}..{f.to}: {', '.join(outside)}"
+                f"'{f.rule}' also {what} outside {f.from_}..{f.to}: {', '.join(outside)}"
             )
     for rid in spec.silent:
         fired = [iso_utc(a.ts) for a in firing if a.rule == rid]
