@@ -15,16 +15,18 @@ from pathlib import Path
 import pytest
 
 from bot.core.models import Alert, AlertKind
+from bot.notify import deliver_pending
 from bot.notify.base import accepts
 from bot.notify.config import TelegramChat
 from bot.notify.format import alert_lines
 from bot.notify.heartbeat import heartbeat_alert, stale
+from bot.notify.ledger import Ledger, Mark
 from bot.runtime.metrics import render
 from bot.runtime.snapshot import read_snapshot
 from bot.store.redis_store import Store
 from tests.conftest import REDIS_URL, ROOT
 from tests.fake_telegram import FakeTelegram
-from tests.notify_fixtures import TOKEN_ENV, telegram_fixture
+from tests.notify_fixtures import TOKEN_ENV, alert, notify_config, telegram_fixture
 
 tg = telegram_fixture()
 WANTS, DOESNT = -1001, -1002
@@ -43,6 +45,38 @@ def test_a_kind_this_version_does_not_know_is_named_in_the_title() -> None:
     a = Alert("x", 0.0, "btc_crash", "crypto_crash", "critical", "worse", kind=AlertKind.FIRING)
     object.__setattr__(a, "kind", "escalated")  # what a newer engine may write
     assert alert_lines(a, "UTC")[0].plain == "🔴 CRITICAL · ESCALATED · btc_crash"
+
+
+async def test_no_silence_holds_the_heartbeat_back_and_a_stale_one_is_not_sent(
+    store: Store, tg: FakeTelegram
+) -> None:
+    ledger = Ledger(store)
+    await ledger.mute("*", time.time() + 3600)  # /mute all
+    now = time.time()
+    await store.publish_alert(heartbeat_alert(now, 60.0))
+    await store.publish_alert(heartbeat_alert(now - 600, 60.0))  # ten intervals old
+    await store.publish_alert(alert(1))
+    old = heartbeat_alert(now - 900, 60.0)  # parked while the chat was down, long ago
+    await ledger.park(
+        "desk",
+        old,
+        entry_id=None,
+        entry="1-0",
+        reason="outage",
+        error="down",
+        tries=1,
+        mark=Mark("partial", 0, []),
+        now=now - 900,
+    )
+    cfg = notify_config(store, tg, chats=[{"name": "desk", "chat_id": WANTS, "heartbeat": True}])
+    report = await deliver_pending(cfg, store)
+    sent = tg.to_chat(WANTS)
+    assert len(sent) == 1 and "HEARTBEAT" in sent[0].visible  # the fresh one only
+    assert report.destinations["desk"].muted == 1  # the rule alert was silenced
+    assert report.destinations["desk"].stale == 1
+    assert await ledger.parked("desk") == []
+    dropped = await ledger.mark("desk", old.id)
+    assert dropped is not None and dropped.status == "dropped"
 
 
 def _metric(text: str, name: str) -> float | None:

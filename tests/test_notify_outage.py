@@ -172,7 +172,9 @@ async def test_defect3_a_destination_that_refuses_is_parked_not_retried_and_prob
     tg.script += [TCanned(403, forbidden)] * 2
     await store.publish_alert(alert(1))
     await store.publish_alert(alert(2))
-    cfg = notify_config(store, tg)
+    # the first probe waits min(backoff_max, probe_interval): 30 s here, so no probe falls
+    # inside the first drain however slow the machine (with the fixture's 0.05 s one did)
+    cfg = notify_config(store, tg, delivery={"backoff_max": 30})
     report = await deliver_pending(cfg, store)
     assert tg.send_requests == 2 and report.destinations["desk"].parked == 2
     parked = await Ledger(store).parked("desk")

@@ -179,7 +179,7 @@ async def test_a_silence_set_from_the_cli_holds_back_telegram_and_shows_in_statu
     assert "Silenced" in status.visible
     assert "rule=btc_crash until" in status.visible and "by bob" in status.visible
     assert sid in listed.visible and "exchange maintenance" in listed.visible
-    assert "1 held back" in listed.visible
+    assert "1 message(s) held back" in listed.visible
     assert re.search(r"btc_crash.*🔇", rules.visible) and not re.search(r"sofr.*🔇", rules.visible)
     code, out = await _cli("silence", "list", "--suppressed", "--json", "--config", str(cfg_file))
     assert code == 0, out

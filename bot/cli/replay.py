@@ -279,9 +279,10 @@ async def run_replay_command(
         dests = [c.name for c in config.notify.telegram.chats]
         dests += [w.name for w in config.notify.discord.webhooks]
         if dests and not deliver:
+            how = "add --deliver" if namespace == "replay" else "use stressbot replay --deliver"
             print(
                 f"  delivery          none: the config has {len(dests)} destination(s) "
-                f"({', '.join(dests)}); add --deliver to send these alerts to them"
+                f"({', '.join(dests)}); {how} to send these alerts to them"
             )
         elif dests:
             from bot.notify import deliver_pending

@@ -47,6 +47,8 @@ def is_heartbeat(alert: Alert) -> bool:
 
 
 def stale(alert: Alert, now: float) -> bool:
-    """Whether a heartbeat is too old to be worth sending."""
+    """Whether `alert` is a heartbeat too old to be worth sending."""
+    if not is_heartbeat(alert):
+        return False
     interval = alert.values.get("interval_s") or 60.0
     return now - alert.ts > FRESH_FOR * max(float(interval), 1.0)

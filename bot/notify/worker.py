@@ -314,8 +314,7 @@ class Worker:
             self.in_hand = None
 
     async def _silence(self, alert: Alert) -> Silence | None:
-        """The silence that holds `alert` back here (logged and counted), or None. No silence
-        holds back the heartbeat."""
+        """The silence holding `alert` back here (logged, counted), or None; never a heartbeat."""
         if is_heartbeat(alert):
             return None
         silence = silencing(await self.ledger.silences.active(), alert, time.time())
@@ -333,8 +332,7 @@ class Worker:
         return silence
 
     def _stale(self, alert: Alert, stale: float) -> bool:
-        old = stale > 0 and time.time() - alert.ts > stale
-        if old or (is_heartbeat(alert) and stale_heartbeat(alert, time.time())):
+        if (stale > 0 and time.time() - alert.ts > stale) or stale_heartbeat(alert, time.time()):
             log.info(
                 "%s: alert %s is older than %.0fs, acknowledged without sending",
                 self.name,
@@ -553,6 +551,9 @@ class Worker:
         probe = self.parked_auto > 0 and not self.recovered and probe_due
         for rec in records:
             if not (rec.retry or (rec.reason in AUTO_REDELIVER and (self.recovered or probe))):
+                continue
+            if rec.alert is not None and stale_heartbeat(rec.alert, time.time()):
+                await self.ledger.drop(self.name, [rec.alert_id], why="dropped: stale heartbeat")
                 continue
             if rec.alert is not None and silencing(silences, rec.alert, time.time()):
                 continue

@@ -95,10 +95,8 @@ STORAGE_DOWN = (
     "Storage unavailable: the bot cannot reach its Redis right now, so it cannot answer that. "
     "Alerts are kept and go out once it is back; try again in a minute."
 )
-#: What a command waits for the store before it answers STORAGE_DOWN (seconds).
-STORE_WAIT = 15.0
-#: What a Redis outage raises: redis-py wraps socket errors; a wait past STORE_WAIT, TimeoutError.
-_STORE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+#: What a Redis outage raises (redis-py wraps socket errors; its socket timeouts bound the wait).
+_STORE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 _P = ParamSpec("_P")
 
 
@@ -111,8 +109,7 @@ def needs_store(fn: Callable[_P, Awaitable[Reply]]) -> Callable[_P, Awaitable[Re
     @functools.wraps(fn)
     async def run(*args: _P.args, **kwargs: _P.kwargs) -> Reply:
         try:
-            async with asyncio.timeout(STORE_WAIT):
-                return await fn(*args, **kwargs)
+            return await fn(*args, **kwargs)
         except _STORE_ERRORS as ex:
             log.warning("command: storage unavailable (%s: %s)", type(ex).__name__, ex)
             raise CommandError(STORAGE_DOWN) from None
@@ -569,7 +566,7 @@ def _silence_line(s: Silence) -> str:
     """One silence as /status and /silences show it (HTML, escaped)."""
     by = f" by {e(s.author)}" if s.author else ""
     note = f" · {e(shown(s.comment))}" if s.comment else ""
-    held = f" · {s.suppressed} held back" if s.suppressed else ""
+    held = f" · {s.suppressed} message(s) held back" if s.suppressed else ""
     return f"{e(s.describe())} until {e(_ts_text(s.ends))}{by}{note}{held}"
 
 
