@@ -141,8 +141,12 @@ async def test_exchange_down_at_start_then_up(store: Store, okx_rec: Recording) 
     fake = FakeOkx(templates, Script(Behaviour(loop=True, interval=0.005)), restamp=True)
     sup = FeedSupervisor(feeds_config({"okx": okx_source(fake)}), watched)
     async with running(sup):
-        await wait_until(lambda: sup.feeds["okx"].health.errors >= 2, what="failed attempts")
-        assert watched.states["okx"][-1] == "down"
+        # the error count and the state change are two steps: wait for both (a loaded machine
+        # can be between them when the count is read)
+        await wait_until(
+            lambda: sup.feeds["okx"].health.errors >= 2 and watched.states["okx"][-1] == "down",
+            what="failed attempts, reported down",
+        )
         detail = sup.statuses()["okx"]["detail"]
         async with fake:
             await wait_until(lambda: watched.states["okx"][-1] == "ok", what="ok")

@@ -121,9 +121,11 @@ async def test_http_429_waits_at_least_retry_after(store: Store, nyfed_cassette:
         fake.fail(429, headers={"Retry-After": "1"})
         sup = FeedSupervisor(feeds_config({"nyfed": nyfed_source(fake.url)}), store)
         async with running(sup):
-            await wait_until(lambda: len(fake.requests) >= 2, what="retry")
-            status = sup.statuses()["nyfed"]
-    assert status["state"] == "ok"
+            # the second request arrives before its answer is applied: wait for the state too
+            await wait_until(
+                lambda: len(fake.requests) >= 2 and sup.statuses()["nyfed"]["state"] == "ok",
+                what="the retry, answered",
+            )
     assert fake.request_times[1] - fake.request_times[0] >= 1.0  # not the 0.05s backoff
     assert sup.feeds["nyfed"].health.errors == 1
 
