@@ -310,14 +310,15 @@ class OwnSentinel:
 
 
 class OwnCluster:
-    """A Redis Cluster of `n` masters and no replicas (``redis-cli --cluster create ...
-    --cluster-replicas 0``), each node in its own dir under `workdir`."""
+    """A Redis Cluster of `n` masters with `replicas` replicas each (``redis-cli --cluster
+    create ... --cluster-replicas R``), each node in its own dir under `workdir`."""
 
-    def __init__(self, workdir: Path, n: int = 3) -> None:
+    def __init__(self, workdir: Path, n: int = 3, replicas: int = 0) -> None:
         need_binary("redis-server")
         need_binary("redis-cli")
+        self.replicas = replicas
         self.nodes = []
-        for i in range(n):
+        for i in range(n * (1 + replicas)):
             d = workdir / f"node{i}"
             d.mkdir()
             extra = ["--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf")]
@@ -338,7 +339,7 @@ class OwnCluster:
             "create",
             *(f"127.0.0.1:{n.port}" for n in self.nodes),
             "--cluster-replicas",
-            "0",
+            str(self.replicas),
             "--cluster-yes",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -356,6 +357,32 @@ class OwnCluster:
             return True
 
         await _poll("cluster_state:ok on every node", ok, 30.0)
+        if self.replicas:
+            await _poll("every replica in sync", self._replicas_synced, 30.0)
+
+    async def _replicas_synced(self) -> bool:
+        synced = 0
+        for node in self.nodes:
+            async with Redis(port=node.port, socket_connect_timeout=1.0) as r:
+                info: Any = await r.info("replication")
+                synced += info.get("master_link_status") == "up"
+        return synced == len(self.nodes) // (1 + self.replicas) * self.replicas
+
+    async def owner_of(self, key: str) -> OwnRedis:
+        """The master node serving `key`'s slot now."""
+        from redis.crc import key_slot
+
+        slot = key_slot(key.encode())
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            async with Redis(port=node.port, socket_connect_timeout=1.0) as r:
+                shards: Any = await r.execute_command("CLUSTER", "SLOTS")
+                for start, end, master, *_ in shards:
+                    if start <= slot <= end:
+                        port = int(master[1])
+                        return next(n for n in self.nodes if n.port == port)
+        raise LookupError(key)
 
     async def stop(self) -> None:
         for node in self.nodes:
