@@ -47,7 +47,18 @@ async def test_commands_say_storage_unavailable_while_redis_is_down_and_recover(
         try:
             up = await ask(tg, "/silences")
             await server.kill()
-            down = {cmd: await ask(tg, cmd) for cmd in ("/status", "/silences", "/mute all 1h")}
+            down = {
+                cmd: await ask(tg, cmd)
+                for cmd in (
+                    "/status",
+                    "/silences",
+                    "/mute all 1h",
+                    "/rules",
+                    "/sessions",
+                    "/like",
+                    "/history",
+                )
+            }
             await server.start()
             back = await ask(tg, "/status")
             muted = await ask(tg, "/silence all 1h maintenance")

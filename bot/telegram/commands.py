@@ -476,6 +476,7 @@ class Commands:
 
     # ---- /sessions ---------------------------------------------------------------------------
 
+    @needs_store
     async def sessions(self, args: list[str]) -> Reply:
         """The session dollar chart over the last DAYS days of the dollar index in the store."""
         from bot.engine.sessions import DAY, sessions_from_config
