@@ -66,3 +66,6 @@ async def test_score_and_similarity_are_identical_in_live_and_replay(store: Stor
     # /like shows what the engine published
     reply = await Commands(config, store).like()
     assert format_like(want).splitlines()[0] in reply.html
+    status = await Commands(config, store).status()
+    assert f"Stress {want['score']:.0f}/100" in status.html
+    assert f"looks {want['like'][0]['similarity']:.2f} like" in status.html
