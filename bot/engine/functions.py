@@ -29,6 +29,7 @@ lows). It reads every point of the window, so put cheaper clauses before it in a
 from __future__ import annotations
 
 import math
+import sys
 from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
@@ -73,15 +74,24 @@ def _squares(s: Series, end: float, window: float, step: float, n: int) -> list[
 
 
 def _rms(squares: list[float | None], n: int) -> float | None:
-    total = 0.0
-    known = 0
-    for sq in squares:  # summed newest first, in one order whatever computed them
-        if sq is not None:
+    # summed newest first, in one order whatever computed them; `filter` drops the unknown
+    # ones and the zeros, and adding a zero to a sum of squares changes nothing
+    known = len(squares) - squares.count(None)
+    if _PLAIN_SUM:
+        total = sum(filter(None, squares), 0.0)
+    else:
+        total = 0.0
+        for sq in filter(None, squares):
             total += sq
-            known += 1
     if known < max(MIN_REFERENCE, n // 4) or total <= 0.0:
         return None
     return math.sqrt(total / known)
+
+
+#: Before 3.12 `sum()` of floats adds left to right in doubles, exactly the loop above; 3.12
+#: made it Neumaier-compensated (https://github.com/python/cpython/issues/100425), which rounds
+#: differently, so there the loop is kept and a result never depends on the Python version.
+_PLAIN_SUM = sys.version_info < (3, 12)
 
 
 def regime_vol(s: Series, anchor: float, window: float, step: float, n: int) -> float | None:
@@ -123,6 +133,8 @@ class _Regime:
             s.edits == self.edits and (len(s.ts) == self.n or s.ts[self.n] > self.anchor - window)
         ):
             settled = self._bounds(s, self.oldest, self.anchor - window) == self.bounds
+            if settled:  # what it read stands: watch the appends from here
+                self.edits, self.n = s.edits, len(s.ts)
         if anchor == self.anchor and settled:
             return self.vol
         k = n  # the changes to compute, newest first
@@ -132,9 +144,12 @@ class _Regime:
         squares = _squares(s, end, window, step, k)
         if k < n:
             squares += self.squares[: n - k]
-        oldest = end
-        for _ in range(n - 1):  # as `_squares` steps back
-            oldest -= step
+        if end.is_integer() and step.is_integer() and abs(end) + n * step < 2.0**52:
+            oldest = end - (n - 1) * step  # whole seconds: exactly what the loop gives
+        else:
+            oldest = end
+            for _ in range(n - 1):  # as `_squares` steps back
+                oldest -= step
         self.anchor, self.oldest, self.squares = anchor, oldest - window, squares
         self.bounds = self._bounds(s, self.oldest, end)
         self.rewrites, self.gaps, self.vol = s.rewrites, list(s.gaps), _rms(squares, n)
@@ -168,7 +183,17 @@ def regime_fn(
         r = s.memo.get(key)
         if r is None:
             r = s.memo[key] = _Regime()
-        v = r.at(s, now // step * step, window, step, n, shift)
+        anchor = now // step * step
+        if (  # `_Regime.at`'s first answer, without the call: same anchor, only appends since
+            anchor == r.anchor
+            and s.edits == r.edits
+            and s.rewrites == r.rewrites
+            and (len(s.ts) == r.n or s.ts[r.n] > anchor - window)
+            and s.gaps == r.gaps
+        ):
+            v = r.vol
+        else:
+            v = r.at(s, anchor, window, step, n, shift)
         return fallback if v is None else v
 
     def next_anchor(now: float) -> float:
@@ -176,13 +201,15 @@ def regime_fn(
         return (now // step + 1.0) * step if step.is_integer() else now
 
     if normalise:
+        price = SYMBOLS[sym] is Kind.PRICE
 
         def sigma(s: Series, now: float) -> tuple[Value, float, float]:
-            h_now, h_start = _horizons(s, now, window)
+            x, h_start = _at(s, now - window)
+            y, h_now = _at(s, now)
             h_now = min(h_now, next_anchor(now))
-            ch = _change(s, now - window, now)
-            if ch is None:
+            if x is None or y is None:
                 return None, h_now, h_start
+            ch = (y / x - 1.0) if price else (y - x)  # as `_change`
             v = vol_of(s, now)
             return (None if v is None else ch / v), h_now, h_start
 
@@ -222,6 +249,23 @@ def _until(tss: list[float], gaps: list[tuple[float, float]], i: int, t: float) 
         if t <= g0 < h:
             h = g0
     return h
+
+
+def _at(s: Series, t: float) -> tuple[float | None, float]:
+    """`s.value_at(t)`, and the time before which it holds (`_until`)."""
+    tss = s.ts
+    i = bisect_right(tss, t) - 1
+    h = tss[i + 1] if i + 1 < len(tss) else math.inf
+    gaps = s.gaps
+    if gaps:
+        for g0, _ in gaps:
+            if t <= g0 < h:
+                h = g0
+        if i < 0 or not s.known_through(tss[i], t):
+            return None, h
+    elif i < 0:
+        return None, h
+    return s.values[i], h
 
 
 def _horizons(s: Series, now: float, window: float) -> tuple[float, float]:
@@ -274,6 +318,26 @@ def _windowed(sym: str, spec: tuple[Any, ...], window: float) -> Fn:
     return _cached(sym, spec, window, compute)
 
 
+def _extreme_fn(sym: str, name: str, w: float) -> Fn:
+    """high() or low(): `Series.high`/`low` with the window's bisects shared with the
+    validity bounds."""
+    high = name == "high"
+    pick = max if high else min
+
+    def extreme(s: Series, now: float) -> tuple[Value, float, float]:
+        tss, gaps = s.ts, s.gaps
+        a = now - w
+        i = bisect_right(tss, a) - 1
+        j = bisect_right(tss, now)
+        r = i  # as `Series._window`: the value at the window's start, when known there
+        if i >= 0 and gaps and not s.known_through(tss[i], a):
+            r = -1
+        v = s.extreme_in(r, i + 1, j, s.b_high if high else s.b_low, pick)
+        return v, _until(tss, gaps, j - 1, now), _until(tss, gaps, i, a)
+
+    return _cached(sym, (name, sym, w), w, extreme)
+
+
 def max_drop_fn(sym: str, window: float) -> Fn:
     def max_drop(s: Series, now: float) -> tuple[Value, float, float]:
         return _max_drop(s, now, window), *_horizons(s, now, window)
@@ -311,16 +375,24 @@ def window_fn(name: str, syms: list[str], w: float, session: str, pct: float, co
     s0 = syms[0]
     if name == "last":
         return _timeless(s0, ("last", s0), Series.last)
-    if name in ("ret", "change", "drawdown", "rally", "high", "low"):
+    if name in ("high", "low"):
+        return _extreme_fn(s0, name, w)
+    if name in ("drawdown", "rally"):
         return _windowed(s0, (name, s0, w), w)
-    if name == "bp":
+    if name in ("ret", "change", "bp"):
         scale = 1.0 if SYMBOLS[s0] is Kind.SPREAD_BP else 100.0
+        how = name
 
-        def bp(s: Series, now: float) -> tuple[Value, float, float]:
-            v = s.change(now, w)
-            return (None if v is None else v * scale), *_horizons(s, now, w)
+        def move(s: Series, now: float) -> tuple[Value, float, float]:
+            a, h_start = _at(s, now - w)
+            b, h_now = _at(s, now)
+            if a is None or b is None:
+                return None, h_now, h_start
+            if how == "ret":  # as `Series.ret`, `Series.change`
+                return (b / a - 1.0) * 100.0, h_now, h_start
+            return ((b - a) * scale if how == "bp" else b - a), h_now, h_start
 
-        return _cached(s0, ("bp", s0, w), w, bp)
+        return _cached(s0, (name, s0, w), w, move)
     if name == "mean":  # time-weighted: changes with every instant
         return lambda c: c.series[s0].mean(c.now, w)
     if name == "session_ret":  # cached by the session tables

@@ -321,6 +321,12 @@ class Series:
         self, now: float, window: float, bars: list[float], pick: Callable[..., float]
     ) -> float | None:
         r, k, j = self._window(now, window)
+        return self.extreme_in(r, k, j, bars, pick)
+
+    def extreme_in(
+        self, r: int, k: int, j: int, bars: list[float], pick: Callable[..., float]
+    ) -> float | None:
+        """`_extreme` over the points a `_window` gave."""
         nb = self.nb
         found = [self.values[r]] if r >= 0 else []
         if k < min(j, nb):
