@@ -320,9 +320,10 @@ def _windowed(sym: str, spec: tuple[Any, ...], window: float) -> Fn:
 
 def _extreme_fn(sym: str, name: str, w: float) -> Fn:
     """high() or low(): `Series.high`/`low` with the window's bisects shared with the
-    validity bounds."""
+    validity bounds; the other of the two over the same window is memoised alongside (rules
+    read a day's range as high and low together)."""
     high = name == "high"
-    pick = max if high else min
+    other = _key(("low" if high else "high", sym, w))
 
     def extreme(s: Series, now: float) -> tuple[Value, float, float]:
         tss, gaps = s.ts, s.gaps
@@ -332,8 +333,11 @@ def _extreme_fn(sym: str, name: str, w: float) -> Fn:
         r = i  # as `Series._window`: the value at the window's start, when known there
         if i >= 0 and gaps and not s.known_through(tss[i], a):
             r = -1
-        v = s.extreme_in(r, i + 1, j, s.b_high if high else s.b_low, pick)
-        return v, _until(tss, gaps, j - 1, now), _until(tss, gaps, i, a)
+        hi = s.extreme_in(r, i + 1, j, s.b_high, max)
+        lo = s.extreme_in(r, i + 1, j, s.b_low, min)
+        h_now, h_start = _until(tss, gaps, j - 1, now), _until(tss, gaps, i, a)
+        s.memo[other] = (s.edits, len(tss), len(gaps), now, h_now, h_start, lo if high else hi)
+        return (hi if high else lo), h_now, h_start
 
     return _cached(sym, (name, sym, w), w, extreme)
 
