@@ -14,9 +14,11 @@ While firing:
     than the message last sent; when it is (at its start or later) it is escalated.
   - **Reminder** (`repeat_interval`): an announced alert whose condition holds is re-sent
     every interval, marked as a reminder (Alertmanager's ``repeat_interval``).
-  - **Hysteresis** (`keep_firing_for`, Prometheus's): the condition false for less than this
-    keeps the alert firing, so a value flickering around its threshold sends no resolve/fire
-    pairs.
+  - **Hysteresis** (`keep_firing_for`, Prometheus's: prometheus.io/docs/prometheus/latest/
+    configuration/alerting_rules/ keeps an alert firing "for the specified duration after the
+    firing condition was last met", against flapping and false resolutions): the condition
+    false for less than this keeps the alert firing, so a value flickering around its
+    threshold sends no resolve/fire pairs.
   - **No news is no resolution**: a firing alert is not resolved at an evaluation when none of
     its rule's inputs (derived series' legs included) got a new, late or corrected point since
     the condition was last true. Then nothing was observed that says the stress is over: the

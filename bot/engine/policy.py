@@ -22,10 +22,11 @@ must match, any value of a list may:
     target = { pattern = ["crypto_crash", "rates_shock", "feed_health"] }
     why = "the dash for cash explains them"
 
-Alertmanager's semantics, checked in its documentation (prometheus.io/docs/alerting/latest/
-configuration/#inhibit_rule): "An inhibition rule mutes an alert (target) matching a set of
-matchers when an alert (source) exists that matches another set of matchers"; an alert never
-inhibits itself here either.
+Alertmanager's semantics (its `inhibit` package, pkg.go.dev/github.com/prometheus/
+alertmanager/inhibit: an InhibitRule says that a class of source alerts inhibits
+notifications for a class of target alerts, for targets "logically a subset of a
+higher-level alert"), without its `equal` labels (our alerts have none to compare); an alert
+never inhibits itself.
 """
 
 from __future__ import annotations
