@@ -71,6 +71,21 @@ def test_telegram_html_is_valid_for_hostile_values_and_shows_them_verbatim() -> 
     assert "<x>&: -1,234.50" in visible
 
 
+def test_the_stress_gauge_is_one_readable_line_not_two_raw_numbers() -> None:
+    a = alert(1, values={"btc": -12.5, "stress": 78.8, "like_gfc_2008": 0.62})
+    visible = parse_html("\n".join(ln.html for ln in alert_lines(a, "UTC")))
+    assert "Stress 79/100 · looks 0.62 like gfc_2008" in visible
+    assert "btc: -12.50" in visible and "stress: " not in visible and "like_gfc" not in visible
+    embed = discord_embed(a, "UTC", with_image=False)
+    assert "Stress 79/100" in embed["description"]
+    assert [f["name"] for f in embed["fields"]] == ["btc", "Time"]
+
+
+def test_an_alert_without_the_gauge_has_no_stress_line() -> None:
+    visible = parse_html("\n".join(ln.html for ln in alert_lines(alert(1), "UTC")))
+    assert "Stress" not in visible
+
+
 def test_splitting_keeps_every_message_within_the_limit_and_loses_nothing() -> None:
     a = alert(1, summary="&<>" * 5000)  # one very long line of characters that need escaping
     lines = alert_lines(a, "Europe/London")

@@ -90,8 +90,36 @@ class Line:
     plain: str
 
 
+STRESS_KEY = "stress"  # the engine's stress gauge (bot.engine.episodes.stress_values)
+LIKE_PREFIX = "like_"  # like_<episode id>: similarity to the closest past episode
+
+
+def _gauge_key(k: str) -> bool:
+    return k == STRESS_KEY or k.startswith(LIKE_PREFIX)
+
+
 def _value_lines(alert: Alert) -> list[tuple[str, str]]:
-    return [(trim(str(k), _MAX_NAME), fmt_number(v)) for k, v in alert.values.items()]
+    return [
+        (trim(str(k), _MAX_NAME), fmt_number(v))
+        for k, v in alert.values.items()
+        if not _gauge_key(str(k))
+    ]
+
+
+def stress_text(alert: Alert) -> str | None:
+    """The gauge as a trader reads it: "Stress 79/100 · looks 0.62 like gfc_2008", from the
+    `stress` and `like_<episode>` values the engine puts in every alert (None without them)."""
+    score = alert.values.get(STRESS_KEY)
+    like = [
+        (str(k)[len(LIKE_PREFIX) :], v)
+        for k, v in alert.values.items()
+        if str(k).startswith(LIKE_PREFIX) and v is not None
+    ]
+    parts = []
+    if score is not None and math.isfinite(score):
+        parts.append(f"Stress {score:.0f}/100")
+    parts += [f"looks {v:.2f} like {trim(name, _MAX_NAME)}" for name, v in like]
+    return " · ".join(parts) or None
 
 
 def _headline(alert: Alert) -> tuple[str, str]:
@@ -119,6 +147,9 @@ def alert_lines(alert: Alert, zone: str, note: str | None = None) -> list[Line]:
     lines.append(Line(f"Pattern: <i>{e(pat)}</i>", f"Pattern: {pat}"))
     for para in alert.summary.splitlines() or [""]:
         lines.append(Line(e(para), para))
+    gauge = stress_text(alert)
+    if gauge:
+        lines.append(Line(f"📈 {e(gauge)}", f"📈 {gauge}"))
     vals = _value_lines(alert)
     if vals:
         lines.append(Line("<b>Numbers</b>", "Numbers"))
@@ -204,6 +235,9 @@ def discord_embed(
     )
     u, loc = fmt_times(alert.ts, zone)
     desc_parts = [md_escape(alert.summary)]
+    gauge = stress_text(alert)
+    if gauge:
+        desc_parts.append(md_escape(gauge))
     if alert.symbols:
         win = f" over {format_duration(alert.window)}" if alert.window > 0 else ""
         desc_parts.append(md_escape(f"Series: {', '.join(alert.symbols)}{win}"))
