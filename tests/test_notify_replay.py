@@ -20,6 +20,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.cli.common import rules_for
+from bot.core.models import AlertKind
 from bot.notify import deliver_pending
 from bot.notify.service import accepts
 from bot.runtime.replay import ReplayOptions, run_replay
@@ -83,6 +84,29 @@ async def test_replayed_alerts_reach_each_matching_destination_once_with_a_chart
         expected = collections.Counter(a.id for a in outbox if accepts(route, a))
         assert got[name] == expected, name
     assert report.complete and report.total("dead") == 0
+
+
+async def test_the_312_replay_sends_a_chat_one_message_per_episode_and_no_resolved(
+    store: Store, fakes: tuple[FakeTelegram, FakeDiscord]
+) -> None:
+    """Issue 12's figure: the March 2020 replay with default routing (a Telegram chat and a
+    Discord webhook, every severity) sent 18 messages, 9 of them "Resolved", before the rules
+    were rewritten and inhibition, keep_firing_for and resolved-off came; now a chat gets one
+    message per episode (3), a webhook each plus its resolution (6) (README, "What you get on
+    the March 2020 replay")."""
+    tg, dc = fakes
+    cfg = notify_config(store, tg, dc)  # defaults: resolved off for chats, on for webhooks
+    episode = shared_path("data", "history", "episode-312.csv")
+    await run_replay(ReplayOptions(files=[episode]), cfg, store, rules_for(cfg, None))
+    outbox = [a for _, a in await store.alerts()]
+    firing = [a for a in outbox if a.kind is not AlertKind.RESOLVED]
+    report = await deliver_pending(cfg, store)
+    assert report.complete and report.total("dead") == 0
+    chat = [s for s in tg.sent if s.method in ("sendMessage", "sendPhoto")]
+    assert len(chat) == len(firing) and not any("RESOLVED" in s.visible for s in chat)
+    assert len(dc.posted) == len(outbox) > len(firing)
+    # one message per episode: the dash for cash of 12 and 19 March is one alert, not two
+    assert [a.rule for a in firing] == ["rates_flight", "liquidity_crisis", "funding_stress"]
 
 
 async def test_stressbot_replay_delivers_to_the_configured_destinations_only_with_deliver(
