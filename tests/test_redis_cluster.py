@@ -272,3 +272,59 @@ async def _fired(store: Store) -> bool:
         return any(a.kind is AlertKind.FIRING for _, a in await store.alerts())
     except Exception:
         return False
+
+
+async def test_the_engine_waits_out_a_cluster_down(tmp_path: Path) -> None:
+    """3 masters, no replicas: one of them (not the one serving the prefix) dies, and once
+    the cluster notices (`cluster-node-timeout`) every node answers CLUSTERDOWN, for our slot
+    too. The engine waits as for an outage (on main, ClusterDownError ended the engine
+    task: "The cluster is down"); the node comes back, and the alert of the ticks written
+    after it is raised once."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "r.toml").write_text(RULE)
+    config = Config.model_validate({"engine": {"checkpoint_every": "0s", "max_lateness": "0s"}})
+    (tmp_path / "redis").mkdir()
+    async with OwnCluster(tmp_path / "redis") as cluster:
+        conn = await connect(cluster.url)
+        store = Store(conn.redis, prefix="down")
+        svc = EngineService(
+            config,
+            store,
+            load_rules(rules_dir, config.sessions),
+            clock=lambda: T0 - 10 * H,
+            lease=EngineLease(store, owner="test/1", ttl=2.0),
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(svc.run(stop))
+        try:
+            await wait_until(lambda: svc.lease.value is not None, within=30, what="the lease")
+            await store.add_ticks([Tick(T0 - 3 * H, "BTC/USD", 100.0)])
+            await wait_until(lambda: _has_checkpoint(store), within=30, what="a checkpoint")
+            owner = await cluster.owner_of(store.k_outbox)
+            other = next(n for n in cluster.nodes if n is not owner)
+            await other.kill()
+            await wait_until(lambda: _cluster_down(owner.port), within=30, what="CLUSTERDOWN")
+            await asyncio.sleep(1.0)
+            assert not task.done(), task
+            await other.start()
+            ticks = [Tick(T0 - 2 * H, "BTC/USD", 100.0), Tick(T0 - H, "BTC/USD", 90.0)]
+            ticks.append(Tick(T0, "BTC/USD", 90.0))
+            await wait_until(lambda: _add(store, ticks), within=30, what="ticks written")
+            await wait_until(lambda: _fired(store), within=60, what="the alert")
+            await asyncio.sleep(1.0)
+            firing = [a.id for _, a in await store.alerts() if a.kind is AlertKind.FIRING]
+            assert len(firing) == 1, firing
+            assert not task.done()
+            assert svc.outages + svc.leaderships_lost >= 1
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 30)
+            await conn.close()
+
+
+async def _cluster_down(port: int) -> bool:
+    async with Redis(port=port, socket_connect_timeout=1.0) as r:
+        info = await r.execute_command("CLUSTER", "INFO")
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        return "cluster_state:fail" in text

@@ -7,9 +7,10 @@ one script), renewed every ``ttl / 5`` (well inside its expiry: four renewals ma
 it lapses), released on a clean stop so a standby takes over at once. Every commit of the
 leader carries the lease value and is refused by Redis (:class:`~bot.store.redis_store.
 FencedOut`) once the lease is another's, so a leader paused past its TTL (SIGSTOP, a VM
-freeze) writes nothing after the takeover; it notices, drops its in-memory state and stands
-by. Locally the leader also stops committing once its own view of the lease (the monotonic
-time of the last successful renewal plus the TTL) has run out.
+freeze) writes nothing after the takeover: not a checkpoint, an alert, a rule state, a chart
+point (all one fenced script) nor its status record (a fenced ``SET``); it notices, drops its
+in-memory state and stands by. Locally the leader also stops committing once its own view of
+the lease (the monotonic time of the last successful renewal plus the TTL) has run out.
 
 Standbys try to take the lease every ~0.5 s (jittered) and record themselves in
 ``{prefix}:engine:standby`` (shown by `stressbot feeds`, /readyz and the

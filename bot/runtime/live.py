@@ -68,7 +68,7 @@ from bot.runtime.config import Config
 from bot.runtime.feed_alerts import FeedAlerts
 from bot.runtime.leader import EngineLease, LeaseLost
 from bot.runtime.metrics import Local, MetricsServer
-from bot.store.connection import open_store
+from bot.store.connection import CLUSTER_TRANSIENT, open_store
 from bot.store.redis_store import Checkpoint, FencedOut, Store, stream_id
 from bot.telegram.command_bot import TelegramCommandBot
 from bot.telegram.session_chart import alert_renderer
@@ -86,6 +86,7 @@ STORE_ERRORS: tuple[type[BaseException], ...] = (
     RedisTimeoutError,
     OSError,
     TimeoutError,
+    *CLUSTER_TRANSIENT,  # a Redis Cluster healing (CLUSTERDOWN, TRYAGAIN)
 )
 #: Waiting for Redis to come back: from 0.2 s up to 5 s, jittered so that instances spread out.
 STORE_BACKOFF = BackoffPolicy(initial=0.2, max=5.0, multiplier=2.0, jitter=0.5)

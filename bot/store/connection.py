@@ -60,7 +60,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, model_validator
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import MasterNotFoundError
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import ClusterDownError, RedisClusterException, RedisError, TryAgainError
 
 from bot.core.config_types import Strict
 from bot.core.errors import ConfigError, StoreUnavailable
@@ -72,6 +72,11 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SOCKET_TIMEOUT = 30.0  # seconds: one command (a blocking XREAD blocks for far less)
 
 Kind = Literal["server", "sentinel", "cluster"]
+
+#: Errors a Redis Cluster answers while it heals (a node lost and not yet replaced: CLUSTERDOWN,
+#: MASTERDOWN; a slot moving: TRYAGAIN). They are outages to wait out, like a lost connection;
+#: redis-py retries them a few times itself and then raises them.
+CLUSTER_TRANSIENT: tuple[type[BaseException], ...] = (ClusterDownError, TryAgainError)
 
 
 class RedisConfig(Strict):
