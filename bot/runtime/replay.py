@@ -111,6 +111,7 @@ async def run_replay(
 
     rejects = Rejects()  # counted afresh: the reader checks the rows it skips too
     counted_from = ticks_read
+    committed: list[Alert] = []  # what this run wrote to the outbox, in order
 
     async def commit(position: tuple[int, ...] | None, final: bool = False) -> None:
         alerts = engine.take_alerts()
@@ -125,6 +126,7 @@ async def run_replay(
             rule_states=engine.rule_states(),
             latest=engine.latest(),
         )
+        committed.extend(alerts)
         if final:  # recent history for /status and /chart after the replay
             keep = engine.clock - engine.chart_retention()
             await store.add_series(engine.points_since({}, not_before=keep), keep)
@@ -178,7 +180,9 @@ async def run_replay(
     engine.queue(engine.finish())  # finish() hands over what is pending: commit it all
     await commit(None, final=True)
     elapsed = time.monotonic() - t0
-    outbox = [a for _, a in await store.alerts()]
+    # A fresh replay's outbox holds what it committed (the store was cleared): no need to read
+    # back and decode every alert with its chart; a resumed one also holds the earlier part.
+    outbox = committed if resumed_from is None else [a for _, a in await store.alerts()]
     result = ReplayResult(
         ticks_read - counted_from,
         rejects,
