@@ -114,7 +114,7 @@ async def test_resume_over_several_files_gives_the_alerts_of_an_uninterrupted_ru
     files = [_write(tmp_path / f"p{i}.csv", p) for i, p in enumerate(parts)]
     straight = await _replay(store, files)
     firing = [a for a in straight.alerts if a.kind == "firing"]
-    assert len(firing) >= 4
+    assert len(firing) >= 3  # crash points below need several alerts (3 episodes on 312)
     for crash_after in (1, 3, len(straight.alerts) - 1):
         seen: list[Alert] = []
 
