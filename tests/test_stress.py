@@ -81,10 +81,10 @@ def test_direction_matters_a_rally_is_not_stress() -> None:
 
 def test_missing_components_are_reweighted_and_named() -> None:
     e = engine()
-    feed(e, 30)  # no SOFR-IORB, no USDX legs: funding unknown
+    feed(e, 30)  # no SOFR-IORB, no USDX legs: funding unknown; daily DXY: no session split
     r = read_engine(e)
-    assert "funding" in r.missing
-    assert r.coverage == pytest.approx(1.0 - WEIGHTS["funding"])
+    assert "funding" in r.missing and "dollar_sessions" in r.missing
+    assert r.coverage == pytest.approx(1.0 - WEIGHTS["funding"] - WEIGHTS["dollar_sessions"])
     known = [c for c in r.components if c.z is not None]
     assert sum(c.share for c in known) == pytest.approx(1.0)
     only_btc = engine()

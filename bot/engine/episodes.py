@@ -344,7 +344,7 @@ def describe(likes: list[Likeness], n: int = 3) -> str:
 def stress_report(engine: Any, library: list[Episode] | None = None, n: int = 3) -> dict[str, Any]:
     """The gauge and the closest episodes at an engine's clock, as JSON (the live engine
     publishes it in its status for `/like` and `/status`; `stressbot like` prints it)."""
-    c = _At(engine.series, engine.clock)
+    c = _At(engine.series, engine.sessions, engine.clock)
     likes = compare(c, engine.episodes if library is None else library)
     return {
         "ts": engine.clock,
@@ -355,10 +355,10 @@ def stress_report(engine: Any, library: list[Episode] | None = None, n: int = 3)
 
 
 class _At:
-    __slots__ = ("now", "series")
+    __slots__ = ("now", "series", "sessions")  # sessions: the gauge's `dollar_sessions`
 
-    def __init__(self, series: Any, now: float) -> None:
-        self.series, self.now = series, now
+    def __init__(self, series: Any, sessions: Any, now: float) -> None:
+        self.series, self.sessions, self.now = series, sessions, now
 
 
 def format_like(r: dict[str, Any]) -> str:
@@ -372,7 +372,7 @@ def format_like(r: dict[str, Any]) -> str:
         if c["z"] is None:
             continue
         lines.append(
-            f"  {name:<10} {c['z']:4.1f} sd  {c['contribution']:5.1f} pts  ({labels.get(name, '')})"
+            f"  {name:<15} {c['z']:4.1f} sd  {c['contribution']:5.1f} pts  ({labels.get(name, '')})"
         )
     if r.get("missing"):
         share = r.get("coverage", 0.0) * 100

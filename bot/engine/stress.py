@@ -19,10 +19,27 @@ Method (docs/stress.md has the reasoning and the score's history on the real fil
 3. `rates_vol` is the 10-year yield's volatility over the last 30 days against its regime
    (the year before): `RATES_VOL_SCALE * log2(ratio)`, so twice the usual volatility counts
    2.5 sigmas.
+3b. `dollar_sessions` is the session split of the dollar, the sell-America signature (the
+   `session_dollar` rule's pattern, a different direction of stress than the dollar bid):
+   the dollar's percent returns of the last 5 days summed over the Asian and European
+   sessions minus the New York ones (the engine's `session_ret` sums, sessions in local time
+   from the config), negative when it is sold abroad and not at home. It counts
+   `-split / SPLIT_TYPICAL` sigmas while the dollar is down over the Asian plus European
+   sessions and the 10-year yield up over the same 5 days, 0 otherwise (a dollar bought
+   everywhere, most in New York, is the dash for cash; a dollar sold abroad while Treasuries
+   rally is not foreigners leaving US assets). The yardstick is a documented typical value,
+   not a trailing regime: the split is a sum over session windows, not a change of one
+   series, so `regime_fn` cannot measure it.
+   Unknown unless every session held at least `SPLIT_MIN_POINTS` dollar points in at least
+   `SPLIT_MIN_SESSIONS` of its windows: a daily close is one point, so daily-only files (and
+   a missing `asia`, `europe` or `us` session in the config) leave it unknown.
 4. The composite Z is the weighted mean of the known components (`WEIGHTS`). A component with
    no data (daily markets before their first close, no BTC before 2011, no SOFR before
    2018) is dropped and the others are reweighted; the reading lists what is missing and the
-   share of the weight known (`coverage`). Fewer than `MIN_COVERAGE` known: no score.
+   share of the weight known (`coverage`). Fewer than `MIN_COVERAGE` known: no score. A
+   component with a `donor` (`dollar_sessions` took its 0.05 from `funding`) gives its weight
+   back to the donor while unknown, so data without intraday FX reads exactly as it did
+   before the split existed.
 5. Score = 100 * (1 - exp(-(Z / Z_SCALE) ** 2)): 0 at Z = 0, about 19 at Z = 1, 56 at 2, 84
    at 3 and 96 at 4. Each component's contribution is its share of Z times the score.
 
@@ -33,10 +50,16 @@ score at an instant is the same in live and replay and a duplicated tick changes
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from bot.engine.functions import DAY, Fn, regime_fn
+from bot.engine.sessions import Session
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 LOOKBACK = 365 * DAY
 WINDOWS = (DAY, 5 * DAY)
@@ -71,6 +94,8 @@ class Component:
     label: str
     legs: tuple[tuple[str, ...], ...]  # each leg: one symbol, or alternatives (the stronger)
     sign: int  # +1: a rise is stress, -1: a fall, 0: either way
+    donor: str | None = None  # the component its weight was taken from: gets it back while
+    # this one is unknown (so data without it reads exactly as before it existed)
 
 
 #: The components and their weights (they sum to 1; docs/stress.md gives the reasoning).
@@ -83,8 +108,10 @@ COMPONENTS: tuple[Component, ...] = (
               (("US2Y",), ("US10Y",), ("US30Y",)), 0),
     Component("rates_vol", 0.075, "10-year yield volatility against its year", (("US10Y",),), 0),
     Component("dollar", 0.15, "the dollar bid (USDX or DXY)", (("USDX", "DXY"),), 1),
+    Component("dollar_sessions", 0.05, "dollar sold in Asian/European hours, held in NY, yields up",
+              (("USDX", "DXY"),), -1, "funding"),
     Component("vix", 0.15, "VIX rising", (("VIX",),), 1),
-    Component("funding", 0.10, "SOFR-IORB widening", (("SOFR-IORB",),), 1),
+    Component("funding", 0.05, "SOFR-IORB widening", (("SOFR-IORB",),), 1),
 )  # fmt: skip
 WEIGHTS = {c.name: c.weight for c in COMPONENTS}
 COMPONENT_NAMES = tuple(WEIGHTS)
@@ -180,6 +207,75 @@ def _rates_vol(c: Any) -> tuple[float | None, float | None]:
     return RATES_VOL_SCALE * math.log2(ratio), ratio
 
 
+#: The session split (`dollar_sessions`): sessions by their config names, the days summed, the
+#: points a session must hold for its move to be intraday, the sessions of each kind that
+#: must be so measured, and the typical size of the split (percent: the RMS of
+#: asia + europe - us over 5 days of USDX on dev-2019-2021, read every 6 hours).
+SPLIT_SESSIONS = ("asia", "europe", "us")
+SPLIT_WINDOW = 5 * DAY
+SPLIT_MIN_POINTS = 2
+SPLIT_MIN_SESSIONS = 2
+SPLIT_TYPICAL = 0.53
+
+
+@lru_cache(maxsize=4096)
+def _window(session: Session, ordinal: int) -> tuple[float, float]:
+    return session.window(date.fromordinal(ordinal))
+
+
+def _windows(session: Session, now: float, lookback: float) -> list[tuple[float, float]]:
+    """(start, end) of `session`'s windows begun in (now - lookback, now] (as
+    `bot.engine.session_paths.windows_begun`, with each local date's window cached)."""
+    lo = now - lookback
+    first = _EPOCH_ORDINAL + int(lo // DAY) - 1  # a local date is within a day of UTC's
+    last = _EPOCH_ORDINAL + int(now // DAY) + 1
+    wins = (_window(session, o) for o in range(first, last + 1))
+    return [(s, e) for s, e in wins if lo < s <= now]
+
+
+def _intraday(c: Any, series: Any, session: str) -> bool:
+    """True when at least `SPLIT_MIN_SESSIONS` of `session`'s windows begun in the last
+    `SPLIT_WINDOW` hold `SPLIT_MIN_POINTS` points of `series` (a daily close is one)."""
+    ts = series.ts
+    measured = 0
+    for s, e in _windows(c.sessions.sessions[session], c.now, SPLIT_WINDOW):
+        if bisect_right(ts, min(e, c.now)) - bisect_left(ts, s) >= SPLIT_MIN_POINTS:
+            measured += 1
+    return measured >= SPLIT_MIN_SESSIONS
+
+
+def _session_split(c: Any) -> tuple[float | None, dict[str, float | None]]:
+    """(stress sigmas, legs) of `dollar_sessions`: the dollar's 5-day return summed over the
+    Asian and European sessions minus the New York one, negative read as stress in units of
+    `SPLIT_TYPICAL` while the dollar is down over the Asian and European sessions and the
+    10-year yield up over the same 5 days, 0 otherwise; None without intraday dollar points
+    in every session (a daily-only file) or without the 10-year's 5-day change."""
+    legs: dict[str, float | None] = {"asia+europe %": None, "asia+europe-us %": None}
+    legs["US10Y 5d bp"] = None
+    sessions = getattr(c, "sessions", None)
+    if sessions is None or any(n not in sessions.sessions for n in SPLIT_SESSIONS):
+        return None, legs
+    for sym in ("USDX", "DXY"):
+        series = c.series.get(sym)
+        if series is None or not all(_intraday(c, series, n) for n in SPLIT_SESSIONS):
+            continue
+        parts = [sessions.sum(series, n, c.now, SPLIT_WINDOW) for n in SPLIT_SESSIONS]
+        if any(p is None for p in parts):
+            continue
+        asia, europe, us = (float(p) for p in parts)
+        split = asia + europe - us
+        legs["asia+europe %"] = asia + europe
+        legs["asia+europe-us %"] = split
+        y10 = c.series.get("US10Y")
+        dy = None if y10 is None else y10.change(c.now, SPLIT_WINDOW)
+        if dy is None:
+            return None, legs
+        legs["US10Y 5d bp"] = dy * 100.0
+        sold_abroad = asia + europe < 0.0
+        return (-split / SPLIT_TYPICAL if sold_abroad and dy > 0 else 0.0), legs
+    return None, legs
+
+
 def transform(z: float) -> float:
     """The composite Z (weighted mean sigmas) mapped to 0..100."""
     return 100.0 * (1.0 - math.exp(-((max(z, 0.0) / Z_SCALE) ** 2)))
@@ -193,6 +289,8 @@ def read_stress(c: Any) -> StressReading:
         if comp.name == "rates_vol":
             z, ratio = _rates_vol(c)
             legs["US10Y vol ratio"] = ratio
+        elif comp.name == "dollar_sessions":
+            z, legs = _session_split(c)
         else:
             vals = []
             for leg in comp.legs:
@@ -204,14 +302,19 @@ def read_stress(c: Any) -> StressReading:
         if z is not None:
             z = min(max(z, 0.0), CAP)
         comps.append(ComponentReading(comp.name, z, comp.weight, 0.0, 0.0, legs))
+    by_name = {x.name: x for x in comps}
+    weight = {x.name: x.weight for x in comps}
+    for comp in COMPONENTS:  # an unknown component's weight goes back to its donor
+        if comp.donor and by_name[comp.name].z is None and by_name[comp.donor].z is not None:
+            weight[comp.donor] += weight.pop(comp.name)
     known = [x for x in comps if x.z is not None]
-    coverage = sum(x.weight for x in known)
+    coverage = sum(weight[x.name] for x in known)
     missing = [x.name for x in comps if x.z is None]
     if coverage < MIN_COVERAGE - 1e-9:
         return StressReading(c.now, None, None, coverage, comps, missing)
     total = 0.0
     for x in known:
-        x.share = x.weight / coverage
+        x.share = weight[x.name] / coverage
         total += x.share * (x.z or 0.0)
     score = transform(total)
     for x in known:
