@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from bot.core.models import Alert, AlertKind
 from bot.runtime.config import Config
 from bot.store.redis_store import Store
+from bot.telegram.command_bot import TelegramCommandBot
 from tests.conftest import shared_path
 from tests.fake_discord import Canned as DCanned
 from tests.fake_discord import FakeDiscord, Posted
@@ -259,3 +261,24 @@ async def until(
             if r:
                 return
             await asyncio.sleep(step)
+
+
+@asynccontextmanager
+async def running_command_bot(
+    store: Store,
+    tg: FakeTelegram,
+    allowed_users: list[int],
+    chats: list[dict[str, Any]],
+) -> AsyncIterator[TelegramCommandBot]:
+    """The Telegram command bot polling `tg`, stopped (within 15 s) on leaving the block."""
+    bot = TelegramCommandBot(
+        notify_config(store, tg, allowed_users=allowed_users, chats=chats), store
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(bot.run(stop))
+    try:
+        yield bot
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await task

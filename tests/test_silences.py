@@ -9,8 +9,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,13 @@ from bot.store.redis_store import Checkpoint, Store
 from bot.telegram.command_bot import TelegramCommandBot
 from tests.conftest import REDIS_URL, ROOT
 from tests.fake_telegram import FakeTelegram, Sent
-from tests.notify_fixtures import alert, notify_config, telegram_fixture, tg_ids
+from tests.notify_fixtures import (
+    alert,
+    notify_config,
+    running_command_bot,
+    telegram_fixture,
+    tg_ids,
+)
 
 ADMIN = 4242
 ALERT_CHAT = -1001234567890
@@ -116,23 +121,9 @@ async def _seed_rules(store: Store) -> None:
     await store.commit(Checkpoint("p", "f", time.time(), b"{}"), rule_states=states)
 
 
-@asynccontextmanager
-async def running_bot(store: Store, tg: FakeTelegram) -> AsyncIterator[TelegramCommandBot]:
-    cfg = notify_config(
-        store,
-        tg,
-        allowed_users=[ADMIN],
-        chats=[{"name": "desk", "chat_id": ALERT_CHAT, "charts": False}],
-    )
-    bot = TelegramCommandBot(cfg, store)
-    stop = asyncio.Event()
-    task = asyncio.create_task(bot.run(stop))
-    try:
-        yield bot
-    finally:
-        stop.set()
-        async with asyncio.timeout(15):
-            await task
+def running_bot(store: Store, tg: FakeTelegram) -> AbstractAsyncContextManager[TelegramCommandBot]:
+    desk = {"name": "desk", "chat_id": ALERT_CHAT, "charts": False}
+    return running_command_bot(store, tg, allowed_users=[ADMIN], chats=[desk])
 
 
 async def ask(tg: FakeTelegram, text: str) -> Sent:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 
 from bot.store.redis_store import Store
 from bot.telegram.command_bot import TelegramCommandBot
 from tests.fake_telegram import Canned, FakeTelegram, Sent, utf16_len
-from tests.notify_fixtures import notify_config, telegram_fixture, until
+from tests.notify_fixtures import notify_config, running_command_bot, telegram_fixture, until
 
 ADMIN = 4242
 STRANGER = 666
@@ -27,17 +26,8 @@ STRANGER = 666
 tg = telegram_fixture()
 
 
-@asynccontextmanager
-async def running_bot(store: Store, tg: FakeTelegram) -> AsyncIterator[TelegramCommandBot]:
-    bot = TelegramCommandBot(notify_config(store, tg, allowed_users=[ADMIN], chats=[]), store)
-    stop = asyncio.Event()
-    task = asyncio.create_task(bot.run(stop))
-    try:
-        yield bot
-    finally:
-        stop.set()
-        async with asyncio.timeout(15):
-            await task
+def running_bot(store: Store, tg: FakeTelegram) -> AbstractAsyncContextManager[TelegramCommandBot]:
+    return running_command_bot(store, tg, allowed_users=[ADMIN], chats=[])
 
 
 async def _ask(tg: FakeTelegram, text: str, chat: int = ADMIN, user: int = ADMIN) -> Sent:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 
@@ -15,7 +15,13 @@ from bot.notify.ledger import ALL, Ledger
 from bot.store.redis_store import Checkpoint, Store
 from bot.telegram.command_bot import CommandError, Commands, TelegramCommandBot
 from tests.fake_telegram import FakeTelegram, Sent
-from tests.notify_fixtures import TOKEN_ENV, alert, notify_config, telegram_fixture
+from tests.notify_fixtures import (
+    TOKEN_ENV,
+    alert,
+    notify_config,
+    running_command_bot,
+    telegram_fixture,
+)
 
 ADMIN = 4242
 STRANGER = 666
@@ -70,23 +76,9 @@ async def _seed(store: Store) -> None:
     )
 
 
-@asynccontextmanager
-async def running_bot(store: Store, tg: FakeTelegram) -> AsyncIterator[TelegramCommandBot]:
-    cfg = notify_config(
-        store,
-        tg,
-        allowed_users=[ADMIN],
-        chats=[{"name": "desk", "chat_id": ALERT_CHAT, "charts": False}],
-    )
-    bot = TelegramCommandBot(cfg, store)
-    stop = asyncio.Event()
-    task = asyncio.create_task(bot.run(stop))
-    try:
-        yield bot
-    finally:
-        stop.set()
-        async with asyncio.timeout(15):
-            await task
+def running_bot(store: Store, tg: FakeTelegram) -> AbstractAsyncContextManager[TelegramCommandBot]:
+    desk = {"name": "desk", "chat_id": ALERT_CHAT, "charts": False}
+    return running_command_bot(store, tg, allowed_users=[ADMIN], chats=[desk])
 
 
 async def _reply(
