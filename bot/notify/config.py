@@ -253,7 +253,7 @@ class NotifyConfig(_Strict):
     @property
     def destination_names(self) -> list[str]:
         """Every configured destination: the Telegram chats, then the Discord webhooks."""
-        return [c.name for c in self.telegram.chats] + [w.name for w in self.discord.webhooks]
+        return [r.name for r in self.routes()]
 
     @model_validator(mode="after")
     def _unique_names(self) -> NotifyConfig:

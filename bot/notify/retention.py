@@ -87,8 +87,7 @@ async def trim_outbox(ledger: Ledger, dests: list[str], retention: float, now: f
 async def expire_marks(ledger: Ledger, dest: str, ttl: float, now: float) -> int:
     """Delete the final delivery marks of `dest` older than `ttl` (and their attempt marks)."""
     redis = ledger.redis
-    k_sent = ledger.store.key(f"notify:sent:{dest}")
-    k_attempt = ledger.store.key(f"notify:attempt:{dest}")
+    k_sent, k_attempt = ledger._k("sent", dest), ledger._k("attempt", dest)
     old = now - ttl
     cursor: Any = 0
     n = 0

@@ -261,8 +261,10 @@ class Silences:
             s.suppressed = int(counts.get(k, 0) or 0)
             out.append(s)
         if gone:
-            await self.redis.hdel(self.k_silences, *gone)
-            await self.redis.hdel(self.k_count, *gone)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hdel(self.k_silences, *gone)
+            pipe.hdel(self.k_count, *gone)
+            await pipe.execute()
         return sorted(out, key=lambda s: (s.created, s.id))
 
     async def active(self, now: float | None = None) -> list[Silence]:

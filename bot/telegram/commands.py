@@ -378,12 +378,13 @@ class Commands:
 
     @needs_store
     async def silences(self) -> Reply:
-        every = [s for s in await self.ledger.silences.all() if s.state(time.time()) != "expired"]
+        now = time.time()
+        every = [s for s in await self.ledger.silences.all(now) if s.state(now) != "expired"]
         if not every:
             return Reply("No silences. Set one with /silence or /mute.")
         lines = [f"<b>Silences</b> ({len(every)})"]
         for s in every:
-            pending = " (not started yet)" if s.state(time.time()) == "pending" else ""
+            pending = " (not started yet)" if s.state(now) == "pending" else ""
             lines.append(f"• <code>{e(s.id)}</code>{pending}: {_silence_line(s)}")
         lines.append("End one with /unsilence ID.")
         return Reply("\n".join(lines))
