@@ -51,17 +51,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _at(text: str) -> float:
-    from datetime import UTC, datetime
-
     from bot.core.errors import StressbotError
+    from bot.core.models import parse_iso_utc
 
     try:
-        d = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_iso_utc(text)
     except ValueError:
         raise StressbotError(f"--at: not an ISO time such as 2020-03-16T21:00Z: {text!r}") from None
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=UTC)
-    return d.timestamp()
 
 
 async def _like(args: argparse.Namespace) -> int:
