@@ -82,7 +82,7 @@ def _float(v: Any) -> float | None:
 def build_status(config: Any, snap: Any) -> dict[str, Any]:
     """The status document (the ``--json`` schema) of one snapshot."""
     from bot.cli.feeds import feed_rows, symbol_rows
-    from bot.runtime.snapshot import stale_report_after
+    from bot.runtime.snapshot import report_expired
 
     rules = []
     for rid, st in sorted(snap.rules.items()):
@@ -134,11 +134,11 @@ def build_status(config: Any, snap: Any) -> dict[str, Any]:
         for r in feed_rows(config, snap.feeds, snap.now)
     ]
     # a record its process stopped refreshing serves nothing: it is "down" for the symbols
-    expired = stale_report_after(config.feeds.status_interval)
+    interval = config.feeds.status_interval
     live = {
-        n: st
-        if snap.now - float(st.get("updated") or 0.0) <= expired
-        else {**st, "state": "down", "serving": [], "standby": []}
+        n: {**st, "state": "down", "serving": [], "standby": []}
+        if report_expired(st, snap.now, interval)
+        else st
         for n, st in snap.feeds.items()
     }
     symbols = [

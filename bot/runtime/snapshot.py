@@ -37,11 +37,16 @@ def stale_report_after(status_interval: float) -> float:
     return max(3 * status_interval, 30.0)
 
 
+def report_expired(rec: dict[str, Any], now: float, status_interval: float) -> bool:
+    """Whether the process that wrote this feed record stopped refreshing it (a record without
+    ``updated`` counts as expired)."""
+    return now - float(rec.get("updated") or 0.0) > stale_report_after(status_interval)
+
+
 def feed_state(rec: dict[str, Any], now: float, status_interval: float) -> str:
     """The feed's state as of `now`: its reported state, or ``stale_report`` when the process
     that reported it stopped reporting."""
-    age = now - float(rec.get("updated") or 0.0)
-    return "stale_report" if age > stale_report_after(status_interval) else str(rec.get("state"))
+    return "stale_report" if report_expired(rec, now, status_interval) else str(rec.get("state"))
 
 
 @dataclass
