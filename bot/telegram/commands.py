@@ -38,6 +38,13 @@ from bot.notify.heartbeat import is_heartbeat
 from bot.notify.ledger import ALL, Ledger
 from bot.notify.service import accepts
 from bot.notify.silences import Matcher, Silence, SilenceError, silencing
+from bot.telegram.session_chart import (
+    DEFAULT_DAYS,
+    DOLLAR_SYMBOLS,
+    RATE_SYMBOL,
+    draw_sessions,
+    summary_line,
+)
 
 if TYPE_CHECKING:
     from bot.store.redis_store import Store
@@ -68,7 +75,6 @@ MAX_MUTE = 30 * 86400.0
 MAX_HISTORY = 50
 MAX_CHART_WINDOW = 7 * 86400.0
 MAX_SESSION_DAYS = 30.0
-DOLLAR_SYMBOLS = ("USDX", "DXY")
 
 HELP = """<b>stressbot</b>: market-stress alerts
 /status: prices, 1h and 24h moves, dollar by session, feeds, what is firing
@@ -273,8 +279,7 @@ class Commands:
         return "<b>Dollar by session</b>: no dollar index data yet"
 
     def _destinations(self) -> list[str]:
-        n = self.config.notify
-        return [c.name for c in n.telegram.chats] + [w.name for w in n.discord.webhooks]
+        return self.config.notify.destination_names
 
     # ---- /rules ----------------------------------------------------------------------------
 
@@ -481,12 +486,6 @@ class Commands:
     async def sessions(self, args: list[str]) -> Reply:
         """The session dollar chart over the last DAYS days of the dollar index in the store."""
         from bot.engine.sessions import DAY, sessions_from_config
-        from bot.telegram.session_chart import (
-            DEFAULT_DAYS,
-            RATE_SYMBOL,
-            draw_sessions,
-            summary_line,
-        )
 
         days = DEFAULT_DAYS
         if len(args) > 1 or (args and not _NUMBER.fullmatch(args[0])):
