@@ -35,13 +35,12 @@ from zoneinfo import ZoneInfo
 from bot.core.errors import StressbotError
 from bot.core.models import Alert, AlertKind, Kind
 from bot.engine.derived import SPREAD_INPUTS, USDX_LEGS, rebuild_spread, rebuild_usdx
-from bot.engine.engine import Engine
 from bot.engine.rulefile import RuleSet
 from bot.engine.series import Series
 from bot.engine.sessions import sessions_from_config
-from bot.engine.stress import StressSampler
 from bot.runtime.config import Config
 from bot.runtime.report_chart import PRICES, RATES, VOLATILITY, png, timeline_figure
+from bot.runtime.stress_history import run_gauge
 from bot.telegram.session_chart import (
     DEFAULT_DAYS,
     DOLLAR_SYMBOLS,
@@ -137,25 +136,15 @@ def collect(
 ) -> ReportData:
     """Run the rules over the files in memory; the paths, the alerts and the score."""
     _check(files)
-    engine = Engine.from_config(rules, config.engine, config.sessions)
-    sampler = StressSampler(every)
     rejects = Rejects()
     raw: dict[str, Points] = defaultdict(list)
-    alerts: list[Alert] = []
-    n = 0
-    for _, _, ts, sym, v in read_history(list(files), rejects):
-        raw[sym].append((ts, v))
-        n += 1
-        engine.add(ts, sym, v)
-        if engine.pending:
-            alerts += engine.take_alerts()
-        sampler(engine)
-    alerts += engine.finish()
-    sampler(engine, final=True)
+    engine, run = run_gauge(
+        files, rules, config, every, rejects=rejects, seen=lambda t, s, v: raw[s].append((t, v))
+    )
+    n = sum(len(p) for p in raw.values())
+    alerts = run.alerts
     # an unknown score (too few components) is a hole in the line, not a value
-    score: Points | None = [
-        (r.ts, math.nan if r.score is None else r.score) for r in sampler.points
-    ]
+    score: Points | None = [(r.ts, math.nan if r.score is None else r.score) for r in run.points]
     notes = []
     if not score or all(math.isnan(v) for _, v in score):
         score = None

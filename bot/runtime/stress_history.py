@@ -32,14 +32,20 @@ class StressHistory:
     alerts: list[Alert] = field(default_factory=list)  # firing and resolved, in order
 
 
-def _run(
+def run_gauge(
     files: Sequence[Path],
     rules: RuleSet,
     config: Config,
     every: float,
     on_sample: Callable[[Engine, float], None] | None = None,
     until: float = math.inf,
+    *,
+    rejects: Rejects | None = None,
+    seen: Callable[[float, str, float], None] | None = None,
 ) -> tuple[Engine, StressHistory]:
+    """The engine fed `files` (up to `until`), the gauge sampled every `every` seconds and the
+    alerts raised; `seen(ts, symbol, value)` is called for every tick fed, `on_sample(engine,
+    ts)` for every sample taken, and the files' bad rows are counted into `rejects`."""
     for f in files:
         if not Path(f).is_file():
             raise StressbotError(f"{f}: no such history file")
@@ -47,9 +53,11 @@ def _run(
     sampler = StressSampler(every)
     alerts: list[Alert] = []
     taken = 0
-    for _, _, ts, sym, value in read_history(list(files), Rejects()):
+    for _, _, ts, sym, value in read_history(list(files), rejects or Rejects()):
         if ts > until:
             break
+        if seen is not None:
+            seen(ts, sym, value)
         engine.add(ts, sym, value)
         if engine.pending:
             alerts += engine.take_alerts()
@@ -68,7 +76,7 @@ def stress_series(
     files: Sequence[Path], rules: RuleSet, config: Config | None = None, every: float = 3600.0
 ) -> StressHistory:
     """The gauge every `every` seconds over `files` (merged by time) and the alerts raised."""
-    return _run(files, rules, config or Config(), every)[1]
+    return run_gauge(files, rules, config or Config(), every)[1]
 
 
 @dataclass
@@ -82,7 +90,7 @@ class LikeReport:
 
 def engine_at(files: Sequence[Path], rules: RuleSet, config: Config, at: float) -> Engine:
     """The engine fed every tick of `files` up to `at`, its clock moved on to `at`."""
-    engine, _ = _run(files, rules, config, 3600.0, until=at)
+    engine, _ = run_gauge(files, rules, config, 3600.0, until=at)
     if engine.clock == -math.inf:
         raise StressbotError(f"no tick at or before {iso_utc(at)} in the files")
     engine.advance_to(at)
@@ -123,7 +131,7 @@ def build_episodes(
             if i not in best or r.score > best[i][1]:
                 best[i] = (t, r.score, vector(c), raw_moves(c))
 
-    _run(files, rules, config, 3600.0, on_sample)
+    run_gauge(files, rules, config, 3600.0, on_sample)
     names = ", ".join(sorted({Path(f).name for f in files}))
     out: list[Episode] = []
     for ep in episodes:
