@@ -203,21 +203,11 @@ async def test_the_engine_rides_out_the_failover_of_its_node(tmp_path: Path) -> 
     that serves the prefix's slot is killed (SIGKILL) and its replica promoted (after the
     cluster's node timeout). The engine waits, resumes from the checkpoint, and the alert of
     the ticks written after the failover is raised once."""
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    (rules_dir / "r.toml").write_text(RULE)
-    config = Config.model_validate({"engine": {"checkpoint_every": "0s", "max_lateness": "0s"}})
     (tmp_path / "redis").mkdir()
     async with OwnCluster(tmp_path / "redis", replicas=1) as cluster:
         conn = await connect(cluster.url)
         store = Store(conn.redis, prefix="failover")
-        svc = EngineService(
-            config,
-            store,
-            load_rules(rules_dir, config.sessions),
-            clock=lambda: T0 - 10 * H,
-            lease=EngineLease(store, owner="test/1", ttl=2.0),
-        )
+        svc = _leased_engine(tmp_path, store)
         stop = asyncio.Event()
         task = asyncio.create_task(svc.run(stop))
         try:
@@ -251,6 +241,21 @@ async def test_the_engine_rides_out_the_failover_of_its_node(tmp_path: Path) -> 
             await conn.close()
 
 
+def _leased_engine(tmp_path: Path, store: Store) -> EngineService:
+    """The live engine on `store` with RULE, a checkpoint per tick and a 2 s lease."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "r.toml").write_text(RULE)
+    config = Config.model_validate({"engine": {"checkpoint_every": "0s", "max_lateness": "0s"}})
+    return EngineService(
+        config,
+        store,
+        load_rules(rules_dir, config.sessions),
+        clock=lambda: T0 - 10 * H,
+        lease=EngineLease(store, owner="test/1", ttl=2.0),
+    )
+
+
 async def _has_checkpoint(store: Store) -> bool:
     return await store.load_checkpoint() is not None
 
@@ -280,21 +285,11 @@ async def test_the_engine_waits_out_a_cluster_down(tmp_path: Path) -> None:
     too. The engine waits as for an outage (on main, ClusterDownError ended the engine
     task: "The cluster is down"); the node comes back, and the alert of the ticks written
     after it is raised once."""
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    (rules_dir / "r.toml").write_text(RULE)
-    config = Config.model_validate({"engine": {"checkpoint_every": "0s", "max_lateness": "0s"}})
     (tmp_path / "redis").mkdir()
     async with OwnCluster(tmp_path / "redis") as cluster:
         conn = await connect(cluster.url)
         store = Store(conn.redis, prefix="down")
-        svc = EngineService(
-            config,
-            store,
-            load_rules(rules_dir, config.sessions),
-            clock=lambda: T0 - 10 * H,
-            lease=EngineLease(store, owner="test/1", ttl=2.0),
-        )
+        svc = _leased_engine(tmp_path, store)
         stop = asyncio.Event()
         task = asyncio.create_task(svc.run(stop))
         try:
