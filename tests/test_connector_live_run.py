@@ -80,11 +80,15 @@ def price(i: int) -> float:
     return 50_000.0 * (1 - 0.01 * min(max(i - 120, 0), 12))
 
 
-async def start_bot(cfg: Path, rules: Path, url: str) -> asyncio.subprocess.Process:
-    """`stressbot run` in a subprocess on the Redis at `url`, no notifier credentials."""
+async def start_bot(
+    cfg: Path, rules: Path, url: str, extra_env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """`stressbot run` in a subprocess on the Redis at `url`, no notifier credentials but
+    those in `extra_env`."""
     env = {**os.environ, "REDIS_URL": url}
     for k in ("TELEGRAM_BOT_TOKEN", "DISCORD_WEBHOOK_URL", "STRESSBOT_TELEGRAM_TOKEN"):
         env.pop(k, None)
+    env.update(extra_env or {})
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import re
 import sys
 import time
@@ -48,7 +47,7 @@ from tests.fake_feeds import (
 from tests.fake_telegram import FakeTelegram
 from tests.notify_fixtures import TOKEN_ENV
 from tests.redis_server import OwnSentinel, free_port
-from tests.test_connector_live_run import to_toml
+from tests.test_connector_live_run import start_bot, to_toml
 from tests.test_live_redis_restart import stop_bot, tolerant
 
 PREFIX = "sentinel"
@@ -328,21 +327,7 @@ async def test_stressbot_run_rides_out_a_sentinel_failover(tmp_path: Path) -> No
         cfg, rules = write_config(tmp_path, fake.url, tg)
         conn = await connect(sentinel.url)
         store = Store(conn.redis, prefix=PREFIX)
-        env = {**os.environ, "REDIS_URL": sentinel.url, TOKEN_ENV: tg.token}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "run",
-            "--config",
-            str(cfg),
-            "--rules",
-            str(rules),
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        proc = await start_bot(cfg, rules, sentinel.url, {TOKEN_ENV: tg.token})
         try:
             await wait_until(tolerant(store.load_checkpoint), within=60, what="a checkpoint")
             price["target"] = 50_000.0 * 0.88  # a drop: btc_live_drop fires
