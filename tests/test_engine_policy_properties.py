@@ -11,10 +11,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from bot.core.models import Alert, AlertKind
+from bot.core.models import AlertKind
 from bot.engine.engine import Engine
 from bot.engine.rulefile import load_rules
 from bot.runtime.config import Config
+from tests.test_engine_properties import restored_run, straight, wire
 from tests.tick_gen import GAP_AFTER, Market, expand, markets, property_rules_dir
 
 CONFIG = Config.model_validate({"engine": {"gap_after": GAP_AFTER, "evaluate_every": "20s"}})
@@ -69,26 +70,12 @@ def maker() -> Callable[[], Engine]:
     return _MAKE[0]
 
 
-def wire(alerts: list[Alert]) -> list[bytes]:
-    return [a.dumps() + repr(a.ts).encode() for a in alerts]
-
-
-def straight(ticks: list[tuple[float, str, float]]) -> tuple[list[Alert], Engine]:
-    e = maker()()
-    out: list[Alert] = []
-    for t, s, v in ticks:
-        e.add(t, s, v)
-        if e.pending:
-            out += e.take_alerts()
-    return out + e.finish(), e
-
-
 #: two crashes in a day, a gap: escalations, reminders, inhibited drops, resolutions
 CRASHES = Market(7, 1.0, 0.01, 0.005, ((0.5, 3.0),), ((0.3, 9.0, 40.0), (0.7, 6.0, 20.0)))
 
 
 def test_the_generated_input_exercises_every_kind_of_message() -> None:
-    alerts, e = straight(expand(CRASHES))
+    alerts, e = straight(maker(), expand(CRASHES))
     kinds = {a.kind for a in alerts if a.rule.startswith("p_")}
     assert kinds == set(AlertKind), kinds
     assert e.stats.inhibited["p_drop"] > 0
@@ -104,21 +91,7 @@ def test_the_generated_input_exercises_every_kind_of_message() -> None:
 @example(m=CRASHES, cuts=[0.31, 0.32, 0.5, 0.71])
 def test_a_restore_at_any_tick_gives_the_same_policy_messages(m: Market, cuts: list[float]) -> None:
     ticks = expand(m)
-    want, ref = straight(ticks)
-    points = sorted({int(c * len(ticks)) for c in cuts})
-    e = maker()()
-    got: list[Alert] = []
-    k = 0
-    for p in [*points, len(ticks)]:
-        for t, s, v in ticks[k:p]:
-            e.add(t, s, v)
-            if e.pending:
-                got += e.take_alerts()
-        k = p
-        if p < len(ticks):
-            snap = e.snapshot()
-            e = maker()()
-            e.restore(snap)
-    got += e.finish()
+    want, ref = straight(maker(), ticks)
+    got, e = restored_run(maker(), ticks, cuts)
     assert wire(got) == wire(want)
     assert e.snapshot() == ref.snapshot()

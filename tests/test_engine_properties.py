@@ -53,6 +53,28 @@ def straight(make: Callable[[], Engine], ticks: list[Tick3]) -> tuple[list[Alert
     return out + e.finish(), e
 
 
+def restored_run(
+    make: Callable[[], Engine], ticks: list[Tick3], cuts: list[float]
+) -> tuple[list[Alert], Engine]:
+    """The alerts of a run over `ticks` restarted from its snapshot at each of the `cuts`
+    (fractions of the ticks), and the engine it ends with."""
+    points = sorted({int(c * len(ticks)) for c in cuts})
+    e = make()
+    got: list[Alert] = []
+    k = 0
+    for p in [*points, len(ticks)]:
+        for t, s, v in ticks[k:p]:
+            e.add(t, s, v)
+            if e.pending:
+                got += e.take_alerts()
+        k = p
+        if p < len(ticks):  # a restart: everything the engine knows goes through JSON
+            snap = e.snapshot()
+            e = make()
+            e.restore(snap)
+    return got + e.finish(), e
+
+
 # The input is expanded from a seed, so shrinking it teaches nothing: a failure is reported
 # with the drawn Market and cut points, which reproduce it exactly.
 SETTINGS = settings(
@@ -76,21 +98,7 @@ def test_a_restore_at_any_tick_gives_the_output_of_a_run_that_never_stopped(
     make = maker(Path("/tmp/stressbot-property-rules"))
     ticks = expand(m)
     want, ref = straight(make, ticks)
-    points = sorted({int(c * len(ticks)) for c in cuts})
-    e = make()
-    got: list[Alert] = []
-    k = 0
-    for p in [*points, len(ticks)]:
-        for t, s, v in ticks[k:p]:
-            e.add(t, s, v)
-            if e.pending:
-                got += e.take_alerts()
-        k = p
-        if p < len(ticks):  # a restart: everything the engine knows goes through JSON
-            snap = e.snapshot()
-            e = make()
-            e.restore(snap)
-    got += e.finish()
+    got, e = restored_run(make, ticks, cuts)
     assert wire(got) == wire(want)
     assert e.snapshot() == ref.snapshot()
 
