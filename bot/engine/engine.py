@@ -336,15 +336,16 @@ class Engine:
             keys = dirty.keys()
             for rule in self.rules:
                 st = states[rule.id]
+                changed = not keys.isdisjoint(inputs[rule.id])
                 if (
                     st.state == "inactive"
                     and st.last_eval is not None
                     and now - st.last_eval < REEVALUATE_EVERY
-                    and keys.isdisjoint(inputs[rule.id])
+                    and not changed
                     and not rule.condition.uses_clock
                 ):
                     continue
-                self._evaluate(rule, st, now)
+                self._evaluate(rule, st, now, changed)
             self.life.end_step(now, self.stats)
         self._dirty = {}
         if now - self._last_trim >= MAINTAIN_EVERY and (
@@ -352,9 +353,9 @@ class Engine:
         ):
             self._trim(now)
 
-    def _evaluate(self, rule: Rule, st: RuleState, now: float) -> None:
+    def _evaluate(self, rule: Rule, st: RuleState, now: float, changed: bool) -> None:
+        """`changed`: one of the rule's inputs is in the step's dirty set."""
         self.stats.evaluations += 1
-        changed = not self._dirty.keys().isdisjoint(self._inputs[rule.id])
         self.life.evaluate(rule, st, now, changed, self.stats)
 
     def _update_derived(self, now: float, before: float, dirty: dict[str, float]) -> None:
