@@ -150,7 +150,7 @@ class Lifecycle:
         self.series = series
         self.pending = pending
         self.folded: dict[str, list[str]] = {}  # source rule -> alerts held back meanwhile
-        self.held: dict[str, tuple[Alert, float]] = {}  # outside alerts held back, by rule
+        self.held: dict[str, Alert] = {}  # outside alerts held back, by rule
         self._intents: list[Intent] = []  # of the current step; empty between steps
         self.episodes: list[Episode] = []  # the library 'how much like' compares with
 
@@ -277,7 +277,7 @@ class Lifecycle:
             intents = send
         for it in intents:
             self._send(it, now, stats)
-        for rid, (a, _ts) in list(self.held.items()):
+        for rid, a in list(self.held.items()):
             if self._inhibitor(a.rule, a.pattern, a.severity) is None:
                 del self.held[rid]
                 a.summary = f"{a.summary} (held back until {iso_utc(now)})"
@@ -386,7 +386,7 @@ class Lifecycle:
             if a.kind is AlertKind.RESOLVED:
                 self._fold(src, f"{a.rule} (resolved)")
             else:
-                self.held[a.rule] = (a, a.ts)
+                self.held[a.rule] = a
                 self._fold(src, f"{a.rule} ({iso_utc(a.ts)})")
 
     # ---- snapshot ---------------------------------------------------------------------------
@@ -394,7 +394,7 @@ class Lifecycle:
     def snapshot(self) -> dict[str, Any]:
         return {
             "folded": self.folded,
-            "held": {k: [orjson.loads(a.dumps()), ts] for k, (a, ts) in self.held.items()},
+            "held": {k: [orjson.loads(a.dumps()), a.ts] for k, a in self.held.items()},
         }
 
     def restore(self, d: dict[str, Any]) -> None:
@@ -403,5 +403,5 @@ class Lifecycle:
         for k, (raw, ts) in d.get("held", {}).items():
             a = Alert.loads(orjson.dumps(raw))
             a.ts = float(ts) if ts is not None and math.isfinite(float(ts)) else a.ts
-            held[k] = (a, a.ts)
+            held[k] = a
         self.held = held
