@@ -311,12 +311,10 @@ def _errors(e: ValidationError, text: str, start: int, line: int) -> list[tuple[
     for err in e.errors():
         loc = [x for x in err["loc"] if isinstance(x, str)]
         key = ".".join(str(x) for x in err["loc"])
-        kline = line
-        for name in reversed(loc):
-            m = re.compile(r"^\s*" + re.escape(name) + r"\s*=", re.M).search(text, start)
-            if m:
-                kline = _line_of(text, name, start)
-                break
+        kline = next(
+            (k for name in reversed(loc) if (k := _key_line(text, name, start)) is not None),
+            line,
+        )
         msg = (
             "unknown key"
             if err["type"] in ("extra_forbid", "extra_forbidden")
@@ -473,10 +471,19 @@ def _rule_offset(text: str, rid: str) -> int:
     return head if head >= 0 else m.start()
 
 
-def _line_of(text: str, key: str, start: int) -> int:
+def _key_line(text: str, key: str, start: int) -> int | None:
+    """The line of the first `key =` at or after `start`, None when there is none."""
     m = re.compile(r"^\s*" + re.escape(key) + r"\s*=", re.M).search(text, start)
-    pos = m.start() if m else start
-    return text.count("\n", 0, pos) + 1 + (1 if m and text[pos] == "\n" else 0)
+    if m is None:
+        return None
+    pos = m.start()
+    return text.count("\n", 0, pos) + 1 + (1 if text[pos] == "\n" else 0)
+
+
+def _line_of(text: str, key: str, start: int) -> int:
+    """`_key_line`, else the line of `start`."""
+    line = _key_line(text, key, start)
+    return text.count("\n", 0, start) + 1 if line is None else line
 
 
 def _expr_problem(
