@@ -181,7 +181,7 @@ def load_rules(directory: Path | str, sessions: Iterable[str]) -> RuleSet:
     sessions = list(sessions)
     problems: list[str] = []
     rules: list[Rule] = []
-    inhibits: list[tuple[Inhibit, InhibitSpec]] = []
+    inhibits: list[Inhibit] = []
     disabled: list[str] = []  # ids of `enabled = false` rules: an inhibit may name them
     seen: dict[str, str] = {}
     digest = hashlib.sha256()
@@ -212,17 +212,15 @@ def load_rules(directory: Path | str, sessions: Iterable[str]) -> RuleSet:
     _check_inhibits(inhibits, [*seen, *disabled], problems)
     if problems:
         raise RuleError(problems)
-    return RuleSet(rules, digest.hexdigest()[:16], files, [i for i, _ in inhibits])
+    return RuleSet(rules, digest.hexdigest()[:16], files, inhibits)
 
 
-def _check_inhibits(
-    inhibits: list[tuple[Inhibit, InhibitSpec]], ids: list[str], problems: list[str]
-) -> None:
+def _check_inhibits(inhibits: list[Inhibit], ids: list[str], problems: list[str]) -> None:
     """A rule matcher that matches no loaded rule is a typo that would silently disable the
     inhibition: say so (feed-health alerts are `feed:NAME`, so `feed:*` globs are allowed)."""
-    for inh, spec in inhibits:
-        for side, m in (("source", spec.source), ("target", spec.target)):
-            for glob in m.rule:
+    for inh in inhibits:
+        for side, m in (("source", inh.source), ("target", inh.target)):
+            for glob in m.rules:
                 if glob.startswith("feed:") and side == "target":
                     continue
                 if not any(fnmatchcase(i, glob) for i in ids):
@@ -262,7 +260,7 @@ def _load_file(
     text: str,
     sessions: list[str],
     problems: list[str],
-    inhibits: list[tuple[Inhibit, InhibitSpec]],
+    inhibits: list[Inhibit],
     disabled: list[str],
 ) -> list[Rule]:
     try:
@@ -329,7 +327,7 @@ def _load_inhibits(
     text: str,
     raw: object,
     problems: list[str],
-    out: list[tuple[Inhibit, InhibitSpec]],
+    out: list[Inhibit],
 ) -> None:
     if not isinstance(raw, list):
         problems.append(f"{path}: 'inhibit' must be written as [[inhibit]] tables")
@@ -348,7 +346,7 @@ def _load_inhibits(
             for key, kline, msg in _errors(e, text, start, line):
                 problems.append(f"{path}:{kline}: inhibit: {key}: {msg}")
             continue
-        out.append((Inhibit(Matcher.of(spec.source), Matcher.of(spec.target), where), spec))
+        out.append(Inhibit(Matcher.of(spec.source), Matcher.of(spec.target), where))
 
 
 def _compile_rule(
