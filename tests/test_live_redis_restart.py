@@ -16,6 +16,7 @@ import time
 import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -41,9 +42,10 @@ from tests.test_connector_live_run import RULE, start_bot, to_toml
 PREFIX = "restart"
 
 
-def write_config(tmp_path: Path, kraken_url: str) -> tuple[Path, Path]:
+def kraken_only(kraken_url: str) -> dict[str, Any]:
+    """config.example.toml with only the Kraken feed (at `kraken_url`), no backfill, a
+    checkpoint per tick and no metrics server."""
     data = tomllib.loads((ROOT / "config.example.toml").read_text(encoding="utf-8"))
-    data["redis"]["prefix"] = PREFIX
     for name, src in data["feeds"]["sources"].items():
         src["enabled"] = name == "kraken"
     data["feeds"]["backfill"]["days"] = 0
@@ -52,6 +54,12 @@ def write_config(tmp_path: Path, kraken_url: str) -> tuple[Path, Path]:
     data.setdefault("engine", {})["max_lateness"] = "0s"
     data["engine"]["checkpoint_every"] = "0s"
     data.setdefault("metrics", {})["enabled"] = False
+    return data
+
+
+def write_config(tmp_path: Path, kraken_url: str) -> tuple[Path, Path]:
+    data = kraken_only(kraken_url)
+    data["redis"]["prefix"] = PREFIX
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "live.toml").write_text(RULE)

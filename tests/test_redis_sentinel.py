@@ -19,7 +19,6 @@ import collections
 import re
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,7 @@ from bot.store.connection import (
     redis_target,
 )
 from bot.store.redis_store import Checkpoint, Store
-from tests.conftest import ROOT, shared_path
+from tests.conftest import shared_path
 from tests.fake_feeds import (
     Behaviour,
     FakeKraken,
@@ -48,7 +47,7 @@ from tests.fake_telegram import FakeTelegram
 from tests.notify_fixtures import TOKEN_ENV
 from tests.redis_server import OwnSentinel, free_port
 from tests.test_connector_live_run import start_bot, to_toml
-from tests.test_live_redis_restart import stop_bot, tolerant
+from tests.test_live_redis_restart import kraken_only, stop_bot, tolerant
 
 PREFIX = "sentinel"
 RULES = """
@@ -276,16 +275,8 @@ async def _at_least(xs: list[str], n: int) -> bool:
 
 
 def write_config(tmp_path: Path, kraken_url: str, tg: FakeTelegram) -> tuple[Path, Path]:
-    data = tomllib.loads((ROOT / "config.example.toml").read_text(encoding="utf-8"))
+    data = kraken_only(kraken_url)
     data["redis"] = {"prefix": PREFIX, "wait_replicas": 1, "wait_timeout": 1.0}
-    for name, src in data["feeds"]["sources"].items():
-        src["enabled"] = name == "kraken"
-    data["feeds"]["backfill"]["days"] = 0
-    data["feeds"]["sources"]["kraken"]["url"] = kraken_url
-    data["feeds"]["sources"]["kraken"]["stale_after"] = "60s"
-    data.setdefault("engine", {})["max_lateness"] = "0s"
-    data["engine"]["checkpoint_every"] = "0s"
-    data.setdefault("metrics", {})["enabled"] = False
     telegram = data["notify"]["telegram"]
     telegram.update(
         token_env=TOKEN_ENV,
