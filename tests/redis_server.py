@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from redis.asyncio import Redis
@@ -30,7 +30,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class OwnRedis:
+class _Started:
+    """Started on entering an ``async with`` block, stopped on leaving it (and after a
+    start that failed half-way)."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class OwnRedis(_Started):
     """``redis-server --port N`` in `workdir`; `persist` keeps an AOF (fsync always) there."""
 
     def __init__(self, workdir: Path, *, persist: bool = False, extra: Sequence[str] = ()) -> None:
@@ -84,15 +106,7 @@ class OwnRedis:
             await self.proc.wait()
         self.proc = None
 
-    async def __aenter__(self) -> OwnRedis:
-        try:
-            await self.start()
-        except BaseException:
-            await self.kill()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
+    async def stop(self) -> None:
         await self.kill()
 
 
@@ -178,7 +192,7 @@ class ReplicationLink:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-class OwnSentinel:
+class OwnSentinel(_Started):
     """A master, one replica and `n` Sentinels (quorum: a majority) on loopback ports, in
     temp dirs under `workdir`; the service name is `service`. Sentinels declare the master
     down after `down_after` ms of silence, so a killed master is replaced in a second or two.
@@ -297,19 +311,8 @@ class OwnSentinel:
         await self.replica.kill()
         await self.master.kill()
 
-    async def __aenter__(self) -> OwnSentinel:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-
-class OwnCluster:
+class OwnCluster(_Started):
     """A Redis Cluster of `n` masters with `replicas` replicas each (``redis-cli --cluster
     create ... --cluster-replicas R``), each node in its own dir under `workdir`."""
 
@@ -387,14 +390,3 @@ class OwnCluster:
     async def stop(self) -> None:
         for node in self.nodes:
             await node.kill()
-
-    async def __aenter__(self) -> OwnCluster:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
