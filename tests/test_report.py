@@ -133,7 +133,11 @@ def test_the_page_embeds_its_charts_and_lists_every_alert(tmp_path: Path) -> Non
     cells = re.findall(r'<td class="num">(\d+)</td>', counts.group(1))
     assert int(cells[0]) == 2 and int(cells[-1]) == len(data.alerts)
     assert {"BTC/USD", "SPX", "US10Y", "USDX"} <= data.paths.keys()
-    assert "2020-03-04 02:00 UTC" in text or "UTC ·" in text  # times with their zone
+    # every alert's time in the table says its zone (the page header alone always did)
+    when = re.findall(r'<td class="when">(.*?)</td>', text)
+    assert len(when) == len(data.alerts)
+    for a, cell in zip(data.alerts, when, strict=True):
+        assert datetime.fromtimestamp(a.ts, UTC).strftime("%Y-%m-%d %H:%M UTC") in cell
 
 
 def test_usdx_is_drawn_from_the_engines_formula_and_only_with_every_leg(tmp_path: Path) -> None:
