@@ -99,6 +99,11 @@ class SessionReturns:
         # (symbol, session, lookback) -> (windows version, series edits, sum of ended, known)
         self._ended: dict[tuple[str, str, float], tuple[int, int, float, bool]] = {}
 
+    def windows(self, session: str, now: float, lookback: float) -> list[tuple[float, float]]:
+        """(start, end) of `session`'s windows begun in (now - lookback, now], oldest first
+        (the cached table `sum` reads)."""
+        return [(s, e) for _, s, e in self._tables[session].windows(now, lookback)[1]]
+
     def sum(self, series: Series, session: str, now: float, lookback: float) -> float | None:
         """Sum of percent returns of `series` in `session` over sessions begun in the lookback."""
         version, wins = self._tables[session].windows(now, lookback)

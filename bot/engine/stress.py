@@ -52,14 +52,9 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from datetime import date
-from functools import lru_cache
 from typing import Any
 
 from bot.engine.functions import DAY, Fn, regime_fn
-from bot.engine.sessions import Session
-
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 LOOKBACK = 365 * DAY
 WINDOWS = (DAY, 5 * DAY)
@@ -218,27 +213,12 @@ SPLIT_MIN_SESSIONS = 2
 SPLIT_TYPICAL = 0.53
 
 
-@lru_cache(maxsize=4096)
-def _window(session: Session, ordinal: int) -> tuple[float, float]:
-    return session.window(date.fromordinal(ordinal))
-
-
-def _windows(session: Session, now: float, lookback: float) -> list[tuple[float, float]]:
-    """(start, end) of `session`'s windows begun in (now - lookback, now] (as
-    `bot.engine.session_paths.windows_begun`, with each local date's window cached)."""
-    lo = now - lookback
-    first = _EPOCH_ORDINAL + int(lo // DAY) - 1  # a local date is within a day of UTC's
-    last = _EPOCH_ORDINAL + int(now // DAY) + 1
-    wins = (_window(session, o) for o in range(first, last + 1))
-    return [(s, e) for s, e in wins if lo < s <= now]
-
-
 def _intraday(c: Any, series: Any, session: str) -> bool:
     """True when at least `SPLIT_MIN_SESSIONS` of `session`'s windows begun in the last
     `SPLIT_WINDOW` hold `SPLIT_MIN_POINTS` points of `series` (a daily close is one)."""
     ts = series.ts
     measured = 0
-    for s, e in _windows(c.sessions.sessions[session], c.now, SPLIT_WINDOW):
+    for s, e in c.sessions.windows(session, c.now, SPLIT_WINDOW):
         if bisect_right(ts, min(e, c.now)) - bisect_left(ts, s) >= SPLIT_MIN_POINTS:
             measured += 1
     return measured >= SPLIT_MIN_SESSIONS
