@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
@@ -88,7 +88,12 @@ COMPACT_RESOLUTION = BAR
 MAINTAIN_EVERY = HOUR  # trim and compact the series this often (event time),
 MAINTAIN_GROWTH = 256  # once this many ticks were taken since the last time (repeats aside)
 MIN_RETENTION = 2 * DAY  # history kept for symbols no rule looks at (status, charts)
-SERIES_KEEP = 8 * DAY  # history the store keeps for charts and /status
+# The store's chart series (what /chart, /status, /sessions and a chart for an alert without
+# points of its own read; an alert's chart comes from the engine's series): the longest
+# reader, /sessions over 30 days with 5 days of yields before them, at one point a minute, so
+# a live BTC feed printing every second keeps 57,600 points, not 31 million a year.
+STORE_KEEP = 40 * DAY
+STORE_RESOLUTION = 60.0  # seconds: at most one stored point per symbol in each
 GAP_AFTER = 5 * DAY  # no tick at all for this long is missing input, not a quiet market
 
 
@@ -426,9 +431,8 @@ class Engine:
     # ---- state for the store ---------------------------------------------------------------
 
     def chart_retention(self) -> float:
-        """How far back the store keeps series for charts and /status: at least 8 days, and
-        a day more than the longest window any rule looks at."""
-        return max(SERIES_KEEP, max((r.window for r in self.rules), default=0.0) + DAY)
+        """How far back the store keeps series for charts and /status (`STORE_KEEP`)."""
+        return STORE_KEEP
 
     def rule_states(self) -> dict[str, dict[str, Any]]:
         by_id = {r.id: r for r in self.rules}
@@ -441,15 +445,31 @@ class Engine:
         return {sym: (s.ts[-1], s.values[-1]) for sym, s in self.series.items() if s.ts}
 
     def points_since(
-        self, since: dict[str, float], not_before: float = -math.inf
+        self,
+        since: dict[str, float],
+        not_before: float = -math.inf,
+        every: float = STORE_RESOLUTION,
     ) -> dict[str, list[tuple[float, float]]]:
-        """Points newer than `since[symbol]` and not before `not_before`, for every symbol."""
+        """Points for the store, per symbol: newer than `since[symbol]` (the last point sent)
+        and not before `not_before`, at most one in each `every` seconds of event time (the
+        first of them; none in the bucket of the last point sent)."""
         out = {}
         for sym, s in self.series.items():
-            t0 = max(since.get(sym, -math.inf), not_before - 1e-9)
-            if s.ts and s.ts[-1] > t0:
-                i = bisect_right(s.ts, t0)
-                out[sym] = list(zip(s.ts[i:], s.values[i:], strict=True))
+            sent = since.get(sym, -math.inf)
+            tss = s.ts
+            if not tss or tss[-1] <= sent or tss[-1] < not_before:
+                continue
+            i = bisect_left(tss, not_before) if not_before > sent else bisect_right(tss, sent)
+            vals = s.values
+            bucket = sent // every if sent > -math.inf else -math.inf
+            pts = []
+            for k in range(i, len(tss)):
+                b = tss[k] // every
+                if b != bucket:
+                    bucket = b
+                    pts.append((tss[k], vals[k]))
+            if pts:
+                out[sym] = pts
         return out
 
     def snapshot(self, extra: dict[str, Any] | None = None) -> bytes:
