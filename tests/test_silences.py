@@ -19,7 +19,15 @@ from hypothesis import strategies as st
 from bot.core.models import Alert
 from bot.notify import deliver_pending
 from bot.notify.ledger import Ledger
-from bot.notify.silences import MUTE, Matcher, SilenceError, Silences, labels_of, silencing
+from bot.notify.silences import (
+    MAX_VALUE,
+    MUTE,
+    Matcher,
+    SilenceError,
+    Silences,
+    labels_of,
+    silencing,
+)
 from bot.store.redis_store import Checkpoint, Store
 from bot.telegram.command_bot import TelegramCommandBot
 from tests.conftest import REDIS_URL, ROOT
@@ -63,6 +71,56 @@ def test_an_escaped_regex_matches_exactly_the_equal_value(value: str, other: str
     assert m.matches({"rule": other}) == (other == value)
     assert Matcher("rule", "!~", re.escape(value)).matches({"rule": other}) == (other != value)
     assert Matcher.from_json(m.to_json()) == m
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("rule=~(a+)+$", "nested quantifier"),
+        ("pattern=~(a|ab)*x", "nested quantifier"),
+        ("rule=~.*.*.*.*x", "too costly to match"),
+        (r"rule=~(a)\1", "backreferences, lookarounds"),
+        ("rule=~" + "a" * 300, "at most 256 characters"),
+    ],
+    ids=["nested", "nested-alternation", "too-many-ways", "backreference", "too-long"],
+)
+def test_a_regex_that_could_backtrack_for_ever_is_refused_naming_the_matcher_and_why(
+    text: str, why: str
+) -> None:
+    with pytest.raises(SilenceError, match=re.escape(f"matcher {text[:64]!r}: ") + ".*" + why):
+        Matcher.parse(text)
+
+
+def test_the_guard_lets_the_regexes_silences_are_made_of_through() -> None:
+    for text in ("rule=~.*crash.*", "pattern=~(rates|fx)_.*", "rule=~feed:.*", "rule=~[a-z]+_\\d+"):
+        assert Matcher.parse(text).regex
+
+
+def test_a_value_longer_than_the_guard_allows_is_held_back_by_no_regex_matcher() -> None:
+    long = {"rule": "a" * (MAX_VALUE + 1)}
+    assert not Matcher.parse("rule=~a*").matches(long)
+    assert not Matcher.parse("rule!~b.*").matches(long)
+    assert Matcher.parse("rule=~a*").matches({"rule": "a" * MAX_VALUE})
+
+
+async def test_an_unsafe_regex_stored_by_an_older_version_cannot_stall_delivery(
+    store: Store, tg: FakeTelegram
+) -> None:
+    # Written as a version without the guard would have: (a+)+$ against "aaa...a_" backtracks
+    # 2^40 times in Python's re. The notifier must not use it (and so deliver the alert).
+    doc = {
+        "id": "0ld5ilence00",
+        "matchers": [{"name": "rule", "value": "(a+)+$", "isRegex": True, "isEqual": True}],
+        "startsAt": time.time() - 60,
+        "endsAt": time.time() + 3600,
+    }
+    await store.redis.hset(store.key("notify:silences"), doc["id"], json.dumps(doc))
+    await store.publish_alert(alert(1, rule="a" * 40 + "_"))
+    cfg = notify_config(store, tg, chats=[{"name": "desk", "chat_id": ALERT_CHAT}])
+    report = await deliver_pending(cfg, store)
+    assert tg_ids(tg, ALERT_CHAT) == ["a" * 40 + "_:1:firing"]
+    assert report.destinations["desk"].muted == 0
+    assert await Silences(store).all() == []
 
 
 async def test_a_silence_holds_back_only_while_active_and_all_matchers_match(store: Store) -> None:
@@ -222,6 +280,23 @@ async def test_a_silence_set_from_telegram_is_listed_by_the_cli_and_holds_back_d
     assert "ended" in gone.visible and "No silence" in again.visible
     code, out = await _cli("silence", "list", "--config", str(cfg_file))
     assert code == 0 and "no silences" in out, out
+
+
+async def test_the_cli_and_telegram_refuse_a_bad_or_unsafe_regex_and_keep_nothing(
+    store: Store, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    cfg_file = str(_toml(store, tmp_path))
+    bad_code, bad = await _cli("silence", "add", "rule=~(", "--config", cfg_file)
+    unsafe_code, unsafe = await _cli("silence", "add", "rule=~(a+)+$", "--config", cfg_file)
+    async with running_bot(store, tg):
+        tg_bad = await ask(tg, "/silence rule=~( 2h")
+        tg_unsafe = await ask(tg, "/silence rule=~(a+)+$ 2h")
+    assert bad_code == 2 and "matcher 'rule=~(': bad regular expression: missing )" in bad
+    assert unsafe_code == 2 and "matcher 'rule=~(a+)+$': nested quantifier" in unsafe
+    assert "Traceback" not in bad + unsafe
+    assert "bad regular expression" in tg_bad.visible and "Usage: /silence" in tg_bad.visible
+    assert "nested quantifier" in tg_unsafe.visible
+    assert await Silences(store).all() == []
 
 
 async def test_mute_is_a_silence_and_unmute_leaves_the_other_silences(

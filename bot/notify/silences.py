@@ -8,6 +8,31 @@ Prometheus and Alertmanager (``rule=~btc.*`` matches ``btc_crash``, ``rule=~cras
 Every matcher must match (AND); a silence without matchers silences everything. It is active
 from ``starts`` (inclusive) to ``ends`` (exclusive).
 
+Regular expressions come from users (``stressbot silence add``, ``/silence``) and are matched
+by the notifier for every alert, with Python's backtracking ``re``, so a pattern that could
+backtrack for ever (``(a+)+$``: exponential; ``.*.*.*.*x``: a high power of the length) would
+stall delivery. They are therefore guarded when a matcher is made (parsed, or read back from
+Redis), not timed when matched:
+
+* the pattern is at most :data:`MAX_PATTERN` characters and is parsed by ``re``'s own parser
+  (so a bad one is refused with ``re``'s reason, e.g. ``rule=~(``: "missing ), unterminated
+  subpattern");
+* a quantifier (``*``, ``+``, ``?``, ``{m,n}``) may only repeat what matches in one way: a
+  character, a class, or a fixed sequence of them (``[a-z]+``, ``(ab)*``, ``.*``), never a
+  group holding another quantifier or an alternation (``(a+)+``, ``(a|ab)*``): nested
+  quantifiers are refused;
+* the ways a backtracking matcher can try, over a value of :data:`MAX_VALUE` characters (each
+  quantifier: its repeat counts; each alternation: its branches; multiplied along the pattern)
+  are at most :data:`MAX_WAYS`: ``.*crash.*`` (129 x 129 ways) or ``(btc|eth)_.*_(crash|spike)``
+  pass, ``.*a.*b.*c`` (129^3) is refused; backreferences, lookarounds and conditionals are
+  refused too (Alertmanager's RE2 has none of them either);
+* a value longer than :data:`MAX_VALUE` characters never satisfies a regular-expression matcher
+  (``=~`` nor ``!~``), so such an alert is delivered rather than held back. Rule ids are at most
+  64 characters, patterns and severities shorter.
+
+A silence stored by an older version whose regular expression fails these checks cannot be
+read (it is logged and removed, as any unreadable silence), so it cannot stall the notifier.
+
 ``/mute RULE|all DURATION`` is one kind of silence (``kind = "mute"``): one ``rule=RULE``
 matcher, or none for ``all``; ``/unmute`` ends those, and ``mutes()`` reads them as the rule ->
 expiry map the mute commands always had. Mutes of older versions (the ``notify:mutes`` hash)
@@ -28,18 +53,27 @@ Keys (under the store prefix ``{p}``):
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from bot.core.errors import StressbotError
 from bot.core.models import Alert
 from bot.store.redis_store import Store
+
+if TYPE_CHECKING:
+    import sre_parse as _re_parser
+else:  # the same parser re.compile uses (sre_parse is its deprecated alias since 3.11)
+    from re import _parser as _re_parser
+
+log = logging.getLogger(__name__)
 
 #: What a silence's matchers can read of an alert.
 FIELDS = ("rule", "pattern", "severity")
@@ -50,6 +84,10 @@ SUPPRESSED_MAXLEN = 10_000
 #: Expired silences are kept (listable) this long, then removed, as Alertmanager's retention.
 EXPIRED_KEEP = 5 * 86400.0
 _MATCHER = re.compile(r"^(rule|pattern|severity)(=~|!~|!=|=)(.*)$", re.S)
+#: The guard of user regular expressions (see the module docstring).
+MAX_PATTERN = 256
+MAX_VALUE = 128
+MAX_WAYS = 100_000
 
 
 class SilenceError(StressbotError):
@@ -72,12 +110,14 @@ class Matcher:
                 f"{', '.join(FIELDS)} and OP one of =, !=, =~, !~ (e.g. rule=btc_crash)"
             )
         name, op, value = m.groups()
-        if op in ("=~", "!~"):
-            try:
-                re.compile(value)
-            except re.error as e:
-                raise SilenceError(f"matcher {text[:64]!r}: bad regular expression: {e}") from None
         return cls(name, op, value)
+
+    def __post_init__(self) -> None:
+        if self.regex:
+            try:
+                _compiled(self.value)
+            except _Unsafe as e:
+                raise SilenceError(f"matcher {str(self)[:64]!r}: {e}") from None
 
     @property
     def regex(self) -> bool:
@@ -89,8 +129,11 @@ class Matcher:
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         got = labels.get(self.name, "")
-        hit = re.fullmatch(self.value, got) is not None if self.regex else got == self.value
-        return hit if self.equal else not hit
+        if not self.regex:
+            return (got == self.value) == self.equal
+        if len(got) > MAX_VALUE:
+            return False  # beyond the guard's bound: this matcher holds nothing back
+        return (_compiled(self.value).fullmatch(got) is not None) == self.equal
 
     def __str__(self) -> str:
         return f"{self.name}{self.op}{self.value}"
@@ -108,6 +151,90 @@ class Matcher:
         regex, equal = bool(d.get("isRegex")), bool(d.get("isEqual", True))
         op = ("=~" if equal else "!~") if regex else ("=" if equal else "!=")
         return cls(str(d["name"]), op, str(d["value"]))
+
+
+class _Unsafe(ValueError):
+    """A regular expression the guard refuses; the message says why."""
+
+
+_ONE_CHAR = frozenset({_re_parser.LITERAL, _re_parser.NOT_LITERAL, _re_parser.ANY, _re_parser.IN})
+_REPEATS = frozenset({_re_parser.MAX_REPEAT, _re_parser.MIN_REPEAT, _re_parser.POSSESSIVE_REPEAT})
+
+
+@lru_cache(maxsize=512)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """`pattern` compiled, once it passed the guard; raises _Unsafe with the reason."""
+    if len(pattern) > MAX_PATTERN:
+        raise _Unsafe(f"a regular expression is at most {MAX_PATTERN} characters")
+    try:
+        tree = _re_parser.parse(pattern)
+        compiled = re.compile(pattern)
+    except re.error as e:
+        raise _Unsafe(f"bad regular expression: {e}") from None
+    if _ways(tree) > MAX_WAYS:
+        raise _Unsafe(
+            f"regular expression too costly to match: more than {MAX_WAYS:,} ways to try on a "
+            f"{MAX_VALUE}-character value; use fewer quantifiers (.*, +) or alternatives"
+        )
+    return compiled
+
+
+def _ways(items: Any) -> int:
+    """An upper bound on the ways a backtracking matcher can try to match `items` (parsed by
+    ``re``'s parser) against a value of MAX_VALUE characters; raises _Unsafe for a construct
+    whose cost it does not bound."""
+    ways = 1
+    for op, av in items:
+        if op in _ONE_CHAR or op is _re_parser.AT:
+            continue
+        if op is _re_parser.SUBPATTERN:
+            ways *= _ways(av[3])
+        elif op is _re_parser.ATOMIC_GROUP:
+            ways *= _ways(av)
+        elif op is _re_parser.BRANCH:
+            ways *= sum(_ways(b) for b in av[1])
+        elif op in _REPEATS:
+            low, high, body = av
+            width = _fixed_width(body)
+            if width is None:
+                raise _Unsafe(
+                    "nested quantifier: *, +, ? and {m,n} may only repeat a character, a class "
+                    "or a fixed sequence, not a group with its own quantifier or alternatives "
+                    "(e.g. (a+)+ or (a|ab)*), which can take exponential time"
+                )
+            ways *= max(1, min(high, MAX_VALUE // width) - low + 1)
+        else:  # GROUPREF, GROUPREF_EXISTS, ASSERT, ASSERT_NOT
+            raise _Unsafe(
+                "backreferences, lookarounds and conditionals are not supported in silences "
+                "(as in Alertmanager)"
+            )
+        if ways > MAX_WAYS:
+            return ways
+    return ways
+
+
+def _fixed_width(items: Any) -> int | None:
+    """How many characters `items` match when they match in exactly one way (no alternation,
+    no quantifier but an exact count); None when they may match in several, or match nothing."""
+    width = 0
+    for op, av in items:
+        if op in _ONE_CHAR:
+            width += 1
+        elif op is _re_parser.AT:
+            continue
+        elif op in (_re_parser.SUBPATTERN, _re_parser.ATOMIC_GROUP):
+            w = _fixed_width(av[3] if op is _re_parser.SUBPATTERN else av)
+            if w is None:
+                return None
+            width += w
+        elif op in _REPEATS and av[0] == av[1]:
+            w = _fixed_width(av[2])
+            if w is None:
+                return None
+            width += w * av[0]
+        else:
+            return None
+    return width or None
 
 
 def labels_of(alert: Alert) -> dict[str, str]:
@@ -252,6 +379,10 @@ class Silences:
         for k, v in raw.items():
             try:
                 s = Silence.from_json(orjson.loads(v))
+            except SilenceError as e:  # e.g. a regex of an older version the guard refuses
+                log.warning("silence %s cannot be used and is removed: %s", _s(k), e)
+                gone.append(k)
+                continue
             except (ValueError, KeyError, TypeError):
                 gone.append(k)  # unreadable: cannot silence anything
                 continue
