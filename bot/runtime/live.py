@@ -13,7 +13,9 @@ stream (`consume`). If ticks were trimmed from the stream before the engine appl
 in the engine's status record (`Store.engine_status`) and marked as a gap in the engine, so
 no window compares across it.
 
-Redis outages (a restart, a failover, a network cut) stop no service. The engine waits with
+Redis outages (a restart, a failover, a network cut, a Cluster healing, a master refusing
+writes with NOREPLICAS while too few replicas are connected: what
+:func:`bot.store.connection.is_outage` counts) stop no service. The engine waits with
 capped, jittered backoff (:mod:`bot.core.retry`) and, when Redis answers again, resumes from
 the checkpoint: the alerts raised after it were not committed and are raised again, once, from
 the ticks re-read. When the checkpoint is gone too (a Redis restarted without persistence) it
@@ -53,9 +55,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from bot.core.errors import RuleError
 from bot.core.models import Tick, iso_utc
 from bot.core.retry import Backoff, BackoffPolicy
@@ -68,7 +67,7 @@ from bot.runtime.config import Config
 from bot.runtime.feed_alerts import FeedAlerts
 from bot.runtime.leader import EngineLease, LeaseLost
 from bot.runtime.metrics import Local, MetricsServer
-from bot.store.connection import CLUSTER_TRANSIENT, open_store
+from bot.store.connection import is_outage, open_store, outage_reason
 from bot.store.redis_store import Checkpoint, FencedOut, Store, stream_id
 from bot.telegram.command_bot import TelegramCommandBot
 from bot.telegram.session_chart import alert_renderer
@@ -80,14 +79,6 @@ log = logging.getLogger(__name__)
 FEED_POLL = 2.0  # seconds between reads of the feeds' health records
 RULES_POLL = 5.0  # seconds between checks of the rule files for edits
 LOST_KEEP = 10  # input-lost records kept in the engine's status
-#: What a Redis outage raises (redis-py wraps socket errors; asyncio.wait_for raises TimeoutError).
-STORE_ERRORS: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    OSError,
-    TimeoutError,
-    *CLUSTER_TRANSIENT,  # a Redis Cluster healing (CLUSTERDOWN, TRYAGAIN)
-)
 #: Waiting for Redis to come back: from 0.2 s up to 5 s, jittered so that instances spread out.
 STORE_BACKOFF = BackoffPolicy(initial=0.2, max=5.0, multiplier=2.0, jitter=0.5)
 
@@ -253,14 +244,15 @@ class EngineService:
                 self.lease.drop()
                 self.leaderships_lost += 1
                 log.warning("engine: %s; standing by (state is reloaded on takeover)", e)
-            except STORE_ERRORS as e:
+            except Exception as e:
+                if not is_outage(e):  # what an outage is: bot.store.connection.is_outage
+                    raise
                 delay = backoff.next_delay()
                 self.outages += 1
                 log.warning(
-                    "engine: store unavailable (%s: %s); retrying in %.1f s, then resuming "
+                    "engine: store unavailable (%s); retrying in %.1f s, then resuming "
                     "from the checkpoint",
-                    type(e).__name__,
-                    e,
+                    outage_reason(e),
                     delay,
                 )
                 with contextlib.suppress(TimeoutError):
@@ -275,8 +267,13 @@ class EngineService:
                 await self.commit()
         except (LeaseLost, FencedOut) as e:
             log.warning("engine: final checkpoint not written: %s", e)
-        except STORE_ERRORS as e:
-            log.warning("engine: final checkpoint not written (%s); resuming from the last", e)
+        except Exception as e:
+            if not is_outage(e):
+                raise
+            log.warning(
+                "engine: final checkpoint not written (%s); resuming from the last",
+                outage_reason(e),
+            )
         finally:
             await self.lease.release()
 
@@ -534,24 +531,23 @@ async def _guard(name: str, svc: Any, stop: asyncio.Event) -> None:
         try:
             await svc.run(stop)
             return
-        except STORE_ERRORS as e:
+        except Exception as e:
+            if not is_outage(e):
+                log.exception("%s failed; stopping stressbot", name)
+                stop.set()
+                raise
             if stop.is_set():
                 return
             if time.monotonic() - began > 60.0:
                 backoff.reset()  # it ran well for a while: a new outage
             delay = backoff.next_delay()
             log.warning(
-                "%s: store unavailable (%s: %s); restarting it in %.1f s",
+                "%s: store unavailable (%s); restarting it in %.1f s",
                 name,
-                type(e).__name__,
-                e,
+                outage_reason(e),
                 delay,
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             if stop.is_set():
                 return
-        except Exception:
-            log.exception("%s failed; stopping stressbot", name)
-            stop.set()
-            raise

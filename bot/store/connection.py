@@ -44,6 +44,21 @@ What redis-py (the installed 8.1) does with these, checked in its source and iss
   side has ``min-replicas-to-write``/``min-replicas-max-lag``. What a failover does to the
   engine and the notifiers either way is measured in tests/test_redis_sentinel.py and stated
   in the README ("Redis Sentinel and Cluster").
+* **What an outage is** (:func:`is_outage`, the one classification the engine and the
+  services' restart use, ``bot/runtime/live.py``): a lost connection or a timeout, a Cluster
+  healing (:data:`CLUSTER_TRANSIENT`), and ``NOREPLICAS``: the master refuses every write
+  while fewer replicas than its ``min-replicas-to-write`` are connected with at most
+  ``min-replicas-max-lag`` seconds of lag; "Reads still work. Writes start working again
+  when enough replicas are connected" (Redis docs, "NOREPLICAS error"), so it is waited out
+  like the rest, and logged as such (:func:`outage_reason`).
+  redis-py has no class for it: its parser maps the first word of an error reply through
+  ``BaseParser.EXCEPTION_CLASSES``, where NOREPLICAS is not listed, so it is a plain
+  ``ResponseError`` (a ``NoReplicasError`` was proposed in redis/redis-py#1502 and closed
+  unmerged). Checked against redis-server 7.0: a write command, a script that writes
+  (``NOREPLICAS ... script: <sha>, on @user_script:1.``) and a MULTI/EXEC (the queued write is
+  refused, EXEC answers EXECABORT, and redis-py raises the queued command's error annotated
+  as ``Command # 1 (...) of pipeline caused error: ('NOREPLICAS ...',)``) all answer it;
+  ``WAIT`` and reads do not (WAIT reports the replicas it counted, it never refuses).
 """
 
 from __future__ import annotations
@@ -51,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -60,7 +76,15 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, model_validator
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import MasterNotFoundError
-from redis.exceptions import ClusterDownError, RedisClusterException, RedisError, TryAgainError
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.core.config_types import Strict
 from bot.core.errors import ConfigError, StoreUnavailable
@@ -77,6 +101,40 @@ Kind = Literal["server", "sentinel", "cluster"]
 #: MASTERDOWN; a slot moving: TRYAGAIN). They are outages to wait out, like a lost connection;
 #: redis-py retries them a few times itself and then raises them.
 CLUSTER_TRANSIENT: tuple[type[BaseException], ...] = (ClusterDownError, TryAgainError)
+#: What a Redis outage raises as a class (redis-py wraps socket errors; asyncio.timeout and
+#: wait_for raise TimeoutError); :func:`is_outage` adds the NOREPLICAS refusal.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    TimeoutError,
+    *CLUSTER_TRANSIENT,
+)
+#: A NOREPLICAS reply, alone or as redis-py's pipeline annotates it (see the module docstring)
+_NOREPLICAS = re.compile(
+    r"(?:Command # \d+ \(.*\) of pipeline caused error: \(?['\"]?)?NOREPLICAS\b", re.S
+)
+
+
+def refuses_writes(e: BaseException) -> bool:
+    """Is `e` the master refusing writes for want of replicas (NOREPLICAS)?"""
+    return isinstance(e, ResponseError) and _NOREPLICAS.match(str(e)) is not None
+
+
+def is_outage(e: BaseException) -> bool:
+    """Is `e` Redis unavailable for now (an outage to wait out with backoff), rather than a
+    mistake to report?"""
+    return isinstance(e, OUTAGE_ERRORS) or refuses_writes(e)
+
+
+def outage_reason(e: BaseException) -> str:
+    """What the log says about an outage `e`."""
+    if refuses_writes(e):
+        return (
+            "NOREPLICAS: Redis refuses writes while fewer replicas than its "
+            "min-replicas-to-write are connected and in sync; waiting for a replica"
+        )
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
 class RedisConfig(Strict):
