@@ -299,6 +299,47 @@ async def test_the_cli_and_telegram_refuse_a_bad_or_unsafe_regex_and_keep_nothin
     assert await Silences(store).all() == []
 
 
+async def _keyed_by(store: Store, sid: str) -> list[str]:
+    """The keys of the store (listed with SCAN) named after silence `sid` or, for a hash,
+    holding a field named `sid`."""
+    found = []
+    async for k in store.redis.scan_iter(match=f"{store.prefix}:*"):
+        is_hash = await store.redis.type(k) in (b"hash", "hash")
+        if sid in k.decode() or (is_hash and await store.redis.hexists(k, sid)):
+            found.append(k.decode())
+    return sorted(found)
+
+
+async def _held_back_once(store: Store, tg: FakeTelegram) -> str:
+    """A silence that suppressed one alert at the desk; its id."""
+    s = await Silences(store).add([Matcher.parse("rule=btc_crash")], ends=time.time() + 3600)
+    await store.publish_alert(alert(1))
+    cfg = notify_config(store, tg, chats=[{"name": "desk", "chat_id": ALERT_CHAT}])
+    assert (await deliver_pending(cfg, store)).destinations["desk"].muted == 1
+    assert await _keyed_by(store, s.id) == sorted(
+        [store.key("notify:silences"), store.key("notify:silenced")]
+    )
+    return s.id
+
+
+async def test_silence_rm_removes_every_key_of_the_silence_and_keeps_the_history(
+    store: Store, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    sid = await _held_back_once(store, tg)
+    code, out = await _cli("silence", "rm", sid, "--config", str(_toml(store, tmp_path)))
+    assert code == 0 and f"removed {sid}" in out, out
+    assert await _keyed_by(store, sid) == []
+    assert [x.silence for x in await Silences(store).suppressed()] == [sid]  # capped history
+
+
+async def test_unsilence_removes_every_key_of_the_silence(store: Store, tg: FakeTelegram) -> None:
+    sid = await _held_back_once(store, tg)
+    async with running_bot(store, tg):
+        r = await ask(tg, f"/unsilence {sid}")
+    assert "ended" in r.visible
+    assert await _keyed_by(store, sid) == []
+
+
 async def test_mute_is_a_silence_and_unmute_leaves_the_other_silences(
     store: Store, tg: FakeTelegram, tmp_path: Path
 ) -> None:

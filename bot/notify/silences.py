@@ -42,6 +42,8 @@ What a silence suppresses is acknowledged without sending (never delivered later
 Alertmanager, a silence ending does not replay what it held back) and recorded, per
 destination, in the ``notify:suppressed`` stream (capped at :data:`SUPPRESSED_MAXLEN`),
 with a count per silence: ``stressbot silence list --suppressed`` and ``/silences`` show them.
+Removing a silence (``silence rm``, ``/unsilence``, ``/unmute``, the removal of expired ones)
+removes its count with it; its entries in the suppressed stream stay, as the capped history.
 
 Keys (under the store prefix ``{p}``):
 
@@ -403,7 +405,10 @@ class Silences:
         return [s for s in await self.all(now) if s.active(now)]
 
     async def remove(self, ids: Iterable[str]) -> list[str]:
-        """Remove silences by id (or a unique prefix of 4+ characters); returns the ids removed."""
+        """Remove silences by id (or a unique prefix of 4+ characters) with their count of
+        suppressed alerts; returns the ids removed. Their entries in the suppressed-alerts
+        stream stay: that is the history of what was held back (capped at SUPPRESSED_MAXLEN),
+        not state of the silence."""
         every = [s.id for s in await self.all()]
         gone = []
         for want in ids:
@@ -413,7 +418,10 @@ class Silences:
             if len(hits) == 1:
                 gone.append(hits[0])
         if gone:
-            await self.redis.hdel(self.k_silences, *gone)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hdel(self.k_silences, *gone)
+            pipe.hdel(self.k_count, *gone)
+            await pipe.execute()
         return gone
 
     def record(self, pipe: Any, dest: str, alert: Alert, silence: Silence, now: float) -> None:
