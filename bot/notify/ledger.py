@@ -146,13 +146,19 @@ class Ledger:
     async def mark(self, dest: str, alert_id: str) -> Mark | None:
         return _mark(await self.redis.hget(self._k("sent", dest), alert_id))
 
-    async def lookup(self, dest: str, alert_id: str) -> tuple[Mark | None, Attempt | None]:
-        """(delivery mark, attempt mark) in one round trip."""
+    async def lookup(
+        self, dest: str, alert_id: str, now: float | None = None
+    ) -> tuple[Mark | None, Attempt | None, list[Silence]]:
+        """(delivery mark, attempt mark, the silences as :meth:`Silences.all` has them but
+        without their counts) in one round trip: what the worker reads for each alert."""
+        now = time.time() if now is None else now
+        await self.silences.carry_old_mutes()  # the first time only
         pipe = self.redis.pipeline(transaction=False)
         pipe.hget(self._k("sent", dest), alert_id)
         pipe.hget(self._k("attempt", dest), alert_id)
-        raw_mark, raw_attempt = await pipe.execute()
-        return _mark(raw_mark), _attempt(raw_attempt)
+        self.silences.read(pipe)
+        raw_mark, raw_attempt, raw_silences = await pipe.execute()
+        return _mark(raw_mark), _attempt(raw_attempt), await self.silences.parse(raw_silences, now)
 
     async def claim(self, dest: str, alert_id: str, owner: str, ttl: float) -> bool:
         """Take (or keep) the claim of one alert at one destination; False while another

@@ -371,12 +371,25 @@ class Silences:
         """Every silence not expired for longer than EXPIRED_KEEP (older ones are removed),
         oldest first, with its count of suppressed alerts."""
         now = time.time() if now is None else now
-        if not self._carried:
-            await self._carry_old_mutes(now)
+        await self.carry_old_mutes()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.k_silences)
+        self.read(pipe)
         pipe.hgetall(self.k_count)
         raw, counts = await pipe.execute()
+        return await self.parse(raw, now, counts)
+
+    def read(self, pipe: Any) -> None:
+        """Queue the read of every silence on `pipe`; its reply goes to :meth:`parse`. Lets a
+        caller read the silences in a round trip it makes anyway (the notifier's per-alert
+        ledger lookup)."""
+        pipe.hgetall(self.k_silences)
+
+    async def parse(
+        self, raw: Mapping[Any, Any], now: float, counts: Mapping[Any, Any] | None = None
+    ) -> list[Silence]:
+        """The silences of a :meth:`read` reply, as :meth:`all` returns them (with their
+        `counts` when given); the unreadable and those expired for longer than EXPIRED_KEEP
+        are removed from Redis, which is the only time this makes a round trip."""
         out, gone = [], []
         for k, v in raw.items():
             try:
@@ -391,7 +404,7 @@ class Silences:
             if s.ends < now - EXPIRED_KEEP:
                 gone.append(k)
                 continue
-            s.suppressed = int(counts.get(k, 0) or 0)
+            s.suppressed = int((counts or {}).get(k, 0) or 0)
             out.append(s)
         if gone:
             pipe = self.redis.pipeline(transaction=False)
@@ -493,11 +506,16 @@ class Silences:
                 out[t] = max(out.get(t, 0.0), s.ends)
         return out
 
-    async def _carry_old_mutes(self, now: float) -> None:
+    async def carry_old_mutes(self) -> None:
+        """Turn the mutes of older versions into silences: once per instance (a round trip
+        the first time only)."""
+        if self._carried:
+            return
         raw = await self.redis.hgetall(self.k_old_mutes)
         self._carried = True
         if not raw:
             return
+        now = time.time()
         for k, v in raw.items():
             until = float(v)
             if until > now:

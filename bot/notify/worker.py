@@ -6,8 +6,9 @@ its death, reclaiming its pending entries with XAUTOCLAIM). Per alert:
 
 1. Claim the alert for this destination (a per-alert ``SET NX PX`` with the consumer name);
    if its delivery mark says sent, parked or dropped, acknowledge and move on.
-2. Not routed here, stale, or held back by a silence (:mod:`bot.notify.silences`; recorded as
-   suppressed in the same transaction): acknowledge (and log) without sending.
+2. Not routed here, stale, or held back by a silence (:mod:`bot.notify.silences`, read with
+   the marks in one round trip; recorded as suppressed in the same transaction): acknowledge
+   (and log) without sending.
 3. Render its parts; for each part not yet accepted: wait for pacing, *then* write the attempt
    mark (in the script that checks the claim is still ours), send, and on acceptance write the
    part mark; the final part's mark is in the same MULTI/EXEC as the XACK.
@@ -282,7 +283,7 @@ class Worker:
         self._busy = None
         self.in_hand = alert.id
         try:
-            mark, attempt = await ledger.lookup(self.name, alert.id)
+            mark, attempt, silences = await ledger.lookup(self.name, alert.id)
             if mark is not None and mark.status in ("sent", "parked", "dropped"):
                 await ledger.ack_only(self.name, entry_id, alert.id)
                 r.already_delivered += 1
@@ -294,7 +295,7 @@ class Worker:
             if mark is None and self._stale(alert, stale):
                 await ledger.ack_only(self.name, entry_id, alert.id)
                 return True
-            silence = None if mark is not None else await self._silence(alert)
+            silence = None if mark is not None else self._silence(alert, silences)
             if silence is not None:
                 await ledger.ack_only(self.name, entry_id, alert.id, silenced=(alert, silence))
                 return True
@@ -313,11 +314,12 @@ class Worker:
         finally:
             self.in_hand = None
 
-    async def _silence(self, alert: Alert) -> Silence | None:
-        """The silence holding `alert` back here (logged, counted), or None; never a heartbeat."""
+    def _silence(self, alert: Alert, silences: list[Silence]) -> Silence | None:
+        """The silence of `silences` holding `alert` back here (logged, counted), or None;
+        never a heartbeat."""
         if is_heartbeat(alert):
             return None
-        silence = silencing(await self.ledger.silences.active(), alert, time.time())
+        silence = silencing(silences, alert, time.time())
         if silence is not None:
             log.info(
                 "%s: alert %s (rule %s) suppressed by silence %s (%s) until %s, not sent",
@@ -576,7 +578,7 @@ class Worker:
             return False
         self.in_hand = rec.alert_id
         try:
-            mark, attempt = await self.ledger.lookup(self.name, rec.alert_id)
+            mark, attempt, _ = await self.ledger.lookup(self.name, rec.alert_id)
             log.info(
                 "%s: redelivering parked alert %s (%s)",
                 self.name,
