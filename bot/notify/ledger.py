@@ -46,9 +46,12 @@ from bot.core.models import Alert
 from bot.notify.silences import ALL, Silence, Silences, muted_until
 from bot.store.redis_store import Store
 
-__all__ = ["ALL", "Ledger", "muted_until"]
+__all__ = ["ALL", "GROUP_PREFIX", "Ledger", "group_destination", "muted_until"]
 
 DEAD_MAXLEN = 10_000
+#: A destination's outbox consumer group is ``notify:{dest}`` (:meth:`Ledger.group`); the
+#: one definition, also read by :func:`group_destination` (the snapshot, retention).
+GROUP_PREFIX = "notify:"
 #: Why an alert is parked. The first two are redelivered when the destination recovers;
 #: "rejected" (the platform refused that message) waits for ``stressbot deadletters retry``.
 OUTAGE, UNAVAILABLE, REJECTED = "outage", "unavailable", "rejected"
@@ -133,7 +136,7 @@ class Ledger:
         self._release = self.redis.register_script(_RELEASE)
 
     def group(self, dest: str) -> str:
-        return f"notify:{dest}"
+        return f"{GROUP_PREFIX}{dest}"
 
     def _k(self, what: str, dest: str) -> str:
         return self.store.key(f"notify:{what}:{dest}")
@@ -521,6 +524,12 @@ class Ledger:
     async def muted(self, rule: str, now: float | None = None) -> float | None:
         """The expiry of the mute that silences `rule`, or None."""
         return muted_until(await self.mutes(now), rule)
+
+
+def group_destination(group: str) -> str:
+    """The destination whose outbox consumer group is `group` (:meth:`Ledger.group`'s inverse);
+    a group not named by the notifier is returned as it is."""
+    return group[len(GROUP_PREFIX) :] if group.startswith(GROUP_PREFIX) else group
 
 
 def follow_migrations(chat_id: int | str, migrations: dict[str, int]) -> int | str:

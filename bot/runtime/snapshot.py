@@ -4,7 +4,8 @@ and `stressbot status`.
 A snapshot reads only small records: the feeds' health records, the rule states, the engine
 status record with the engine lease and its standbys, the checkpoint's position and clock (not
 the engine state it carries), the newest tick's stream id, the outbox length with its consumer
-groups (one per destination, ``notify:{dest}``), and per destination the parked alerts and the
+groups (one per destination, named by :meth:`bot.notify.ledger.Ledger.group`, read back with
+:func:`bot.notify.ledger.group_destination`), and per destination the parked alerts and the
 outage record kept by :class:`bot.notify.ledger.Ledger`, and the silences not yet expired
 (:class:`bot.notify.silences.Silences`). A Redis failure gives a snapshot with
 ``redis_up = False`` and the reason, never an exception.
@@ -24,12 +25,11 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from bot.notify.ledger import Ledger
+from bot.notify.ledger import Ledger, group_destination
 from bot.notify.silences import Silence, Silences
 from bot.store.redis_store import Store, stream_id
 
 REDIS_TIMEOUT = 2.0  # seconds a read waits for Redis before it reports it down
-GROUP_PREFIX = "notify:"  # the outbox consumer group of a destination (Ledger.group)
 
 
 def stale_report_after(status_interval: float) -> float:
@@ -129,9 +129,7 @@ async def _read(store: Store, snap: Snapshot, configured: list[str]) -> None:
         groups: Any = await r.xinfo_groups(store.k_outbox)
         for g in groups:
             g = {_s(k): v for k, v in g.items()}
-            name = _s(g.get("name", ""))
-            dest = name[len(GROUP_PREFIX) :] if name.startswith(GROUP_PREFIX) else name
-            fig = figures.setdefault(dest, DestinationFigures())
+            fig = figures.setdefault(group_destination(_s(g.get("name", ""))), DestinationFigures())
             fig.pending = int(g.get("pending") or 0)
             lag = g.get("lag")
             fig.unread = None if lag is None else int(lag)
