@@ -264,3 +264,35 @@ async def test_an_old_outage_left_by_a_stopped_notifier_does_not_park_a_new_blip
     assert report.destinations["desk"].parked == 0  # a new run of failures, not a 2-day one
     assert tg_ids(tg) == IDS[:1]
     assert await Ledger(store).outage("desk") == {}  # the success ended it
+
+
+async def test_parked_alerts_beyond_max_parked_drop_the_oldest_to_the_dead_letter_log(
+    store: Store, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.core.models import Alert
+    from bot.runtime.snapshot import read_snapshot
+
+    forbidden = {"ok": False, "error_code": 403, "description": "Forbidden: bot was kicked"}
+    tg.script += [TCanned(403, forbidden)] * 4
+    ids = [f"btc_crash:{i}:firing" for i in range(1, 5)]
+    for i in range(1, 5):
+        await store.publish_alert(alert(i))
+    # no probe inside the drain (see the test above): each alert is tried once and parked
+    cfg = notify_config(store, tg, delivery={"backoff_max": 30, "max_parked": 2})
+    report = await deliver_pending(cfg, store)
+    ledger = Ledger(store)
+    assert tg.send_requests == 4 and report.destinations["desk"].parked == 4
+    assert [p.alert_id for p in await ledger.parked("desk")] == ids[2:]
+    assert report.destinations["desk"].parked_dropped == 2
+    marks = [await ledger.mark("desk", a) for a in ids[:2]]
+    assert [m.status if m else None for m in marks] == ["dropped", "dropped"]
+    dead = [
+        {k.decode(): v.decode() for k, v in f.items()}
+        for _, f in await store.redis.xrange(ledger.k_dead)
+    ]
+    dropped = [d for d in dead if d["event"].startswith("dropped: over max_parked (2)")]
+    assert [d["alert_id"] for d in dropped] == ids[:2]
+    assert Alert.loads(dropped[0]["alert"]).id == ids[0]  # the alert itself is on the record
+    assert "more than 2 alerts parked: dropped the oldest 1" in caplog.text
+    snap = await read_snapshot(store, destinations=["desk"])
+    assert snap.destinations["desk"].parked_dropped == 2

@@ -234,6 +234,7 @@ class DestinationReport:
     stale: int = 0
     already_delivered: int = 0  # outbox entries whose alert id was delivered before
     parked: int = 0  # set aside after the retry horizon or a refusal (kept in the ledger)
+    parked_dropped: int = 0  # oldest parked alerts dropped to keep delivery.max_parked
     redelivered: int = 0  # parked alerts delivered later (recovery, probe or operator)
     deferred: int = 0  # still pending when a bounded drain stopped
     rate_limited: int = 0

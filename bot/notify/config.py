@@ -199,6 +199,9 @@ class DeliveryConfig(_Strict):
     backoff_max: Duration = 60.0
     # While alerts are parked, the oldest is tried again at growing intervals up to this.
     probe_interval: Duration = 600.0
+    # Parked alerts kept per destination; parking one more drops the oldest (outbox order):
+    # marked dropped, logged, written with its alert to the notify:dead log, counted.
+    max_parked: int = Field(default=1000, ge=1)
     # A notifier process delivers to a destination while it holds the destination's lease;
     # the lease of a process that died runs out after this, and another one takes over.
     lease_ttl: Duration = Field(default=15.0, gt=0)

@@ -14,6 +14,8 @@ Keys (under the store prefix ``{p}``; ``{dest}`` is a destination name):
                                          failures, error; deleted by the next success
 ``{p}:notify:dead``              stream  log of parkings and drops (capped: the parked hashes
                                          are the record, this is the history)
+``{p}:notify:overflow``          hash    dest -> parked alerts dropped to keep
+                                         ``notify.delivery.max_parked``
 ``{p}:notify:silences`` ...     silences (mutes among them): :mod:`bot.notify.silences`
 ``{p}:notify:telegram:migrated`` hash    old Telegram chat id -> the supergroup it became
 ``{p}:notify:upgraded``          string  set once the state of older versions was carried over
@@ -21,7 +23,10 @@ Keys (under the store prefix ``{p}``; ``{dest}`` is a destination name):
 A delivery mark is written in the same MULTI/EXEC as the XACK of the outbox entry (or, for a
 parked alert, as its removal from the parked hash), so an alert is either still to do or done
 and marked. Parking acknowledges the outbox entry in the same transaction that records the
-alert in the parked hash: a parked alert is never only in one place or in neither.
+alert in the parked hash: a parked alert is never only in one place or in neither. The parked
+hash of a destination holds at most ``max_parked`` alerts: parking one more drops the oldest
+(outbox order), each marked "dropped", removed from the parked hash and written, with its alert,
+to the dead-letter log, in one transaction (:meth:`Ledger.park`).
 
 Exactly once across processes: a process delivers to a destination only while it holds the
 destination's lease (``SET NX PX`` with its consumer name, renewed well inside the TTL), and
@@ -127,6 +132,7 @@ class Ledger:
         self.store = store
         self.redis = store.redis
         self.k_dead = store.key("notify:dead")
+        self.k_overflow = store.key("notify:overflow")
         self.silences = Silences(store)
         self.k_migrated = store.key("notify:telegram:migrated")
         self._claim = self.redis.register_script(_CLAIM)
@@ -253,10 +259,13 @@ class Ledger:
         tries: int,
         mark: Mark | None,
         now: float,
-    ) -> None:
+        max_parked: int | None = None,
+    ) -> list[str]:
         """Set the alert aside for this destination: parked record, mark, log entry and (when
         it comes from the outbox) the XACK, in one transaction. The attempt mark stays: if the
-        last attempt's outcome is unknown, the redelivery says it may repeat."""
+        last attempt's outcome is unknown, the redelivery says it may repeat. Then, when more
+        than `max_parked` alerts are parked here, the oldest are dropped (:meth:`shed`);
+        returns their ids."""
         rec = {
             "alert": alert.dumps().decode(),
             "entry": entry,
@@ -289,7 +298,45 @@ class Ledger:
         if entry_id is not None:
             pipe.xack(self.store.k_outbox, self.group(dest), entry_id)
         pipe.delete(self._k_claim(dest, alert.id))
+        pipe.hlen(self._k("parked", dest))
+        res = await pipe.execute()
+        if max_parked is None or int(res[-1]) <= max_parked:
+            return []
+        return await self.shed(dest, max_parked)
+
+    async def shed(self, dest: str, keep: int) -> list[str]:
+        """Drop the oldest parked alerts of `dest` (outbox order) until `keep` are left: each
+        is marked "dropped" and goes, with its alert, to the dead-letter log; the overflow
+        count of `dest` grows by as many; one transaction. Returns the ids dropped."""
+        over = (await self.parked(dest))[: -keep if keep > 0 else None]
+        if not over:
+            return []
+        now = time.time()
+        why = f"dropped: over max_parked ({keep})"
+        pipe = self.redis.pipeline(transaction=True)
+        for p in over:
+            doc = {"status": "dropped", "parts": 0, "ids": [], "at": now, "why": why}
+            pipe.hdel(self._k("parked", dest), p.alert_id)
+            pipe.hdel(self._k("retry", dest), p.alert_id)
+            pipe.hset(self._k("sent", dest), p.alert_id, orjson.dumps(doc))
+            event: dict[Any, Any] = {
+                "dest": dest,
+                "alert_id": p.alert_id,
+                "entry": p.entry,
+                "event": why,
+                "reason": p.reason,
+                "error": p.error[:1000],
+                "alert": p.alert.dumps().decode() if p.alert is not None else "",
+                "at": repr(now),
+            }
+            pipe.xadd(self.k_dead, event, maxlen=DEAD_MAXLEN, approximate=True)
+        pipe.hincrby(self.k_overflow, dest, len(over))
         await pipe.execute()
+        return [p.alert_id for p in over]
+
+    async def overflowed(self, dest: str) -> int:
+        """How many parked alerts of `dest` were dropped to keep ``max_parked``."""
+        return int(await self.redis.hget(self.k_overflow, dest) or 0)
 
     async def parked(self, dest: str) -> list[Parked]:
         """The alerts parked for `dest`, in outbox order."""

@@ -21,10 +21,12 @@ Failures (:mod:`bot.core.retry`'s capped exponential backoff with jitter between
   after that the alert is *parked* and the next alerts get one try each.
 * A refusal of the destination (bot removed, token refused, webhook gone): parked at once.
   A refusal of the message itself: parked as "rejected".
-* Parked alerts are kept in the ledger (``stressbot deadletters list``). Those parked by an
-  outage or a refusal of the destination are redelivered, in outbox order, as soon as a send
-  to the destination succeeds again: the next alert, or a probe (the oldest parked alert, tried
-  at growing intervals up to ``probe_interval``). Rejected ones wait for ``deadletters retry``.
+* Parked alerts are kept in the ledger (``stressbot deadletters list``), at most
+  ``max_parked`` per destination (beyond, the oldest are dropped to the dead-letter log).
+  Those parked by an outage or a refusal of the destination are redelivered, in outbox order,
+  as soon as a send to the destination succeeds again: the next alert, or a probe (the oldest
+  parked alert, tried at growing intervals up to ``probe_interval``). Rejected ones wait for
+  ``deadletters retry``.
 
 Notes: a send whose outcome is unknown (an error answer, a connection lost after the request
 went out, no answer within the timeout) leaves its attempt mark as "unknown", and every later
@@ -467,7 +469,7 @@ class Worker:
                 backoff.reset()
         except _Park as p:
             now_mark = Mark("partial", i, ids, note is not None)
-            await led.park(
+            dropped = await led.park(
                 self.name,
                 alert,
                 entry_id=entry_id,
@@ -477,8 +479,11 @@ class Worker:
                 tries=tries,
                 mark=now_mark,
                 now=self.ctx.clock(),
+                max_parked=cfg.max_parked,
             )
             self._parked(alert, p, tries, again=entry_id is None)
+            if dropped:
+                self._shed(dropped, cfg.max_parked)
             return False
         return True
 
@@ -533,6 +538,18 @@ class Worker:
             "redelivered when the destination accepts messages again"
             if auto
             else "redeliver it with: stressbot deadletters retry",
+        )
+
+    def _shed(self, dropped: list[str], cap: int) -> None:
+        self.report.parked_dropped += len(dropped)
+        self.parked_auto = max(0, self.parked_auto - len(dropped))  # recounted when read
+        log.error(
+            "%s: more than %d alerts parked: dropped the oldest %d (%s); they are in the "
+            "dead-letter log (notify:dead), not redelivered",
+            self.name,
+            cap,
+            len(dropped),
+            ", ".join(dropped[:5]) + (" ..." if len(dropped) > 5 else ""),
         )
 
     # ---- parked alerts -------------------------------------------------------------------------

@@ -56,6 +56,7 @@ class DestinationFigures:
     pending: int = 0  # read by the destination's group, not acknowledged yet
     unread: int | None = None  # outbox entries the group has not read (None: Redis < 7)
     parked: int = 0  # parked alerts (redelivered when the destination recovers)
+    parked_dropped: int = 0  # oldest parked alerts dropped to keep delivery.max_parked
     outage: dict[str, str] = field(default_factory=dict)  # the current run of failures
 
 
@@ -136,6 +137,7 @@ async def _read(store: Store, snap: Snapshot, configured: list[str]) -> None:
     ledger = Ledger(store)
     for dest, fig in figures.items():
         fig.parked = await ledger.parked_count(dest)
+        fig.parked_dropped = await ledger.overflowed(dest)
         fig.outage = await ledger.outage(dest)
     snap.destinations = dict(sorted(figures.items()))
     snap.silences = [x for x in await Silences(store).all(snap.now) if x.ends > snap.now]
