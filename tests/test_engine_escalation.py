@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.models import Alert, AlertKind
+from bot.core.models import CHART_SPAN, Alert, AlertKind
 from bot.engine.engine import Engine
 from bot.engine.lifecycle import CHART_POINTS, ESCALATE_EVERY, downsample
 from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
@@ -317,3 +317,19 @@ def test_only_the_dash_for_cash_is_ever_critical_and_it_holds_back_the_lesser_al
     ]:
         assert inh.target.matches(rid, pattern, "warning")
     assert not inh.target.matches("funding_stress", "funding_stress", "warning")
+
+
+def test_an_alert_carries_the_span_its_chart_shows_not_its_regimes_year(tmp_path: Path) -> None:
+    body = BASE.format(extra="", tables="", cooldown="1d", severity="info").replace(
+        """when = 'last("BTC/USD") < 50'""",
+        """when = 'last("BTC/USD") < 50 and known(sigma("BTC/USD", "1d", "365d"))'""",
+    )
+    e = Engine(rules_from(tmp_path, body), {}, wild_print_pct=0.0)
+    assert e.rules[0].window > 365 * D
+    hours = 400 * 24  # 400 days of hourly prints, then the fall
+    pts = [(k * H, 100.0 + (k % 7)) for k in range(hours)] + [(hours * H, 40.0)]
+    a = next(x for x in feed(e, btc(pts)) if x.kind is AlertKind.FIRING)
+    chart = a.chart["BTC/USD"]
+    assert chart[0][0] >= a.ts - CHART_SPAN - H  # one point at or before the span's start
+    assert len(chart) == 241  # every hour of the 10 days shown, and the one before
+    assert chart[-1] == (hours * H, 40.0)

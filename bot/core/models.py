@@ -69,6 +69,12 @@ class Pattern(StrEnum):
     CUSTOM = "custom"
 
 
+#: History an alert's chart shows before its trigger, and so the span of the points it
+#: carries: a rule's window can include a year of lookback (its regime), which on a phone
+#: would flatten the move the alert is about.
+CHART_SPAN = 10 * 86400.0
+
+
 @dataclass(slots=True)
 class Tick:
     """One observation: `value` of `symbol` known at `ts` (epoch seconds, UTC)."""
@@ -111,9 +117,9 @@ class Alert:
     kind: AlertKind = AlertKind.FIRING
     values: dict[str, float | None] = field(default_factory=dict)
     symbols: list[str] = field(default_factory=list)  # the series behind it, for charts
-    window: float = 0.0  # seconds of history worth showing with it
-    # (ts, value) points of each chart symbol over the window, so a chart can be drawn from
-    # the alert alone, whenever and wherever it is delivered
+    window: float = 0.0  # seconds of history the rule looks at
+    # (ts, value) points of each chart symbol over the window or `CHART_SPAN` if shorter,
+    # so a chart can be drawn from the alert alone, whenever and wherever it is delivered
     chart: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -35,6 +35,10 @@ message; a target still firing when its inhibition ends is announced then (it wa
 not dropped), and one that ended meanwhile is never announced nor resolved. Alerts raised
 outside the rules (feed health, `raise_external`) pass the same inhibition.
 
+Chart points: an alert carries, per chart symbol, the points of the span its chart shows
+(the rule's window, at most `CHART_SPAN` before the trigger), downsampled to `CHART_POINTS`
+keeping every slice's extremes and the trigger.
+
 Determinism: every field this decides on is in the rules' `RuleState` or in `snapshot()`.
 """
 
@@ -48,7 +52,7 @@ from typing import Any
 
 import orjson
 
-from bot.core.models import Alert, AlertKind, iso_utc
+from bot.core.models import CHART_SPAN, Alert, AlertKind, iso_utc
 from bot.engine.episodes import Episode, stress_values
 from bot.engine.policy import SEVERITY_RANK, Inhibit
 from bot.engine.rulefile import Rule
@@ -343,10 +347,11 @@ class Lifecycle:
             more = f" and {len(held) - FOLD_NAMES} more" if len(held) > FOLD_NAMES else ""
             summary += f"\nHeld back while this fires: {', '.join(held[:FOLD_NAMES])}{more}"
         window = rule.window
+        span = min(window, CHART_SPAN)  # what the chart shows, at its full resolution
         chart = {}
         for sym in rule.chart_symbols:
             s = self.series[sym]
-            i = max(bisect_right(s.ts, now - window) - 1, 0)
+            i = max(bisect_right(s.ts, now - span) - 1, 0)
             j = bisect_right(s.ts, now)
             if j > i:
                 chart[sym] = downsample(chart_points(s, i, j), CHART_POINTS)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bot.core.errors import StressbotError
-from bot.core.models import SYMBOLS, Alert, Kind
+from bot.core.models import CHART_SPAN, SYMBOLS, Alert, Kind
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -57,9 +57,7 @@ HEADER_PX = 88  # two title lines and the subtitle
 LEGEND_ROW_PX = 19
 TITLE_WIDTH = 58  # characters per title line at 13 pt on 800 px
 DAY = 86400.0
-#: At most this much history is shown before the trigger: a rule's window can include a year
-#: of lookback (its regime), which on a phone would flatten the move the alert is about.
-DISPLAY_SPAN = 10 * DAY
+DISPLAY_SPAN = CHART_SPAN  # at most this much history is shown before the trigger
 
 
 class ChartError(StressbotError):
