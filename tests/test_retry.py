@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from bot.core.retry import (
     RetryAfterTooLong,
     retry_after_of,
     retry_async,
+    sleep_or_stop,
 )
 from bot.core.retry_after import parse_retry_after
 from connectors.config import BackoffConfig
@@ -41,6 +43,42 @@ def test_reset_starts_again_from_the_initial_delay() -> None:
 def test_many_failures_stay_at_the_cap_without_overflow() -> None:
     b = Backoff(BackoffPolicy(initial=1, max=30, jitter=0.0))
     assert [b.next_delay() for _ in range(2000)][-1] == 30.0
+
+
+# --------------------------------------------------------------------------- sleep_or_stop
+
+
+async def test_sleep_or_stop_sleeps_the_whole_delay_when_nobody_stops() -> None:
+    t0 = time.monotonic()
+    assert await sleep_or_stop(asyncio.Event(), 0.2) is False
+    assert 0.19 <= time.monotonic() - t0 < 1.0
+
+
+async def test_sleep_or_stop_returns_as_soon_as_stop_is_set() -> None:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.05, stop.set)
+    t0 = time.monotonic()
+    assert await sleep_or_stop(stop, 30.0) is True
+    assert time.monotonic() - t0 < 1.0
+    assert await sleep_or_stop(stop, 30.0) is True  # already set: at once
+
+
+async def test_sleep_or_stop_passes_a_cancellation_on() -> None:
+    sleeper = asyncio.create_task(sleep_or_stop(asyncio.Event(), 30.0))
+    await asyncio.sleep(0.01)
+    sleeper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sleeper
+
+
+async def test_sleep_or_stop_starts_no_task_of_its_own() -> None:
+    """asyncio.wait_for(stop.wait(), t) runs the wait as a task of its own (3.11)."""
+    before = len(asyncio.all_tasks())
+    sleeper = asyncio.create_task(sleep_or_stop(asyncio.Event(), 30.0))
+    await asyncio.sleep(0.01)
+    assert len(asyncio.all_tasks()) == before + 1  # the sleeper alone
+    sleeper.cancel()
+    await asyncio.gather(sleeper, return_exceptions=True)
 
 
 @given(

@@ -4,8 +4,9 @@ Two shapes of the same policy (:class:`BackoffPolicy`):
 
 * :class:`Backoff`: ``next_delay()`` / ``reset()`` for the long-running loops that decide
   for themselves when to try again (feed reconnects and polls, the tick writer, the notifier's
-  delivery loop). They sleep on their own stop event, report the delay in feed health, and
-  reset after a healthy period, which a retry *call* cannot express.
+  delivery loop). They sleep on their own stop event (:func:`sleep_or_stop`), report the
+  delay in feed health, and reset after a healthy period, which a retry *call* cannot
+  express.
 * :func:`retry_async`: a bounded retry of one awaitable (the history downloader): it gives up
   after ``attempts`` tries, or at once when a server's Retry-After is longer than
   ``max_retry_after``, raising :class:`RetriesExhausted` / :class:`RetryAfterTooLong` with the
@@ -215,6 +216,25 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep `seconds`, or less when `stop` is set meanwhile; True when it is set (the loops'
+    wait before their next attempt).
+
+    ``asyncio.timeout`` around ``stop.wait()``: the one future ``Event.wait`` makes and a
+    timer handle, where ``asyncio.wait_for(stop.wait(), seconds)`` wraps the wait in a task
+    (``ensure_future``) and cancels it at every timeout. A cancellation of the caller is
+    passed on, never taken for the timeout (``asyncio.timeout`` tells them apart, which
+    ``wait_for`` on 3.11 does not always do: cpython gh-86296)."""
+    if stop.is_set():
+        return True
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        pass
+    return stop.is_set()
 
 
 class GaveUp(StressbotError):

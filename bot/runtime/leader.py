@@ -31,6 +31,7 @@ import time
 import uuid
 
 from bot.core.errors import StressbotError
+from bot.core.retry import sleep_or_stop
 from bot.store.redis_store import Store
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,7 @@ class EngineLease:
                 await asyncio.wait_for(
                     self.store.set_engine_standby(self.owner, record), CALL_TIMEOUT
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), STANDBY_POLL * (0.5 + random.random()))
+            await sleep_or_stop(stop, STANDBY_POLL * (0.5 + random.random()))
         return False
 
     async def keep(self) -> None:

@@ -57,7 +57,7 @@ from typing import Any
 
 from bot.core.errors import RuleError
 from bot.core.models import Tick, iso_utc
-from bot.core.retry import Backoff, BackoffPolicy
+from bot.core.retry import Backoff, BackoffPolicy, sleep_or_stop
 from bot.engine.engine import Engine
 from bot.engine.episodes import stress_report
 from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
@@ -255,8 +255,7 @@ class EngineService:
                     outage_reason(e),
                     delay,
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                await sleep_or_stop(stop, delay)
             finally:
                 if keeper is not None:
                     keeper.cancel()
@@ -547,7 +546,5 @@ async def _guard(name: str, svc: Any, stop: asyncio.Event) -> None:
                 outage_reason(e),
                 delay,
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            if stop.is_set():
+            if await sleep_or_stop(stop, delay):
                 return
