@@ -36,6 +36,8 @@ async def test_entries_go_only_once_every_destination_acknowledged_them_and_they
         await store.publish_alert(alert(i))
     ledger = Ledger(store)
     dests = ["desk", "ops"]
+    for d in dests:  # started (a destination that never started: the test below)
+        await store.ensure_group(ledger.group(d))
     assert await trim_outbox(ledger, dests, 3600, time.time() + LATER) == 0  # nobody read yet
     await deliver_pending(notify_config(store, tg), store)  # the Telegram chat only
     assert await trim_outbox(ledger, dests, 3600, time.time() + LATER) == 0  # ops has not
@@ -82,7 +84,28 @@ async def test_the_cut_never_passes_an_entry_some_destination_has_not_acknowledg
         prefix = next((k for k, ok in enumerate(everywhere) if not ok), n)
         assert await trim_outbox(ledger, dests, 1.0, time.time() + LATER) == prefix
         assert await _ids(store) == ids[prefix:]
-    assert await outbox_cut(ledger, ["never-read"], 1.0, time.time()) == "0-0"
+    await store.ensure_group(ledger.group("never-read"))
+    assert await trim_outbox(ledger, ["a", "never-read"], 1.0, time.time() + LATER) == 0
+    assert await outbox_cut(ledger, ["a"], 1.0, 0.5) == "0-0"  # nothing older than 1 s at 0.5
+
+
+async def test_a_destination_that_never_started_holds_entries_back_for_the_retention_only(
+    store: Store, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    for i in range(3):
+        await store.publish_alert(alert(i))
+    await deliver_pending(notify_config(store, tg), store)  # desk delivers; ops never started
+    ledger = Ledger(store)
+    dests = ["desk", "ops"]
+    groups = [g["name"].decode() for g in await store.redis.xinfo_groups(store.k_outbox)]
+    assert groups == [ledger.group("desk")]
+    assert await trim_outbox(ledger, dests, 3600, time.time()) == 0  # within the retention
+    assert "never read" not in caplog.text
+    assert await trim_outbox(ledger, dests, 3600, time.time() + LATER) == 3
+    assert await _ids(store) == []
+    assert "3 outbox entr(y/ies) older than the retention trimmed that ops never read" in (
+        caplog.text
+    )
 
 
 async def test_final_marks_expire_after_their_ttl_parked_ones_stay(

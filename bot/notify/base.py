@@ -254,7 +254,7 @@ class DestinationReport:
 class DeliveryReport:
     destinations: dict[str, DestinationReport] = field(default_factory=dict)
     # configured destinations that could not be used (missing secret), with the reason;
-    # their alerts stay in the outbox
+    # their alerts stay in the outbox (for notify.storage.outbox_retention: bot.notify.retention)
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def total(self, attr: str) -> int:

@@ -106,7 +106,8 @@ class Delivery:
                 self.unavailable[chat.name] = f"no bot token: export {tg.token_env}"
             log.error(
                 "notify.telegram.chats is set but the bot token is not (export %s): "
-                "Telegram alerts stay in the outbox until it is",
+                "Telegram alerts stay in the outbox until it is (for "
+                "notify.storage.outbox_retention)",
                 tg.token_env,
             )
         if token:
@@ -141,7 +142,11 @@ class Delivery:
                     )
                 except ConfigError as e:
                     self.unavailable[hook.name] = str(e)
-                    log.error("%s; its alerts stay in the outbox until it is set", e)
+                    log.error(
+                        "%s; its alerts stay in the outbox until it is set (for "
+                        "notify.storage.outbox_retention)",
+                        e,
+                    )
                     continue
                 secrets.append(ddest.secret)
                 self.workers.append(Worker(self, ddest, hook))
