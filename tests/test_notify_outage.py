@@ -293,6 +293,6 @@ async def test_parked_alerts_beyond_max_parked_drop_the_oldest_to_the_dead_lette
     dropped = [d for d in dead if d["event"].startswith("dropped: over max_parked (2)")]
     assert [d["alert_id"] for d in dropped] == ids[:2]
     assert Alert.loads(dropped[0]["alert"]).id == ids[0]  # the alert itself is on the record
-    assert "more than 2 alerts parked: dropped the oldest 1" in caplog.text
+    assert "desk: 2 parked alerts at most: dropped the oldest, btc_crash:1:firing" in caplog.text
     snap = await read_snapshot(store, destinations=["desk"])
     assert snap.destinations["desk"].parked_dropped == 2

@@ -204,6 +204,13 @@ class Part:
     photo: bytes | None = None
     embed: dict[str, object] | None = None  # Discord only
 
+    def without_photo(self) -> Part:
+        """The same message without its chart (and a Discord embed without its image)."""
+        embed = dict(self.embed) if self.embed is not None else None
+        if embed is not None:
+            embed.pop("image", None)
+        return Part(self.text, self.plain, photo=None, embed=embed)
+
 
 class Sender(Protocol):
     """A platform client bound to one destination, with its pacers (`gate` for the

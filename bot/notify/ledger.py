@@ -48,6 +48,7 @@ from typing import Any
 import orjson
 
 from bot.core.models import Alert
+from bot.notify import ledger_scripts as scripts
 from bot.notify.silences import ALL, Silence, Silences, muted_until
 from bot.store.redis_store import Store
 
@@ -135,11 +136,11 @@ class Ledger:
         self.k_overflow = store.key("notify:overflow")
         self.silences = Silences(store)
         self.k_migrated = store.key("notify:telegram:migrated")
-        self._claim = self.redis.register_script(_CLAIM)
-        self._begin = self.redis.register_script(_BEGIN)
-        self._lease = self.redis.register_script(_LEASE)
-        self._renew = self.redis.register_script(_RENEW)
-        self._release = self.redis.register_script(_RELEASE)
+        self._claim = self.redis.register_script(scripts.CLAIM)
+        self._begin = self.redis.register_script(scripts.BEGIN)
+        self._lease = self.redis.register_script(scripts.LEASE)
+        self._renew = self.redis.register_script(scripts.RENEW)
+        self._release = self.redis.register_script(scripts.RELEASE)
 
     def group(self, dest: str) -> str:
         return f"{GROUP_PREFIX}{dest}"
@@ -595,52 +596,3 @@ def _s(x: bytes | str) -> str:
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
-
-
-# KEYS[1] claim; ARGV owner, ttl ms. 1: ours (taken or renewed), 0: another owner's.
-_CLAIM = """
-local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-# KEYS[1] claim, KEYS[2] attempts, KEYS[3] marks; ARGV owner, ttl ms, alert id,
-# "part|sending", part. Marks are compact JSON (orjson): {"status":"...","parts":N,...}.
-_BEGIN = """
-local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then return 0 end
-local m = redis.call('HGET', KEYS[3], ARGV[3])
-local part = tonumber(ARGV[5])
-if m then
-  local st = string.match(m, '"status":"(%a+)"')
-  local done = tonumber(string.match(m, '"parts":(%d+)') or '0')
-  if st == 'sent' or st == 'dropped' or done ~= part then return -1 end
-elseif part ~= 0 then
-  return -1
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-return 1
-"""
-# KEYS[1] lease; ARGV owner, ttl ms. 1 when ours, else the holder's name.
-_LEASE = """
-local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then return cur end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-# KEYS[1] lease, KEYS[2] (optional) claim; ARGV owner, ttl ms. 0 when the lease is not ours.
-_RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if KEYS[2] then
-  local c = redis.call('GET', KEYS[2])
-  if c == false or c == ARGV[1] then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
-end
-return 1
-"""
-# KEYS[1] a lease or a claim; ARGV owner.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""

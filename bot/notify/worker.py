@@ -7,8 +7,7 @@ its death, reclaiming its pending entries with XAUTOCLAIM). Per alert:
 1. Claim the alert for this destination (a per-alert ``SET NX PX`` with the consumer name);
    if its delivery mark says sent, parked or dropped, acknowledge and move on.
 2. Not routed here, stale, or held back by a silence (:mod:`bot.notify.silences`, read with
-   the marks in one round trip; recorded as suppressed in the same transaction): acknowledge
-   (and log) without sending.
+   the marks; recorded as suppressed in the same transaction): acknowledge without sending.
 3. Render its parts; for each part not yet accepted: wait for pacing, *then* write the attempt
    mark (in the script that checks the claim is still ours), send, and on acceptance write the
    part mark; the final part's mark is in the same MULTI/EXEC as the XACK.
@@ -21,12 +20,11 @@ Failures (:mod:`bot.core.retry`'s capped exponential backoff with jitter between
   after that the alert is *parked* and the next alerts get one try each.
 * A refusal of the destination (bot removed, token refused, webhook gone): parked at once.
   A refusal of the message itself: parked as "rejected".
-* Parked alerts are kept in the ledger (``stressbot deadletters list``), at most
-  ``max_parked`` per destination (beyond, the oldest are dropped to the dead-letter log).
-  Those parked by an outage or a refusal of the destination are redelivered, in outbox order,
-  as soon as a send to the destination succeeds again: the next alert, or a probe (the oldest
-  parked alert, tried at growing intervals up to ``probe_interval``). Rejected ones wait for
-  ``deadletters retry``.
+* Parked alerts are kept in the ledger (``stressbot deadletters list``; ``max_parked`` at
+  most). Those parked by an outage or a refusal of the destination are redelivered, in outbox
+  order, as soon as a send to the destination succeeds again: the next alert, or a probe (the
+  oldest parked alert, tried at growing intervals up to ``probe_interval``). Rejected ones
+  wait for ``deadletters retry``.
 
 Notes: a send whose outcome is unknown (an error answer, a connection lost after the request
 went out, no answer within the timeout) leaves its attempt mark as "unknown", and every later
@@ -62,7 +60,6 @@ from bot.notify.base import (
     DestinationReport,
     FormattingRejected,
     LeaseLost,
-    Part,
     PermanentError,
     RateLimited,
     Sender,
@@ -118,13 +115,6 @@ class Context(Protocol):
     async def chart(self, alert: Alert, zone: str) -> bytes | None: ...
 
     async def prepare(self, worker: Worker) -> None: ...
-
-
-def _without_photo(part: Part) -> Part:
-    embed = dict(part.embed) if part.embed is not None else None
-    if embed is not None:
-        embed.pop("image", None)
-    return Part(part.text, part.plain, photo=None, embed=embed)
 
 
 class Worker:
@@ -398,7 +388,7 @@ class Worker:
         i, failures, plain, no_photo = start, 0, False, False
         try:
             while i < len(parts):
-                part = _without_photo(parts[i]) if no_photo else parts[i]
+                part = parts[i].without_photo() if no_photo else parts[i]
                 stop.check(self.sender.gate.ready_in())
                 await stop.wait(self.sender.gate.wait())
                 await self._ensure_lease()
@@ -482,8 +472,14 @@ class Worker:
                 max_parked=cfg.max_parked,
             )
             self._parked(alert, p, tries, again=entry_id is None)
-            if dropped:
-                self._shed(dropped, cfg.max_parked)
+            if dropped:  # over max_parked: the oldest went to the dead-letter log
+                self.report.parked_dropped += len(dropped)
+                log.error(
+                    "%s: %d parked alerts at most: dropped the oldest, %s",
+                    self.name,
+                    cfg.max_parked,
+                    ", ".join(dropped),
+                )
             return False
         return True
 
@@ -538,18 +534,6 @@ class Worker:
             "redelivered when the destination accepts messages again"
             if auto
             else "redeliver it with: stressbot deadletters retry",
-        )
-
-    def _shed(self, dropped: list[str], cap: int) -> None:
-        self.report.parked_dropped += len(dropped)
-        self.parked_auto = max(0, self.parked_auto - len(dropped))  # recounted when read
-        log.error(
-            "%s: more than %d alerts parked: dropped the oldest %d (%s); they are in the "
-            "dead-letter log (notify:dead), not redelivered",
-            self.name,
-            cap,
-            len(dropped),
-            ", ".join(dropped[:5]) + (" ..." if len(dropped) > 5 else ""),
         )
 
     # ---- parked alerts -------------------------------------------------------------------------
