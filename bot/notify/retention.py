@@ -29,8 +29,10 @@ outbox always has its mark. The sweep reads the hash with ``HSCAN`` in pages, so
 blocks Redis for long.
 
 What else the notifiers keep is bounded where it is written: claims and leases carry a TTL,
-the dead-letter and suppressed-alert logs are capped streams, expired silences are removed
-after 5 days, the outage record goes with the next success.
+the dead-letter and suppressed-alert logs are capped streams, a destination's parked alerts
+are at most ``notify.delivery.max_parked`` (:meth:`bot.notify.ledger.Ledger.park`), expired
+silences are removed after 5 days (with their counts; so is a silence removed by hand), the
+outage record goes with the next success.
 """
 
 from __future__ import annotations
