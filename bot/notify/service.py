@@ -25,8 +25,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.core.errors import ConfigError
 from bot.core.models import Alert
@@ -49,6 +47,7 @@ from bot.notify.ledger import Ledger, consumer_name
 from bot.notify.retention import sweep
 from bot.notify.telegram import TelegramClient, TelegramDestination, shared_pacing
 from bot.notify.worker import REPEAT_NOTE, RETRY_NOTE, Worker
+from bot.store.connection import is_outage, outage_reason
 
 if TYPE_CHECKING:
     from bot.store.redis_store import Store
@@ -329,10 +328,14 @@ class NotifierService:
         while not stop.is_set():
             try:
                 await sweep(d.ledger, dests, retention=cfg.outbox_retention, mark_ttl=cfg.mark_ttl)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-                log.warning("storage sweep: store unavailable (%s); trying again later", e)
-            except Exception:  # a bug here must not stop delivery
-                log.exception("storage sweep failed; trying again later")
+            except Exception as e:  # neither an outage nor a bug here stops delivery
+                if is_outage(e):  # what an outage is: bot.store.connection.is_outage
+                    log.warning(
+                        "storage sweep: store unavailable (%s); trying again later",
+                        outage_reason(e),
+                    )
+                else:
+                    log.exception("storage sweep failed; trying again later")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), cfg.sweep_every)
 
@@ -346,14 +349,19 @@ class NotifierService:
                 return
             except LeaseLost as e:
                 log.warning("%s: %s; standing by", w.name, e)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            except Exception as e:  # a bug must not silently end this destination's deliveries
                 failures += 1
-                delay = STORE_RETRY.delay(failures)
-                log.warning("%s: store unavailable (%s); retrying in %.1fs", w.name, e, delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-            except Exception:  # a bug must not silently end this destination's deliveries
-                failures += 1
+                if is_outage(e):  # what an outage is: bot.store.connection.is_outage
+                    delay = STORE_RETRY.delay(failures)
+                    log.warning(
+                        "%s: store unavailable (%s); retrying in %.1fs",
+                        w.name,
+                        outage_reason(e),
+                        delay,
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+                    continue
                 delay = LOOP_RETRY.delay(failures)
                 log.exception(
                     "%s: delivery loop failed; restarting it in %.1fs (the alert in "
