@@ -17,8 +17,10 @@ from redis.asyncio import Redis
 
 from bot.notify import NotifierService
 from bot.store.redis_store import Store
+from bot.telegram.command_bot import TelegramCommandBot
+from bot.telegram.commands import STORAGE_DOWN
 from tests.fake_discord import FakeDiscord
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import FakeTelegram, Sent
 from tests.notify_fixtures import (
     alert,
     dc_ids,
@@ -81,3 +83,46 @@ async def test_the_notifier_waits_out_noreplicas_in_one_line_and_delivers_after_
     assert not any(r.exc_info for r in notify), [r.getMessage() for r in notify if r.exc_info]
     assert not any("delivery loop failed" in r.getMessage() for r in notify)
     assert all("store unavailable" in r.getMessage() for r in _outage_lines(caplog))
+
+
+ADMIN = 4242
+
+
+async def _ask(tg: FakeTelegram, text: str) -> Sent:
+    before = len(tg.to_chat(ADMIN))
+    tg.push_update_message(text, user_id=ADMIN, chat_id=ADMIN)
+    async with asyncio.timeout(30):
+        while True:
+            got = tg.to_chat(ADMIN)[before:]
+            if got:
+                return got[0]
+            await asyncio.sleep(0.02)
+
+
+async def test_a_write_command_refused_with_noreplicas_answers_storage_unavailable(
+    server: OwnRedis, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/silence writes: refused with NOREPLICAS it answers STORAGE_DOWN (on main: "Something
+    went wrong" and a traceback), and works again once writes are accepted."""
+    caplog.set_level(logging.WARNING)
+    async with Redis.from_url(server.url) as client:
+        store = Store(client, prefix="nrc")
+        bot = TelegramCommandBot(notify_config(store, tg, allowed_users=[ADMIN]), store)
+        stop = asyncio.Event()
+        task = asyncio.create_task(bot.run(stop))
+        try:
+            await _replicas_needed(server, 1)
+            refused = await _ask(tg, "/silence all 1h maintenance")
+            read = await _ask(tg, "/silences")  # reads still work
+            await _replicas_needed(server, 0)
+            muted = await _ask(tg, "/silence all 1h maintenance")
+        finally:
+            stop.set()
+            async with asyncio.timeout(15):
+                await task
+    assert refused.visible == STORAGE_DOWN
+    assert "No silences" in read.visible
+    assert "Silence" in muted.visible and "everything" in muted.visible
+    logged = [r for r in caplog.records if r.name.startswith("bot.")]
+    assert any("storage unavailable (NOREPLICAS" in r.getMessage() for r in logged)
+    assert not any(r.exc_info for r in logged)

@@ -20,9 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from bot.core.durations import format_duration, parse_duration
 from bot.core.errors import DurationError, StressbotError
 from bot.core.models import SYMBOLS, Alert, AlertKind, Kind
@@ -38,6 +35,7 @@ from bot.notify.heartbeat import is_heartbeat
 from bot.notify.ledger import ALL, Ledger
 from bot.notify.service import accepts
 from bot.notify.silences import Matcher, Silence, SilenceError, silencing
+from bot.store.connection import is_outage, outage_reason
 from bot.telegram.session_chart import (
     DEFAULT_DAYS,
     DOLLAR_SYMBOLS,
@@ -101,14 +99,15 @@ STORAGE_DOWN = (
     "Storage unavailable: the bot cannot reach its Redis right now, so it cannot answer that. "
     "Alerts are kept and go out once it is back; try again in a minute."
 )
-#: What a Redis outage raises (redis-py wraps socket errors; its socket timeouts bound the wait).
-_STORE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 _P = ParamSpec("_P")
 
 
 def needs_store(fn: Callable[_P, Awaitable[Reply]]) -> Callable[_P, Awaitable[Reply]]:
     """A command that reads Redis: while Redis is down it answers :data:`STORAGE_DOWN` (as a
-    CommandError, a plain reply) instead of failing; every call tries the store afresh, so the
+    CommandError, a plain reply) instead of failing. Down is every outage
+    :func:`bot.store.connection.is_outage` knows: a lost connection or a timeout, a Cluster
+    healing (CLUSTERDOWN, TRYAGAIN), a master refusing writes such as /silence for want of
+    replicas (NOREPLICAS); every call tries the store afresh, so the
     commands recover by themselves when it is back (redis-py's pool reconnects on the next
     command)."""
 
@@ -116,8 +115,10 @@ def needs_store(fn: Callable[_P, Awaitable[Reply]]) -> Callable[_P, Awaitable[Re
     async def run(*args: _P.args, **kwargs: _P.kwargs) -> Reply:
         try:
             return await fn(*args, **kwargs)
-        except _STORE_ERRORS as ex:
-            log.warning("command: storage unavailable (%s: %s)", type(ex).__name__, ex)
+        except Exception as ex:
+            if not is_outage(ex):  # a bug: the bot logs it and says "Something went wrong"
+                raise
+            log.warning("command: storage unavailable (%s)", outage_reason(ex))
             raise CommandError(STORAGE_DOWN) from None
 
     return run
