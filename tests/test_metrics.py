@@ -257,3 +257,36 @@ async def test_readyz_follows_this_process_engine_role(store: Store) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_parked_alerts_dropped_past_max_parked_are_exported_per_destination(
+    store: Store,
+) -> None:
+    from bot.notify.ledger import OUTAGE, Ledger
+    from bot.runtime.metrics import render
+    from bot.runtime.snapshot import read_snapshot
+
+    now = time.time()
+    ledger = Ledger(store)
+    for i, aid in enumerate(("a1", "a2", "a3")):
+        await ledger.park(
+            "desk",
+            Alert(aid, now + i, "crypto_crash", "crypto_crash", "warning", "x"),
+            entry_id=None,
+            entry=f"{i + 1}-0",
+            reason=OUTAGE,
+            error="refused",
+            tries=1,
+            mark=None,
+            now=now,
+        )
+    assert await ledger.shed("desk", 1) == ["a1", "a2"]  # what max_parked = 1 drops
+    snap = await read_snapshot(store, destinations=["desk", "quiet"])
+    m = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(render(snap, 2.0).decode())
+        for s in fam.samples
+    }
+    assert m[("stressbot_parked_dropped", (("destination", "desk"),))] == 2
+    assert m[("stressbot_parked_dropped", (("destination", "quiet"),))] == 0
+    assert m[("stressbot_parked_alerts", (("destination", "desk"),))] == 1

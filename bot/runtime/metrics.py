@@ -289,6 +289,12 @@ class SnapshotCollector(Collector):
             "alerts parked for a destination (redelivered when it recovers)",
             labels=["destination"],
         )
+        dropped = GaugeMetricFamily(
+            "stressbot_parked_dropped",
+            "parked alerts dropped for a destination to keep notify.delivery.max_parked "
+            "(a count kept in Redis: only grows, read at scrape time)",
+            labels=["destination"],
+        )
         failing = GaugeMetricFamily(
             "stressbot_destination_failing",
             "1 while the destination's last delivery attempts failed",
@@ -299,8 +305,9 @@ class SnapshotCollector(Collector):
             if fig.unread is not None:
                 lag.add_metric([name], fig.unread)
             parked.add_metric([name], fig.parked)
+            dropped.add_metric([name], fig.parked_dropped)
             failing.add_metric([name], int(bool(fig.outage)))
-        yield from (pending, lag, parked, failing)
+        yield from (pending, lag, parked, dropped, failing)
         silences = GaugeMetricFamily(
             "stressbot_silences", "silences by state (active, pending)", labels=["state"]
         )
