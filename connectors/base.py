@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 from bot.core.errors import StressbotError
 from bot.core.models import INPUT_SYMBOLS
-from bot.core.retry import Backoff, BackoffPolicy
+from bot.core.retry import Backoff, BackoffPolicy, sleep_or_stop
 from connectors.config import (
     BaseFeedConfig,
     FeedsConfig,
@@ -100,11 +100,6 @@ def symbol_schedule(feed_schedule: Schedule, canonical: str) -> Schedule:
     if feed_schedule == "fx" and canonical in ("XAU/USD", "XAG/USD"):
         return "metals"
     return feed_schedule
-
-
-async def sleep_or_stop(stop: asyncio.Event, delay: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), delay)
 
 
 class Feed(ABC, Generic[ConfigT]):

@@ -36,8 +36,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from bot.core.models import Tick
+from bot.core.retry import sleep_or_stop
 from bot.store.redis_store import Store
-from connectors.base import Feed, FeedContext, FeedSetupError, sleep_or_stop
+from connectors.base import Feed, FeedContext, FeedSetupError
 from connectors.combine import Combiner
 from connectors.config import CombineConfig, FeedConfig, FeedsConfig
 from connectors.health import FeedHealth
@@ -284,8 +285,7 @@ class FeedSupervisor:
                 await asyncio.wait_for(self._write_statuses(), 5.0)
             except (OSError, TimeoutError, Exception) as e:
                 log.warning("feeds: cannot write feed status: %s: %s", type(e).__name__, e)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._status_changed.wait(), interval)
+            await sleep_or_stop(self._status_changed, interval)
 
     async def _write_statuses(self) -> None:
         self.update_serving()

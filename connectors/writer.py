@@ -10,11 +10,10 @@ the buffer overflows `max_buffer` (the oldest are dropped and counted) or the pr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from bot.core.models import Tick
-from bot.core.retry import Backoff, BackoffPolicy
+from bot.core.retry import Backoff, BackoffPolicy, sleep_or_stop
 from bot.store.redis_store import Store
 from connectors.config import BackoffConfig
 
@@ -61,13 +60,11 @@ class TickWriter:
         try:
             while not stop.is_set():
                 if len(self._buf) < self.batch_size:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+                    await sleep_or_stop(self._wake, self.flush_interval)
                 self._wake.clear()
                 if self._buf and not await self._flush_once():
                     delay = self._backoff.next_delay()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
+                    await sleep_or_stop(stop, delay)
         finally:
             waker.cancel()
             await self._drain()

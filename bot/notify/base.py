@@ -6,7 +6,6 @@ Pacing and backoff are :mod:`bot.core.pacing` and :mod:`bot.core.retry`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Iterable, Mapping
@@ -18,6 +17,7 @@ import aiohttp
 from bot.core.errors import StressbotError
 from bot.core.models import Alert, AlertKind
 from bot.core.pacing import Pacer
+from bot.core.retry import sleep_or_stop
 from bot.notify.config import Route
 from bot.notify.heartbeat import is_heartbeat
 
@@ -190,8 +190,7 @@ class _Stop:
         if self.event is None:
             await asyncio.sleep(seconds)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.event.wait(), seconds)
+        await sleep_or_stop(self.event, seconds)
         self.check()
 
 

@@ -29,7 +29,7 @@ import aiohttp
 from bot.core.errors import ConfigError
 from bot.core.models import Alert
 from bot.core.pacing import Pacer
-from bot.core.retry import BackoffPolicy
+from bot.core.retry import BackoffPolicy, sleep_or_stop
 from bot.notify.base import (
     DeliveryReport,
     DrainDeadline,
@@ -336,8 +336,7 @@ class NotifierService:
                     )
                 else:
                     log.exception("storage sweep failed; trying again later")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), cfg.sweep_every)
+            await sleep_or_stop(stop, cfg.sweep_every)
 
     async def _serve(self, w: Worker, stop: asyncio.Event) -> None:
         cfg = self.config.notify.delivery
@@ -359,8 +358,7 @@ class NotifierService:
                         outage_reason(e),
                         delay,
                     )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
+                    await sleep_or_stop(stop, delay)
                     continue
                 delay = LOOP_RETRY.delay(failures)
                 log.exception(
@@ -369,7 +367,6 @@ class NotifierService:
                     w.name,
                     delay,
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                await sleep_or_stop(stop, delay)
             else:
                 failures = 0
