@@ -106,16 +106,20 @@ async def test_defect5_several_notifier_processes_on_one_redis_deliver_each_aler
     log = tmp_path / "stderr.log"
     procs = [await _serve(conf, env, log) for _ in range(processes)]
     expected = [f"btc_crash:{i}:firing" for i in range(N)]
-    killed = False
+    killed: list[int] = []
+    also_discord = False  # the one killed held the Discord lease too
+
+    def pid_of(holder: bytes | None) -> int | None:
+        return int(holder.decode().rsplit(":", 2)[1]) if holder else None
 
     async def before_accept(n: int) -> bool:
-        nonlocal killed
+        nonlocal also_discord
         if n == N // 2 and not killed:  # the process delivering dies with a request out
-            killed = True
-            for p in procs:
-                if p.returncode is None:
-                    p.send_signal(signal.SIGKILL)
-                    break
+            pid = pid_of(await store.redis.get(store.key("notify:lease:desk")))
+            assert pid is not None, "nobody holds the Telegram lease with a request out"
+            also_discord = pid == pid_of(await store.redis.get(store.key("notify:lease:ops")))
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
         return True
 
     tg.before_accept = before_accept
@@ -133,7 +137,11 @@ async def test_defect5_several_notifier_processes_on_one_redis_deliver_each_aler
     print(t.line("telegram"), "|", d.line("discord"))
     assert t.lost == d.lost == 0
     assert t.duplicated_without_note == d.duplicated_without_note == 0
-    assert d.duplicated_with_note == 0  # nothing was in doubt on Discord
+    assert killed
+    # Discord's lease is its own: when the process killed for Telegram held it too, a
+    # Discord request it had out is in doubt and resent with the note (at-least-once, the
+    # documented case: bot.notify.worker "a process died with a request out"); else nothing is.
+    assert d.duplicated_with_note <= (1 if also_discord else 0), also_discord
     assert t.duplicated_with_note <= 1  # only the request the kill interrupted
     assert t.out_of_order == d.out_of_order == 0
     text = log.read_text()
