@@ -95,6 +95,9 @@ MIN_RETENTION = 2 * DAY  # history kept for symbols no rule looks at (status, ch
 STORE_KEEP = 40 * DAY
 STORE_RESOLUTION = 60.0  # seconds: at most one stored point per symbol in each
 GAP_AFTER = 5 * DAY  # no tick at all for this long is missing input, not a quiet market
+# the session memos older than the longest retention are dropped this often (event time): a
+# scan of every cached session, so not daily; they hold a month more at most
+FORGET_EVERY = 30 * DAY
 
 
 class Engine:
@@ -424,7 +427,7 @@ class Engine:
         oldest = now - max(self._retention.values()) - 2 * DAY
         if self._gaps and self._gaps[0][1] < oldest:
             self._gaps[:] = [g for g in self._gaps if g[1] >= oldest]
-        if now - self._last_forget >= DAY:
+        if now - self._last_forget >= FORGET_EVERY:
             self._last_forget = now
             self.sessions.forget_before(oldest)
 
