@@ -20,7 +20,7 @@ from tests.conftest import shared_path
 from tests.fake_discord import Canned as DCanned
 from tests.fake_discord import FakeDiscord, Posted
 from tests.fake_telegram import Canned as TCanned
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import FakeTelegram, Sent
 
 TOKEN_ENV = "STRESSBOT_TEST_TG_TOKEN"
 HOOK_ID = "1200000000000000001"
@@ -261,6 +261,24 @@ async def until(
             if r:
                 return
             await asyncio.sleep(step)
+
+
+async def reply_to(
+    tg: FakeTelegram,
+    text: str,
+    *,
+    user: int,
+    chat: int | None = None,
+    username: str = "someone",
+    within: float = 30.0,
+) -> Sent:
+    """Send `text` to the command bot as `user` in `chat` (the user's private chat by
+    default) and return the first message the bot sends to that chat after it."""
+    chat = user if chat is None else chat
+    before = len(tg.to_chat(chat))
+    tg.push_update_message(text, user_id=user, chat_id=chat, username=username)
+    await until(lambda: len(tg.to_chat(chat)) > before, within)
+    return tg.to_chat(chat)[before]
 
 
 @asynccontextmanager

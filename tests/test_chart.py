@@ -8,9 +8,8 @@ import pytest
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from bot.core.models import Alert
+from bot.core.models import CHART_SPAN, Alert
 from bot.notify.chart import (
-    DISPLAY_SPAN,
     ChartError,
     chart_figure,
     clip,
@@ -132,10 +131,10 @@ def test_a_long_lookback_is_clipped_to_the_display_span() -> None:
     a = alert({"BTC/USD": year}, window=376 * DAY)
     fig = chart_figure(a, a.chart, "UTC")
     lo, _hi = fig.axes[0].get_xlim()
-    assert lo == pytest.approx((T - DISPLAY_SPAN) / DAY)
+    assert lo == pytest.approx((T - CHART_SPAN) / DAY)
     assert "since 02 Mar" in fig.axes[0].get_ylabel()
-    c = clip(year, T - DISPLAY_SPAN)
-    assert c[0][0] == T - DISPLAY_SPAN and c[0][1] == pytest.approx(dict(year)[T - DISPLAY_SPAN])
+    c = clip(year, T - CHART_SPAN)
+    assert c[0][0] == T - CHART_SPAN and c[0][1] == pytest.approx(dict(year)[T - CHART_SPAN])
 
 
 def test_no_drawable_data_is_a_chart_error_and_a_png_otherwise() -> None:

@@ -20,12 +20,13 @@ from bot.store.redis_store import Store
 from bot.telegram.command_bot import TelegramCommandBot
 from bot.telegram.commands import STORAGE_DOWN
 from tests.fake_discord import FakeDiscord
-from tests.fake_telegram import FakeTelegram, Sent
+from tests.fake_telegram import FakeTelegram
 from tests.notify_fixtures import (
     alert,
     dc_ids,
     discord_fixture,
     notify_config,
+    reply_to,
     telegram_fixture,
     tg_ids,
     until,
@@ -88,17 +89,6 @@ async def test_the_notifier_waits_out_noreplicas_in_one_line_and_delivers_after_
 ADMIN = 4242
 
 
-async def _ask(tg: FakeTelegram, text: str) -> Sent:
-    before = len(tg.to_chat(ADMIN))
-    tg.push_update_message(text, user_id=ADMIN, chat_id=ADMIN)
-    async with asyncio.timeout(30):
-        while True:
-            got = tg.to_chat(ADMIN)[before:]
-            if got:
-                return got[0]
-            await asyncio.sleep(0.02)
-
-
 async def test_a_write_command_refused_with_noreplicas_answers_storage_unavailable(
     server: OwnRedis, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -112,10 +102,10 @@ async def test_a_write_command_refused_with_noreplicas_answers_storage_unavailab
         task = asyncio.create_task(bot.run(stop))
         try:
             await _replicas_needed(server, 1)
-            refused = await _ask(tg, "/silence all 1h maintenance")
-            read = await _ask(tg, "/silences")  # reads still work
+            refused = await reply_to(tg, "/silence all 1h maintenance", user=ADMIN)
+            read = await reply_to(tg, "/silences", user=ADMIN)  # reads still work
             await _replicas_needed(server, 0)
-            muted = await _ask(tg, "/silence all 1h maintenance")
+            muted = await reply_to(tg, "/silence all 1h maintenance", user=ADMIN)
         finally:
             stop.set()
             async with asyncio.timeout(15):

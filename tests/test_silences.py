@@ -35,6 +35,7 @@ from tests.fake_telegram import FakeTelegram, Sent
 from tests.notify_fixtures import (
     alert,
     notify_config,
+    reply_to,
     running_command_bot,
     telegram_fixture,
     tg_ids,
@@ -179,20 +180,13 @@ async def _seed_rules(store: Store) -> None:
     await store.commit(Checkpoint("p", "f", time.time(), b"{}"), rule_states=states)
 
 
+async def ask(tg: FakeTelegram, text: str) -> Sent:
+    return await reply_to(tg, text, user=ADMIN, username="alice", within=10)
+
+
 def running_bot(store: Store, tg: FakeTelegram) -> AbstractAsyncContextManager[TelegramCommandBot]:
     desk = {"name": "desk", "chat_id": ALERT_CHAT, "charts": False}
     return running_command_bot(store, tg, allowed_users=[ADMIN], chats=[desk])
-
-
-async def ask(tg: FakeTelegram, text: str) -> Sent:
-    before = len(tg.to_chat(ADMIN))
-    tg.push_update_message(text, user_id=ADMIN, chat_id=ADMIN, username="alice")
-    async with asyncio.timeout(10):
-        while True:
-            got = tg.to_chat(ADMIN)[before:]
-            if got:
-                return got[0]
-            await asyncio.sleep(0.02)
 
 
 async def test_a_silence_set_from_the_cli_holds_back_telegram_and_shows_in_status(
@@ -254,8 +248,16 @@ async def test_a_silence_set_from_telegram_is_listed_by_the_cli_and_holds_back_d
     cfg_file = _toml(store, tmp_path)
     async with running_bot(store, tg):
         bad = await ask(tg, "/silence symbol=BTC 2h")
-        nodur = await ask(tg, "/silence rule=btc_crash")
-        r = await ask(tg, "/silence severity=~warn.* pattern!=crypto_crash 2h night shift")
+        nodur = await reply_to(
+            tg, "/silence rule=btc_crash", user=ADMIN, username="alice", within=10
+        )
+        r = await reply_to(
+            tg,
+            "/silence severity=~warn.* pattern!=crypto_crash 2h night shift",
+            user=ADMIN,
+            username="alice",
+            within=10,
+        )
     assert "NAME one of rule, pattern, severity" in bad.visible
     assert "then a duration" in nodur.visible
     sid = re.search(r"Silence (\w+):", r.visible).group(1)  # type: ignore[union-attr]
@@ -290,7 +292,9 @@ async def test_the_cli_and_telegram_refuse_a_bad_or_unsafe_regex_and_keep_nothin
     unsafe_code, unsafe = await _cli("silence", "add", "rule=~(a+)+$", "--config", cfg_file)
     async with running_bot(store, tg):
         tg_bad = await ask(tg, "/silence rule=~( 2h")
-        tg_unsafe = await ask(tg, "/silence rule=~(a+)+$ 2h")
+        tg_unsafe = await reply_to(
+            tg, "/silence rule=~(a+)+$ 2h", user=ADMIN, username="alice", within=10
+        )
     assert bad_code == 2 and "matcher 'rule=~(': bad regular expression: missing )" in bad
     assert unsafe_code == 2 and "matcher 'rule=~(a+)+$': nested quantifier" in unsafe
     assert "Traceback" not in bad + unsafe

@@ -14,23 +14,12 @@ from redis.asyncio import Redis
 from bot.store.redis_store import Store
 from bot.telegram.command_bot import TelegramCommandBot
 from bot.telegram.commands import STORAGE_DOWN
-from tests.fake_telegram import FakeTelegram, Sent
-from tests.notify_fixtures import notify_config, telegram_fixture
+from tests.fake_telegram import FakeTelegram
+from tests.notify_fixtures import notify_config, reply_to, telegram_fixture
 from tests.redis_server import OwnRedis
 
 ADMIN = 4242
 tg = telegram_fixture()
-
-
-async def ask(tg: FakeTelegram, text: str) -> Sent:
-    before = len(tg.to_chat(ADMIN))
-    tg.push_update_message(text, user_id=ADMIN, chat_id=ADMIN)
-    async with asyncio.timeout(30):
-        while True:
-            got = tg.to_chat(ADMIN)[before:]
-            if got:
-                return got[0]
-            await asyncio.sleep(0.02)
 
 
 async def test_commands_say_storage_unavailable_while_redis_is_down_and_recover(
@@ -45,10 +34,10 @@ async def test_commands_say_storage_unavailable_while_redis_is_down_and_recover(
         stop = asyncio.Event()
         task = asyncio.create_task(bot.run(stop))
         try:
-            up = await ask(tg, "/silences")
+            up = await reply_to(tg, "/silences", user=ADMIN)
             await server.kill()
             down = {
-                cmd: await ask(tg, cmd)
+                cmd: await reply_to(tg, cmd, user=ADMIN)
                 for cmd in (
                     "/status",
                     "/silences",
@@ -60,8 +49,8 @@ async def test_commands_say_storage_unavailable_while_redis_is_down_and_recover(
                 )
             }
             await server.start()
-            back = await ask(tg, "/status")
-            muted = await ask(tg, "/silence all 1h maintenance")
+            back = await reply_to(tg, "/status", user=ADMIN)
+            muted = await reply_to(tg, "/silence all 1h maintenance", user=ADMIN)
         finally:
             stop.set()
             async with asyncio.timeout(15):

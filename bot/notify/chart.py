@@ -57,7 +57,6 @@ HEADER_PX = 88  # two title lines and the subtitle
 LEGEND_ROW_PX = 19
 TITLE_WIDTH = 58  # characters per title line at 13 pt on 800 px
 DAY = 86400.0
-DISPLAY_SPAN = CHART_SPAN  # at most this much history is shown before the trigger
 
 
 class ChartError(StressbotError):
@@ -283,7 +282,7 @@ def chart_figure(alert: Alert, series: Mapping[str, Points], zone: str = "UTC") 
     """The figure of :func:`render_chart` (tests read its texts and lines)."""
     trigger = alert.ts
     first = min((p[0][0] for p in series.values() if p), default=trigger)
-    start = max(first, trigger - DISPLAY_SPAN)
+    start = max(first, trigger - CHART_SPAN)
     drawn = {s: c for s, p in series.items() if len(c := clip(p, start)) >= 2}
     if not drawn:
         raise ChartError(f"no data to chart for {', '.join(series) or 'this alert'}")
