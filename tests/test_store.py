@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from redis.asyncio import Redis
 
-from bot.core.models import Alert, Tick
-from bot.store.redis_store import Checkpoint, Store
+from bot.core.models import Alert, PageWrite, Tick
+from bot.store.redis_store import Checkpoint, PagesOutOfStep, Store
 
 
 def _alert(i: int) -> Alert:
@@ -22,13 +23,51 @@ def _alert(i: int) -> Alert:
 
 
 async def test_commit_writes_alerts_and_checkpoint_together(store: Store) -> None:
-    cp = Checkpoint(position="0:10", fingerprint="fp", clock=123.0, state=b"{}")
+    pages = PageWrite(None, "run.1", {"BTC/USD:7": b"[[1.0],[2.0],[],[],[],[],[]]"})
+    cp = Checkpoint(position="0:10", fingerprint="fp", clock=123.0, state=b"{}", pages=pages)
     ids = await store.commit(cp, [_alert(1), _alert(2)], rule_states={"r": {"firing": True}})
     assert len(ids) == 2
     loaded = await store.load_checkpoint()
     assert loaded == cp
     assert [a.id for _, a in await store.alerts()] == ["r:1", "r:2"]
     assert (await store.rule_states())["r"] == {"firing": True}
+
+
+async def _commit_pages(store: Store, pages: PageWrite, alert: int = 0) -> None:
+    await store.commit(Checkpoint("p", "f", 0.0, b"{}", pages), [_alert(alert)] if alert else [])
+
+
+async def test_pages_written_against_their_base_revision_apply_on_it(store: Store) -> None:
+    await _commit_pages(store, PageWrite(None, "a.1", {"X:1": b"1", "X:2": b"2", "X:3": b"3"}))
+    await _commit_pages(store, PageWrite("a.1", "a.2", {"X:3": b"3b", "X:4": b"4"}, ["X:1"]))
+    cp = await store.load_checkpoint()
+    assert cp is not None and cp.pages is not None
+    assert cp.pages.rev == "a.2"
+    assert cp.pages.put == {"X:2": b"2", "X:3": b"3b", "X:4": b"4"}
+
+
+async def test_pages_of_another_base_revision_are_refused_with_nothing_written(
+    store: Store,
+) -> None:
+    await _commit_pages(store, PageWrite(None, "a.1", {"X:1": b"1"}))
+    with pytest.raises(PagesOutOfStep, match=r"revision 'a\.1'"):
+        await _commit_pages(store, PageWrite("a.0", "a.2", {"X:1": b"lost"}), alert=1)
+    cp = await store.load_checkpoint()
+    assert cp is not None and cp.pages == PageWrite(None, "a.1", {"X:1": b"1"})
+    assert await store.alerts() == []  # the alert waits for a commit that stands
+
+
+async def test_pages_written_against_a_base_on_an_empty_store_are_refused(store: Store) -> None:
+    with pytest.raises(PagesOutOfStep, match="revision 'none'"):
+        await _commit_pages(store, PageWrite("a.1", "a.2", {"X:1": b"1"}))
+    assert await store.load_checkpoint() is None
+
+
+async def test_a_write_of_every_page_replaces_the_pages_held(store: Store) -> None:
+    await _commit_pages(store, PageWrite(None, "a.1", {"X:1": b"1", "Y:1": b"1"}))
+    await _commit_pages(store, PageWrite(None, "b.1", {"X:2": b"2"}))
+    cp = await store.load_checkpoint()
+    assert cp is not None and cp.pages == PageWrite(None, "b.1", {"X:2": b"2"})
 
 
 async def test_outbox_group_sees_each_alert_once_until_acked(store: Store) -> None:

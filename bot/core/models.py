@@ -171,3 +171,18 @@ def parse_iso_utc(text: str) -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
+
+
+@dataclass(frozen=True)
+class PageWrite:
+    """What a checkpoint writes of its series pages (`bot.engine.pages`), or (read back)
+    what the store holds.
+
+    `base`: the revision the pages in the store must have for this write to apply on them
+    (None: it replaces them all); `rev`: their revision after it; `put`: page name -> page;
+    `drop`: names of pages deleted."""
+
+    base: str | None
+    rev: str
+    put: dict[str, bytes] = field(default_factory=dict)
+    drop: list[str] = field(default_factory=list)

@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from bot.core.models import INPUT_SYMBOLS, SYMBOLS, Alert, Kind, iso_utc
+from bot.core.models import INPUT_SYMBOLS, SYMBOLS, Alert, Kind, PageWrite, iso_utc
 from bot.engine.config import EngineConfig, SessionConfig
 from bot.engine.derived import (
     SOFR_IORB_LAG,
@@ -58,6 +58,7 @@ from bot.engine.derived import (
 )
 from bot.engine.episodes import library_for
 from bot.engine.lifecycle import Lifecycle
+from bot.engine.pages import PagesError, SeriesPages, read_pages
 from bot.engine.rulefile import Rule, RuleSet
 from bot.engine.rulelang import EvalContext
 from bot.engine.series import ABSORBED, BAR, CORRECTED, DUPLICATE, LATE, Series
@@ -153,6 +154,7 @@ class Engine:
             self.rules, rules.inhibits, self.states, self.ctx, self.series, self.pending
         )
         self.life.episodes = self.episodes
+        self.pages = SeriesPages()  # what the store holds of the series (`checkpoint`)
 
     # ---- input ----------------------------------------------------------------------------
 
@@ -477,40 +479,76 @@ class Engine:
 
     def snapshot(self, extra: dict[str, Any] | None = None) -> bytes:
         """Everything that decides future output, as JSON (with the runner's `extra`)."""
-        return orjson.dumps(
-            {
-                "clock": num(self.clock),
-                "first_clock": num(self.first_clock),
-                "evaluate_from": num(self.evaluate_from),
-                "series": {k: s.snapshot() for k, s in self.series.items() if s.ts},
-                "states": {k: asdict(v) for k, v in self.states.items()},
-                "held": self._held,
-                "dirty": {k: num(v) for k, v in self._dirty.items()},
-                "stats": {**stats_json(self.stats), "ticks": self.ticks},
-                "usdx_missing": None if self._usdx_missing is None else sorted(self._usdx_missing),
-                "bookkeeping": {
-                    "last_eval": num(self._last_eval),
-                    "last_input": num(self._last_input),
-                    "last_trim": num(self._last_trim),
-                    "last_forget": num(self._last_forget),
-                    "ticks_at_trim": self._ticks_at_trim,
-                    "bars_before": num(self._bars_before),
-                },
-                "gaps": self._gaps,
-                "policy": self.life.snapshot(),
-                "extra": extra or {},
-            }
-        )
+        series = {k: s.snapshot() for k, s in self.series.items() if s.ts}
+        return orjson.dumps({"series": series, **self._state(extra)})
 
-    def restore(self, raw: bytes) -> dict[str, Any]:
-        """Restore a snapshot; returns the `extra` the runner stored with it."""
+    def checkpoint(self, extra: dict[str, Any] | None = None) -> tuple[bytes, PageWrite]:
+        """`snapshot` for the store: the state without the series, which go as pages, only
+        those changed since the last committed checkpoint (`bot.engine.pages`). Call
+        `checkpointed` once it is committed."""
+        layout = {k: [len(s.ts), s.nb] for k, s in self.series.items() if s.ts}
+        state = orjson.dumps({"paged": layout, **self._state(extra)})
+        return state, self.pages.write(self.series)
+
+    def checkpointed(self, pages: PageWrite) -> None:
+        """The checkpoint with these pages was committed."""
+        self.pages.written(pages)
+
+    def adopt_pages(self, old: Engine) -> None:
+        """Take over what `old` committed of the pages (this engine was restored from its
+        `snapshot`, with other rules): the next checkpoint writes only what changed."""
+        self.pages = old.pages
+        for k, s in self.series.items():
+            s.dirty_from, s.head_cut = old.series[k].dirty_from, old.series[k].head_cut
+
+    def _state(self, extra: dict[str, Any] | None) -> dict[str, Any]:
+        return {
+            "clock": num(self.clock),
+            "first_clock": num(self.first_clock),
+            "evaluate_from": num(self.evaluate_from),
+            "states": {k: asdict(v) for k, v in self.states.items()},
+            "held": self._held,
+            "dirty": {k: num(v) for k, v in self._dirty.items()},
+            "stats": {**stats_json(self.stats), "ticks": self.ticks},
+            "usdx_missing": None if self._usdx_missing is None else sorted(self._usdx_missing),
+            "bookkeeping": {
+                "last_eval": num(self._last_eval),
+                "last_input": num(self._last_input),
+                "last_trim": num(self._last_trim),
+                "last_forget": num(self._last_forget),
+                "ticks_at_trim": self._ticks_at_trim,
+                "bars_before": num(self._bars_before),
+            },
+            "gaps": self._gaps,
+            "policy": self.life.snapshot(),
+            "extra": extra or {},
+        }
+
+    def restore(
+        self, raw: bytes, pages: PageWrite | None = None, *, without_series: bool = False
+    ) -> dict[str, Any]:
+        """Restore a `snapshot`, or a `checkpoint` state with the `pages` the store holds
+        (raises `PagesError`, changing nothing, when they do not make up its series; with
+        `without_series` the state is restored with empty series instead); returns the
+        `extra` the runner stored with it."""
         d = orjson.loads(raw)
+        if "paged" in d and without_series:
+            series: dict[str, Any] = {}
+            pages = None
+        elif "paged" in d:
+            if pages is None:
+                raise PagesError("the checkpoint's series are in pages, and none were read")
+            series = read_pages(pages, d["paged"])
+        else:
+            series = d["series"]
         self.clock = inf_or(d["clock"])
         self.first_clock = inf_or(d.get("first_clock"))
         self.evaluate_from = inf_or(d.get("evaluate_from"))
-        for k, data in d["series"].items():
+        for k, data in series.items():
             if k in self.series:
                 self.series[k].restore(data)
+        if "paged" in d and pages is not None:
+            self.pages.restored(pages, self.series)
         for k, v in d["states"].items():
             if k in self.states:  # a rule removed since the snapshot is forgotten
                 self.states[k] = RuleState(**v)

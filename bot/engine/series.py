@@ -51,8 +51,10 @@ class Series:
         "b_low",
         "b_open",
         "b_t0",
+        "dirty_from",
         "edits",
         "gaps",
+        "head_cut",
         "kind",
         "memo",
         "nb",
@@ -82,6 +84,11 @@ class Series:
         # from the points up to a time sees in their number and the newest of them
         self.rewrites = 0
         self.memo: dict[Any, Any] = {}  # such caches, owned by `bot.engine.functions`
+        # for the checkpoint pages (`bot.engine.pages`): the earliest time of a point changed
+        # since they were written other than by an append or a new close of the newest point,
+        # and whether points were trimmed from the front
+        self.dirty_from = -math.inf
+        self.head_cut = False
 
     # ---- input ------------------------------------------------------------------------------
 
@@ -101,6 +108,8 @@ class Series:
             tss.append(ts)
             self.values.append(value)
             return ADDED
+        if ts < self.dirty_from:
+            self.dirty_from = ts  # whatever follows changes (at most) a point of its bucket
         i = bisect_left(tss, ts)
         vals = self.values
         if tss[i] == ts:
@@ -169,6 +178,9 @@ class Series:
         j = bisect_left(tss, before, i)
         if j <= i:
             return
+        t = tss[i - 1] if i else tss[i]  # the last bar may take in the first points
+        if t < self.dirty_from:
+            self.dirty_from = t
         buckets = [t // BAR for t in tss[i:j]]
         if len(set(buckets)) == j - i and (i == 0 or tss[i - 1] // BAR != buckets[0]):
             # one point per bucket (hourly or daily data): each is a bar of one observation
@@ -226,6 +238,7 @@ class Series:
         if i > 0:
             del self.ts[:i]
             del self.values[:i]
+            self.head_cut = True
             k = min(i, self.nb)
             if k:
                 for lst in (self.b_t0, self.b_open, self.b_high, self.b_low, self.b_area):
@@ -246,6 +259,8 @@ class Series:
             start = min(start, tss[i] // BAR * BAR)
             i = bisect_left(tss, start)
         if i < len(tss):
+            if start < self.dirty_from:
+                self.dirty_from = start
             del tss[i:]
             del self.values[i:]
             if i < self.nb:
@@ -439,5 +454,6 @@ class Series:
             bars = data["bars"]
         self.b_t0, self.b_open, self.b_high, self.b_low, self.b_area = (list(b) for b in bars)
         self.nb = len(self.b_t0)
+        self.dirty_from = -math.inf
         self.edits += 1
         self.rewrites += 1

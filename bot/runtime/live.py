@@ -60,15 +60,17 @@ from bot.core.models import Tick, iso_utc
 from bot.core.retry import Backoff, BackoffPolicy, sleep_or_stop
 from bot.engine.engine import Engine
 from bot.engine.episodes import stress_report
+from bot.engine.pages import PagesError
 from bot.engine.rulefile import RuleSet, default_rules_dir, load_rules
 from bot.notify.heartbeat import heartbeat_alert
 from bot.notify.service import NotifierService
+from bot.runtime.checkpoint import commit_engine
 from bot.runtime.config import Config
 from bot.runtime.feed_alerts import FeedAlerts
 from bot.runtime.leader import EngineLease, LeaseLost
 from bot.runtime.metrics import Local, MetricsServer
 from bot.store.connection import is_outage, open_store, outage_reason
-from bot.store.redis_store import Checkpoint, FencedOut, Store, stream_id
+from bot.store.redis_store import FencedOut, Store, stream_id
 from bot.telegram.command_bot import TelegramCommandBot
 from bot.telegram.session_chart import alert_renderer
 from connectors.history.backfill import Backfill
@@ -152,7 +154,15 @@ class EngineService:
             )
             await self._set_status(state="started", started=iso_utc(wall))
             return
-        extra = self.engine.restore(cp.state)
+        try:
+            extra = self.engine.restore(cp.state, cp.pages)
+        except PagesError as err:
+            log.error(
+                "engine: the checkpoint's series pages are damaged (%s); resuming with the "
+                "rule states but without the series history, which the feeds fill again",
+                err,
+            )
+            extra = self.engine.restore(cp.state, without_series=True)
         self.position = cp.position
         self.feed_alerts.load(extra.get("feeds", {}))
         self._series_sent = extra.get("series_sent", {})
@@ -346,13 +356,13 @@ class EngineService:
         points = e.points_since(self._series_sent)
         keep = e.clock - e.chart_retention()
         try:
-            await self.store.commit(
-                Checkpoint(
-                    self.position, self.rules.fingerprint, max(e.clock, 0.0), e.snapshot(extra)
-                ),
+            await commit_engine(
+                self.store,
+                e,
+                self.position,
+                self.rules.fingerprint,
+                extra,
                 alerts,
-                rule_states=e.rule_states(),
-                latest=e.latest(),
                 fence=fence,
                 series={s: [p for p in pts if p[0] >= keep] for s, pts in points.items()},
                 keep_after=keep,
@@ -466,6 +476,7 @@ class EngineService:
             return
         engine = self._new_engine(rules)
         engine.restore(self.engine.snapshot())
+        engine.adopt_pages(self.engine)
         engine.queue(self.engine.take_alerts())  # nothing raised is lost
         self.engine, self.rules = engine, rules
         self.reloads += 1
@@ -482,7 +493,7 @@ async def run_live(config: Config, rules_dir: Path | None = None) -> int:
 
 
 async def _run_services(config: Config, store: Store, rules: RuleSet, rules_dir: Path) -> int:
-    first_start = await store.load_checkpoint() is None
+    first_start = not await store.has_checkpoint()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

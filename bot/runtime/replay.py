@@ -28,9 +28,11 @@ import orjson
 from bot.core.errors import ResumeError
 from bot.core.models import Alert, AlertKind, iso_utc
 from bot.engine.engine import Engine, EngineStats
+from bot.engine.pages import PagesError
 from bot.engine.rulefile import RuleSet
+from bot.runtime.checkpoint import commit_engine
 from bot.runtime.config import Config
-from bot.store.redis_store import Checkpoint, Store
+from bot.store.redis_store import Store
 from connectors.history.file import CHUNK, HistoryInput, Rejects
 
 END = "end"
@@ -100,7 +102,13 @@ async def run_replay(
                     "the checkpoint in the store belongs to another replay (different files, "
                     "rules or --from/--to); run again without --resume to start over"
                 )
-            extra = engine.restore(cp.state)
+            try:
+                extra = engine.restore(cp.state, cp.pages)
+            except PagesError as err:
+                raise ResumeError(
+                    f"the checkpoint in the store cannot be resumed: {err}; run again without "
+                    "--resume to start over"
+                ) from None
             positions = _parse_position(cp.position, len(files))
             done = positions is None
             ticks_read = int(extra.get("ticks_read", 0))
@@ -115,16 +123,13 @@ async def run_replay(
 
     async def commit(position: tuple[int, ...] | None, final: bool = False) -> None:
         alerts = engine.take_alerts()
-        await store.commit(
-            Checkpoint(
-                _format_position(position),
-                fp,
-                max(engine.clock, 0.0),
-                engine.snapshot({"ticks_read": ticks_read}),
-            ),
+        await commit_engine(
+            store,
+            engine,
+            _format_position(position),
+            fp,
+            {"ticks_read": ticks_read},
             alerts,
-            rule_states=engine.rule_states(),
-            latest=engine.latest(),
         )
         committed.extend(alerts)
         if final:  # recent history for /status and /chart after the replay

@@ -5,7 +5,10 @@ Redis Cluster the prefix as a hash tag, ``{stressbot}``, so all of them share on
 name is made by :meth:`Store.key`, see :mod:`bot.store.keys`):
 
 ``{p}:ticks``          stream   live ticks written by connectors, trimmed to ``tick_maxlen``
-``{p}:checkpoint``     hash     engine snapshot: ``position``, ``fingerprint``, ``state``, ``clock``
+``{p}:checkpoint``     hash     engine snapshot: ``position``, ``fingerprint``, ``state``,
+                                 ``clock``, ``pages_rev`` (the revision of the pages below)
+``{p}:pages``          hash     the checkpoint's series as pages of an hour, ``SYMBOL:PAGE`` ->
+                                 JSON (:mod:`bot.engine.pages`; written with the checkpoint)
 ``{p}:rules``          hash     rule id -> JSON rule state (same transaction as the checkpoint)
 ``{p}:latest``         hash     symbol -> JSON {ts, value} of the newest value the engine holds
 ``{p}:outbox``         stream   alerts; each notifier destination reads it with its own group
@@ -17,7 +20,7 @@ name is made by :meth:`Store.key`, see :mod:`bot.store.keys`):
 ``{p}:series:{sym}``   zset     recent (ts, value) points per symbol, trimmed to a retention,
                                  for charts and /status (written with each checkpoint)
 
-An alert and the checkpoint that accounts for it are written in one MULTI/EXEC, so after a
+An alert and the checkpoint that accounts for it are written in one Lua script, so after a
 crash the engine either resumes before the tick that raised it (and raises it again, once) or
 after it (and the alert is already in the outbox): never both, never neither.
 
@@ -31,8 +34,8 @@ commands): a leader paused past its TTL (SIGSTOP, a long GC, a VM freeze) whose 
 engine took cannot write after the takeover; its commit raises :class:`FencedOut`. The same
 script writes the rule states, the latest values and the new chart points, and the engine's
 status record is written by a fenced script too (:meth:`Store.set_engine_status`), so
-nothing the leader writes escapes the fence. Replay commits pass no fence and use the
-MULTI/EXEC as before. The scripts are in :mod:`bot.store.scripts`.
+nothing the leader writes escapes the fence. Replay commits pass no fence (the same script
+skips the check). The scripts are in :mod:`bot.store.scripts`.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from bot.core.models import Alert, Tick
+from bot.core.models import Alert, PageWrite, Tick
 from bot.store import scripts
 from bot.store.keys import key_base
 
@@ -56,6 +59,12 @@ log = logging.getLogger(__name__)
 
 class FencedOut(Exception):
     """A commit was refused: the engine lease it carried is no longer the current one."""
+
+
+class PagesOutOfStep(Exception):
+    """A commit was refused: the series pages in the store are not those its pages were
+    written against (a failover lost a commit, the store was emptied); the engine writes
+    them all again."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -85,6 +94,8 @@ class Checkpoint:
     fingerprint: str  # identifies the input and rules the state belongs to
     clock: float  # event time, epoch seconds UTC
     state: bytes  # engine snapshot (JSON)
+    # its series pages (`bot.engine.pages`): what to write with it, or what the store held
+    pages: PageWrite | None = None
 
 
 class Store:
@@ -112,6 +123,7 @@ class Store:
         self.last_wait: int | None = None  # replicas the last WAIT reported
         self.k_ticks = self.key("ticks")
         self.k_checkpoint = self.key("checkpoint")
+        self.k_pages = self.key("pages")
         self.k_rules = self.key("rules")
         self.k_latest = self.key("latest")
         self.k_outbox = self.key("outbox")
@@ -187,16 +199,27 @@ class Store:
     # ---- engine checkpoint -----------------------------------------------------------------
 
     async def load_checkpoint(self) -> Checkpoint | None:
-        raw: Any = await self.redis.hgetall(self.k_checkpoint)
+        """The checkpoint with the series pages it holds (one round trip)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self.k_checkpoint)
+        pipe.hgetall(self.k_pages)
+        raw, pages = await pipe.execute()
         if not raw:
             return None
         d = {_s(k): v for k, v in raw.items()}
+        rev = d.get("pages_rev")
         return Checkpoint(
             position=_s(d["position"]),
             fingerprint=_s(d["fingerprint"]),
             clock=float(d["clock"]),
             state=bytes(d["state"]),
+            pages=PageWrite(
+                None, _s(rev) if rev else "", {_s(k): bytes(v) for k, v in pages.items()}
+            ),
         )
+
+    async def has_checkpoint(self) -> bool:
+        return bool(await self.redis.exists(self.k_checkpoint))
 
     async def commit(
         self,
@@ -209,55 +232,20 @@ class Store:
         series: dict[str, list[tuple[float, float]]] | None = None,
         keep_after: float = float("-inf"),
     ) -> list[str]:
-        """Write alerts and the checkpoint that accounts for them atomically, with the rule
-        states, the latest values and (`series`) new chart points per symbol, dropping points
-        older than `keep_after`.
+        """Write alerts and the checkpoint that accounts for them atomically (one Lua
+        script), with its series pages, the rule states, the latest values and (`series`)
+        new chart points per symbol, dropping points older than `keep_after`.
 
         Returns the outbox stream ids of the alerts, in order. With `fence` (the engine lease
-        value granted by :meth:`acquire_engine_lease`) the write is one Lua script that first
-        checks the lease still holds exactly that value, and raises :class:`FencedOut`
-        (writing nothing at all: no alert, checkpoint, rule state, latest value or chart
-        point) when it does not.
+        value granted by :meth:`acquire_engine_lease`) the script first checks the lease
+        still holds exactly that value, and raises :class:`FencedOut` when it does not. A
+        write of the pages against a base revision (`PageWrite.base`) the store's pages do
+        not have raises :class:`PagesOutOfStep`. Either writes nothing at all: no alert,
+        checkpoint, page, rule state, latest value or chart point.
         """
-        pts = {s: p for s, p in (series or {}).items() if p}
-        if fence is not None:
-            return await self._fenced_commit(
-                fence, checkpoint, alerts, rule_states, latest, pts, keep_after
-            )
-        pipe = self.redis.pipeline(transaction=True)
-        for a in alerts:
-            pipe.xadd(self.k_outbox, {"id": a.id, "alert": a.dumps()})
-        pipe.hset(
-            self.k_checkpoint,
-            mapping={
-                "position": checkpoint.position,
-                "fingerprint": checkpoint.fingerprint,
-                "clock": repr(checkpoint.clock),
-                "state": checkpoint.state,
-            },
-        )
-        if rule_states:
-            pipe.hset(self.k_rules, mapping={k: orjson.dumps(v) for k, v in rule_states.items()})
-        if latest:
-            pipe.hset(
-                self.k_latest,
-                mapping={s: orjson.dumps({"ts": t, "value": v}) for s, (t, v) in latest.items()},
-            )
-        self._queue_series(pipe, pts, keep_after)
-        res = await pipe.execute()
-        return [_s(r) for r in res[: len(alerts)]]  # XADD replies come first
-
-    async def _fenced_commit(
-        self,
-        fence: str,
-        checkpoint: Checkpoint,
-        alerts: Sequence[Alert],
-        rule_states: dict[str, Any] | None,
-        latest: dict[str, tuple[float, float]] | None,
-        series: dict[str, list[tuple[float, float]]],
-        keep_after: float,
-    ) -> list[str]:
-        args: list[str | bytes | float] = [fence, len(alerts)]
+        pages = checkpoint.pages or PageWrite(None, "")
+        args: list[str | bytes | float] = [fence or "", pages.base or "", pages.rev]
+        args.append(len(alerts))
         for a in alerts:
             args += (a.id, a.dumps())
         args += (checkpoint.position, checkpoint.fingerprint, repr(checkpoint.clock))
@@ -272,15 +260,28 @@ class Store:
             args += (sym, orjson.dumps({"ts": t, "value": v}))
         args.append(_score(keep_after))
         keys = [self.k_lease, self.k_outbox, self.k_checkpoint, self.k_rules, self.k_latest]
-        for sym, pts in series.items():
+        keys.append(self.k_pages)
+        for sym, pts in (series or {}).items():
+            if not pts:
+                continue
             keys.append(self.series_key(sym))
             args.append(len(pts))
             for t, v in pts:
                 args += (repr(t), _member(t, v))
+        args.append(len(pages.put))
+        for name, data in pages.put.items():
+            args += (name, data)
+        args.append(len(pages.drop))
+        args += pages.drop
         if self.wait_replicas:
             res = await self._commit_and_wait(keys, args)
         else:
             res = await self._commit_script(keys=keys, args=args)
+        if res and int(res[0]) == 2:
+            raise PagesOutOfStep(
+                f"the checkpoint pages in the store are at revision {_s(res[1]) or 'none'!r}, "
+                f"not {pages.base!r} as this engine last wrote"
+            )
         if not res or int(res[0]) != 1:
             raise FencedOut(f"engine lease {fence!r} is no longer ours (held by {_holder(res)})")
         return [_s(r) for r in res[1:]]

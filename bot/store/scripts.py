@@ -40,21 +40,29 @@ ENGINE_RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# KEYS lease, outbox, checkpoint, rules, latest, series keys...; ARGV fence, n, (id, alert)*n,
-# position, fingerprint, clock, state, m, (rule, state)*m, k, (symbol, latest)*k, keep_after,
-# then per series key: count, (score, member)*count.
-# {1, outbox ids...} when written; {0, holder} (nothing written) when the fence is stale.
+# KEYS lease, outbox, checkpoint, rules, latest, pages, series keys...; ARGV fence ('' for
+# none: a replay), pages base ('' to replace them all), pages rev, n, (id, alert)*n, position,
+# fingerprint, clock, state, m, (rule, state)*m, k, (symbol, latest)*k, keep_after, then per
+# series key: count, (score, member)*count; then p, (page, data)*p, d, page*d.
+# {1, outbox ids...} when written; {0, holder} when the fence is stale and {2, revision} when
+# the pages are not of the base revision (both writing nothing at all).
 FENCED_COMMIT = """
-local cur = redis.call('GET', KEYS[1])
-if cur ~= ARGV[1] then return {0, cur or ''} end
+if ARGV[1] ~= '' then
+  local cur = redis.call('GET', KEYS[1])
+  if cur ~= ARGV[1] then return {0, cur or ''} end
+end
+if ARGV[2] ~= '' then
+  local rev = redis.call('HGET', KEYS[3], 'pages_rev')
+  if rev ~= ARGV[2] then return {2, rev or ''} end
+end
 local out = {1}
-local i = 3
-for _ = 1, tonumber(ARGV[2]) do
+local i = 5
+for _ = 1, tonumber(ARGV[4]) do
   out[#out + 1] = redis.call('XADD', KEYS[2], '*', 'id', ARGV[i], 'alert', ARGV[i + 1])
   i = i + 2
 end
 redis.call('HSET', KEYS[3], 'position', ARGV[i], 'fingerprint', ARGV[i + 1],
-  'clock', ARGV[i + 2], 'state', ARGV[i + 3])
+  'clock', ARGV[i + 2], 'state', ARGV[i + 3], 'pages_rev', ARGV[3])
 i = i + 4
 for _, key in ipairs({KEYS[4], KEYS[5]}) do
   local n = tonumber(ARGV[i])
@@ -66,7 +74,7 @@ for _, key in ipairs({KEYS[4], KEYS[5]}) do
 end
 local keep = ARGV[i]
 i = i + 1
-for s = 6, #KEYS do
+for s = 7, #KEYS do
   local n = tonumber(ARGV[i])
   i = i + 1
   for _ = 1, n do
@@ -74,6 +82,19 @@ for s = 6, #KEYS do
     i = i + 2
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[s], '-inf', '(' .. keep)
+end
+if ARGV[2] == '' then redis.call('DEL', KEYS[6]) end
+local n = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n do
+  redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+n = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n do
+  redis.call('HDEL', KEYS[6], ARGV[i])
+  i = i + 1
 end
 return out
 """
