@@ -20,11 +20,12 @@ from hypothesis import strategies as st
 
 from bot.core.models import Alert
 from bot.engine.engine import Engine
+from bot.engine.pages import PAGE
 from bot.runtime.checkpoint import commit_engine
 from bot.runtime.live import EngineService
 from bot.store.redis_store import Store
 from tests.test_engine_properties import BACKFILLED, CONFIG, maker, rules, straight, wire
-from tests.tick_gen import START, H, Market, Tick3, expand, markets
+from tests.tick_gen import START, Market, Tick3, expand, markets
 
 RULES = Path("/tmp/stressbot-property-rules")
 
@@ -103,60 +104,76 @@ async def test_restarts_from_paged_checkpoints_give_the_output_of_a_run_that_nev
     assert e.snapshot() == ref.snapshot()
 
 
-def _feed(e: Engine, hours: float, every: float = 1.0) -> None:
+def _feed(e: Engine, pages: float, every: float = 10.0) -> float:
+    """BTC every `every` seconds for `pages` pages from START; returns the next tick's time."""
     t = START
-    while t < START + hours * H:
+    while t < START + pages * PAGE:
         e.add(t, "BTC/USD", 60_000.0 + (t % 600))
         t += every
     e.take_alerts()
+    return t
 
 
-def test_a_checkpoint_after_one_more_tick_writes_only_the_pages_from_the_newest_written_on() -> (
-    None
-):
+def _page(t: float) -> str:
+    return f"BTC/USD:{int(t // PAGE)}"
+
+
+def test_a_checkpoint_writes_only_the_pages_from_the_newest_point_written_on() -> None:
     e = maker(RULES)()
-    _feed(e, 6.0)
+    t = _feed(e, 2.5)
     _, first = e.checkpoint()
     e.checkpointed(first)
-    e.add(START + 6 * H + 1, "BTC/USD", 60_001.0)
+    e.add(t, "BTC/USD", 60_001.0)  # in the newest page
     _, second = e.checkpoint()
-    assert first.base is None and len(first.put) >= 6
-    assert second.base == first.rev
-    hour = int((START + 6 * H) // 3600)  # the new tick's; the newest written was an hour before
-    assert list(second.put) == [f"BTC/USD:{hour - 1}", f"BTC/USD:{hour}"]
-    assert second.drop == []
+    e.checkpointed(second)
+    e.add(t + PAGE, "BTC/USD", 60_002.0)  # in the next page
+    _, third = e.checkpoint()
+    assert first.base is None and len(first.put) == 3
+    assert second.base == first.rev and list(second.put) == [_page(t)]
+    assert third.base == second.rev and list(third.put) == [_page(t), _page(t + PAGE)]
+    assert second.drop == third.drop == []
 
 
 def test_a_checkpoint_after_an_uncommitted_one_writes_every_page() -> None:
     e = maker(RULES)()
-    _feed(e, 3.0)
+    _feed(e, 2.5)
     _, first = e.checkpoint()
     e.checkpointed(first)
     e.checkpoint()  # its commit failed: what the store holds is not known for certain
     _, third = e.checkpoint()
     assert third.base is None
-    assert len(third.put) == len(first.put)
+    assert third.put.keys() == first.put.keys()
+
+
+def test_a_late_tick_rewrites_its_own_page_and_those_after_it() -> None:
+    e = maker(RULES)()
+    t = _feed(e, 3.5)
+    _, first = e.checkpoint()
+    e.checkpointed(first)
+    e.add(t - 1.5 * PAGE + 5, "BTC/USD", 59_000.0)  # between two points, a page and a half ago
+    _, second = e.checkpoint()
+    assert list(second.put) == [_page(t - 1.5 * PAGE), _page(t)]  # the newest is the next
 
 
 def test_a_rule_reload_keeps_writing_only_the_pages_that_changed() -> None:
     old = maker(RULES)()
-    _feed(old, 6.0)
+    t = _feed(old, 2.5)
     _, first = old.checkpoint()
     old.checkpointed(first)
     new = maker(RULES)()
     new.restore(old.snapshot())
     new.adopt_pages(old)
-    new.add(START + 6 * H + 1, "BTC/USD", 60_001.0)
+    new.add(t, "BTC/USD", 60_001.0)
     _, second = new.checkpoint()
     assert second.base == first.rev
-    assert len(second.put) == 2  # the newest page written and the new tick's
+    assert list(second.put) == [_page(t)]
 
 
 async def test_a_damaged_page_resumes_the_live_engine_without_series_history(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     e = maker(RULES)()
-    _feed(e, 3.0)
+    _feed(e, 1.5)
     await commit_engine(store, e, "0-0", "f", {}, [])
     cp = await store.load_checkpoint()
     assert cp is not None and cp.pages is not None

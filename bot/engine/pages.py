@@ -4,7 +4,7 @@ The engine keeps a year and more of history for its regimes (5-minute bars past 
 and the live engine checkpoints every few seconds. Written whole, one busy symbol's series
 is about 13 MB of JSON after a year: a dozen of them would be some 150 MB and over a second
 of CPU per checkpoint, and as much Redis replication and AOF traffic. So the series are cut
-into pages of one hour of event time (`PAGE`, a whole number of bars, so a bar never
+into pages of one day of event time (`PAGE`, a whole number of bars, so a bar never
 straddles two pages), kept as the fields of one hash beside the checkpoint, and a checkpoint
 writes only the pages that may have changed since the last committed one:
 
@@ -14,8 +14,17 @@ writes only the pages that may have changed since the last committed one:
   (corrections, late ticks, compaction, a derived series recomputed from a time);
 * the first page when points were trimmed from the front (`Series.head_cut`);
 
-and drops the pages that no longer hold a point. The checkpoint's own state records each
-series' number of points and bars, so a restore checks the pages it read add up.
+and drops the pages that no longer hold a point.
+
+Why a day. With second-level ticks the newest page is rewritten at every checkpoint, and
+it holds the last two hours as 1-second points (up to 7,200) whatever the page length from
+two hours up, plus the day's bars: an hour would halve that at most. With hourly or daily
+data (backfill, replays of history files) an hour-long page holds one point, and a replay of
+the 2019-2021 dev file wrote 168,000 pages of ~80 bytes: their per-page cost made it slower
+than writing every series whole. A day holds 24 hourly points: 18,000 pages.
+
+The checkpoint's own state records each series' number of points and bars, so a restore
+checks the pages it read add up.
 
 Revisions. The pages of a committed checkpoint carry a revision, and a write names the
 revision it was computed against (`PageWrite.base`): the store applies it only onto exactly
@@ -40,7 +49,7 @@ import orjson
 from bot.core.models import PageWrite
 from bot.engine.series import BAR, Series
 
-PAGE = 12 * BAR  # seconds of event time per page: one hour
+PAGE = 288 * BAR  # seconds of event time per page: one day
 assert PAGE % BAR == 0
 
 
