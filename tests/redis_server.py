@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -98,6 +99,17 @@ class OwnRedis(_Started):
                 await asyncio.sleep(0.05)
         finally:
             await client.aclose()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server answers nothing and its connections stay open (a frozen host,
+        or one cut off without a reset); SIGKILL still ends it."""
+        assert self.proc is not None and self.proc.returncode is None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self.proc is not None and self.proc.returncode is None
+        self.proc.send_signal(signal.SIGCONT)
 
     async def kill(self) -> None:
         """SIGKILL: no shutdown save, clients see their connections reset."""

@@ -69,9 +69,17 @@ class EngineLease:
     def renew_every(self) -> float:
         return self.ttl / 5
 
+    def holds(self) -> bool:
+        """Whether this engine holds the lease, by its own view of it."""
+        return (
+            self.value is not None
+            and not self.lost.is_set()
+            and time.monotonic() <= self.valid_until
+        )
+
     def check(self) -> str:
         """The lease value to fence a commit with; LeaseLost when ours has run out."""
-        if self.value is None or self.lost.is_set() or time.monotonic() > self.valid_until:
+        if self.value is None or not self.holds():
             raise LeaseLost(f"the engine lease of {self.owner} ran out or was taken")
         return self.value
 

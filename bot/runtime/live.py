@@ -257,6 +257,17 @@ class EngineService:
             except Exception as e:
                 if not is_outage(e):  # what an outage is: bot.store.connection.is_outage
                     raise
+                if self.lease.value is not None and not self.lease.holds():
+                    # our lease ran out while the read was failing (this process was paused,
+                    # or Redis was out past the lease): another engine may lead by now, so
+                    # stand by as after a lost lease instead of waiting out an outage
+                    self.lease.drop()
+                    self.leaderships_lost += 1
+                    log.warning(
+                        "engine: store unavailable (%s) past our engine lease; standing by",
+                        outage_reason(e),
+                    )
+                    continue
                 delay = backoff.next_delay()
                 self.outages += 1
                 log.warning(

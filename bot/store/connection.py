@@ -93,7 +93,7 @@ from bot.store.redis_store import Store
 log = logging.getLogger(__name__)
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-SOCKET_TIMEOUT = 30.0  # seconds: one command (a blocking XREAD blocks for far less)
+SOCKET_TIMEOUT = 30.0  # seconds: one command (a blocking read: redis_store.read_timeout)
 
 Kind = Literal["server", "sentinel", "cluster"]
 

@@ -36,13 +36,33 @@ script writes the rule states, the latest values and the new chart points, and t
 status record is written by a fenced script too (:meth:`Store.set_engine_status`), so
 nothing the leader writes escapes the fence. Replay commits pass no fence (the same script
 skips the check). The scripts are in :mod:`bot.store.scripts`.
+
+Blocking reads (``XREAD``/``XREADGROUP`` with ``BLOCK``: the engine's tick reads, the
+notifiers' outbox reads) are bounded by their block time plus :data:`BLOCK_MARGIN`
+(:func:`read_timeout`) and raise ``TimeoutError`` (an outage, :func:`bot.store.connection.
+is_outage`) past it, so a stop or an outage is noticed within seconds even when the server
+stops answering. redis-py (8.1, checked in its source) does not bound them itself: a command
+reads its reply with ``Connection.read_response()``, whose timeout falls back to the client's
+``socket_timeout`` (30 s here, :mod:`bot.store.connection`); no per-command timeout is
+passed, the Cluster client's ``ClusterNode.parse_response`` calls it the same way, and the
+block time is not taken into account (redis/redis-py#2807, open: a blocking command's
+timeout cannot exceed ``socket_timeout``; #3138: XREAD with ``block`` in asyncio; the fixes
+proposed, #4143 and #4151, would lengthen the read to the block time, not bound it). So a
+node that stops answering (frozen, cut off, or one the cluster is CLUSTERDOWN about) kept a
+blocked read waiting the whole socket timeout, and a plain client's own ``Retry`` may then
+try again. Abandoning the read is safe: ``read_response`` disconnects the connection on any
+``BaseException``, cancellation included ("A lot of code relies on this behaviour",
+redis/redis-py#1128), so the late reply can never be read as the next command's (the
+off-by-one of redis/redis-py#2624); the Cluster node releases that connection in a
+``finally`` and opens a new one on its next command.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +75,36 @@ from bot.store import scripts
 from bot.store.keys import key_base
 
 log = logging.getLogger(__name__)
+
+#: Seconds a blocking read may take beyond its block time before it counts as an outage: more
+#: than :func:`bot.store.connection.connect`'s 2 s connect timeout, so a read that has to
+#: reconnect first (after a failover: ask the Sentinels, then dial the master) still fits.
+BLOCK_MARGIN = 3.0
+
+
+def read_timeout(block_ms: int) -> float:
+    """Seconds a read blocking `block_ms` may take in all (see the module docstring)."""
+    if block_ms <= 0:
+        raise ValueError(
+            f"block_ms must be > 0, got {block_ms}: BLOCK 0 waits forever, and every read "
+            "has to come back to see a stop"
+        )
+    return block_ms / 1000 + BLOCK_MARGIN
+
+
+async def _bounded(read: Callable[[], Awaitable[Any]], block_ms: int | None) -> Any:
+    """The reply of `read()` (a Redis command blocking `block_ms`, or not at all with None),
+    bounded by :func:`read_timeout`."""
+    if block_ms is None:
+        return await read()
+    limit = read_timeout(block_ms)
+    try:
+        async with asyncio.timeout(limit):
+            return await read()
+    except TimeoutError as e:
+        raise TimeoutError(
+            f"Redis did not answer a read blocking {block_ms} ms within {limit:.2f} s"
+        ) from e
 
 
 class FencedOut(Exception):
@@ -171,8 +221,13 @@ class Store:
     async def read_ticks(
         self, after: str, count: int = 5000, block_ms: int | None = None
     ) -> list[tuple[str, Tick]]:
-        """Ticks after stream id `after` (``0-0`` for the start), oldest first."""
-        resp: Any = await self.redis.xread({self.k_ticks: after}, count=count, block=block_ms)
+        """Ticks after stream id `after` (``0-0`` for the start), oldest first; with
+        `block_ms`, waiting up to that long for one, and ``TimeoutError`` when Redis does not
+        answer within :func:`read_timeout`."""
+        resp: Any = await _bounded(
+            lambda: self.redis.xread({self.k_ticks: after}, count=count, block=block_ms),
+            block_ms,
+        )
         out: list[tuple[str, Tick]] = []
         for _stream, entries in resp or ():
             for entry_id, f in entries:
@@ -414,9 +469,12 @@ class Store:
         block_ms: int | None = None,
         pending: bool = False,
     ) -> list[tuple[str, Alert]]:
-        """Outbox entries for a group: new ones, or (pending=True) this consumer's unacked ones."""
-        resp: Any = await self.redis.xreadgroup(
-            group, consumer, {self.k_outbox: "0" if pending else ">"}, count=count, block=block_ms
+        """Outbox entries for a group: new ones, or (pending=True) this consumer's unacked
+        ones; with `block_ms` as in :meth:`read_ticks`."""
+        streams: dict[Any, Any] = {self.k_outbox: "0" if pending else ">"}
+        resp: Any = await _bounded(
+            lambda: self.redis.xreadgroup(group, consumer, streams, count=count, block=block_ms),
+            block_ms,
         )
         out: list[tuple[str, Alert]] = []
         for _stream, entries in resp or ():
