@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.core.models import SYMBOLS, Kind
+from bot.engine import blocks
 from bot.engine.series import Series
 
 Value = float | bool | None
@@ -333,8 +334,7 @@ def _extreme_fn(sym: str, name: str, w: float) -> Fn:
         r = i  # as `Series._window`: the value at the window's start, when known there
         if i >= 0 and gaps and not s.known_through(tss[i], a):
             r = -1
-        hi = s.extreme_in(r, i + 1, j, s.b_high, max)
-        lo = s.extreme_in(r, i + 1, j, s.b_low, min)
+        hi, lo = blocks.high_low(s, r, i + 1, j)
         h_now, h_start = _until(tss, gaps, j - 1, now), _until(tss, gaps, i, a)
         s.memo[other] = (s.edits, len(tss), len(gaps), now, h_now, h_start, lo if high else hi)
         return (hi if high else lo), h_now, h_start
@@ -344,31 +344,9 @@ def _extreme_fn(sym: str, name: str, w: float) -> Fn:
 
 def max_drop_fn(sym: str, window: float) -> Fn:
     def max_drop(s: Series, now: float) -> tuple[Value, float, float]:
-        return _max_drop(s, now, window), *_horizons(s, now, window)
+        return blocks.max_drop(s, *s._window(now, window)), *_horizons(s, now, window)
 
     return _cached(sym, ("max_drop", sym, window), window, max_drop)
-
-
-def _max_drop(s: Series, now: float, window: float) -> Value:
-    r, k, j = s._window(now, window)
-    vals, nb = s.values, s.nb
-    peak = vals[r] if r >= 0 else None
-    worst = 0.0
-    for m in range(k, min(j, nb)):  # 5-minute bars: from the best high before to the low
-        o = s.b_open[m]
-        top = o if peak is None or o > peak else peak
-        d = 1.0 - s.b_low[m] / top
-        worst = d if d > worst else worst
-        h = s.b_high[m]
-        peak = h if peak is None or h > peak else peak
-    for m in range(max(k, nb), j):
-        v = vals[m]
-        if peak is None or v > peak:
-            peak = v
-        else:
-            d = 1.0 - v / peak
-            worst = d if d > worst else worst
-    return None if peak is None else worst * 100.0
 
 
 def zscore_fn(sym: str, w: float, span: float) -> Fn:

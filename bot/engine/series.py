@@ -58,6 +58,7 @@ class Series:
         "kind",
         "memo",
         "nb",
+        "reshapes",
         "rewrites",
         "symbol",
         "ts",
@@ -83,6 +84,10 @@ class Series:
         # newest point and a removal (compaction, trimming): those a cache of results read
         # from the points up to a time sees in their number and the newest of them
         self.rewrites = 0
+        # ... and every change but an append or one of the newest point (compaction and
+        # trimming included): what `bot.engine.blocks` keeps of the older points stands
+        # while this is unchanged
+        self.reshapes = 0
         self.memo: dict[Any, Any] = {}  # such caches, owned by `bot.engine.functions`
         # for the checkpoint pages (`bot.engine.pages`): the earliest time of a point changed
         # since they were written other than by an append or a new close of the newest point,
@@ -120,6 +125,7 @@ class Series:
                 self._extend(i, value)
             self.edits += 1
             self.rewrites += 1
+            self.reshapes += 1
             return CORRECTED
         if i < self.nb or (i == self.nb and i and tss[i - 1] // BAR == ts // BAR):
             return self._late_bar(i, ts, value)
@@ -127,6 +133,7 @@ class Series:
             return ABSORBED  # the second's later close is already held
         self.edits += 1
         self.rewrites += 1
+        self.reshapes += 1
         if i - 1 >= self.nb and tss[i - 1] // TICK_RESOLUTION == ts // TICK_RESOLUTION:
             tss[i - 1] = ts  # a later tick of that second: its new close
             vals[i - 1] = value
@@ -155,6 +162,7 @@ class Series:
             self.nb += 1
         self.edits += 1
         self.rewrites += 1
+        self.reshapes += 1
         return LATE
 
     def _extend(self, i: int, value: float) -> None:
@@ -231,6 +239,7 @@ class Series:
             vals[i:j] = new_v
             self.edits += 1
         self.nb = i + len(new_t)
+        self.reshapes += 1  # points became bars
 
     def trim(self, before: float) -> None:
         """Forget points older than `before`, keeping one so `value_at(before)` still works."""
@@ -245,6 +254,7 @@ class Series:
                     del lst[:k]
                 self.nb -= k
             self.edits += 1
+            self.reshapes += 1
 
     def truncate_from(self, t0: float) -> float:
         """Drop every point from the one containing `t0` on (a derived series about to be
@@ -269,6 +279,7 @@ class Series:
                 self.nb = i
             self.edits += 1
             self.rewrites += 1
+            self.reshapes += 1
         return start
 
     # ---- gaps ---------------------------------------------------------------------------------
@@ -457,3 +468,4 @@ class Series:
         self.dirty_from = -math.inf
         self.edits += 1
         self.rewrites += 1
+        self.reshapes += 1
