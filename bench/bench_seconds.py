@@ -7,7 +7,8 @@ Four symbols (BTC/USD, XAU/USD, EUR/USD, USD/JPY; a random walk) tick every seco
 default rules for `--hours`; the figure is the CPU speed over the last hour, once the 24-hour
 windows hold hours of 1-second points. Alternating in one process, `--repeat` times:
 
-  plain    `max_drop`, `high` and `low` scanning every point of their window (the baseline)
+  plain    `max_drop`, `high`, `low`, `drawdown` and `rally` scanning every point of their
+           window (the baseline)
   blocks   the same reading the block summaries of `bot.engine.blocks` (what runs)
 
 Both must raise the same alerts; the run stops with an error if they do not.

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from bot.core.models import Kind
 from bot.engine.blocks import BLOCK, drop_scan, high_low, max_drop
+from bot.engine.functions import window_fn
 from bot.engine.series import Series
 
 T0 = 1_700_000_000.0
@@ -102,3 +103,28 @@ def test_a_long_window_is_read_from_block_summaries() -> None:
     s.add(s.ts[-1] + 1.0, 1.0)  # a crash on the newest point: only the end is read again
     n = len(s.ts)
     assert max_drop(s, 3, 4, n) == plain_max_drop(s, 3, 4, n) > 98.0
+
+
+class _Ctx:
+    def __init__(self, s: Series, now: float) -> None:
+        self.series = {s.symbol: s}
+        self.now = now
+
+
+@settings(max_examples=100, deadline=None)
+@given(ops=OPS, back=st.floats(0.05, 1.0))
+def test_the_rule_functions_drawdown_and_rally_are_the_series_own(
+    ops: list[Op], back: float
+) -> None:
+    s = Series("BTC/USD", Kind.PRICE)
+    t = T0
+    for op in ops:
+        t = _apply(s, op, t)
+        if not s.ts:
+            continue
+        w = max(back * (s.ts[-1] - s.ts[0]), 1.0)
+        now = s.ts[-1]
+        drawdown = window_fn("drawdown", ["BTC/USD"], w, "", 0.0, 0)
+        rally = window_fn("rally", ["BTC/USD"], w, "", 0.0, 0)
+        assert drawdown(_Ctx(s, now)) == s.drawdown(now, w)
+        assert rally(_Ctx(s, now)) == s.rally(now, w)

@@ -1,9 +1,9 @@
 """Block summaries of a series' points, so that window scans read blocks, not every point.
 
 With 1-second ticks a 24-hour window holds the last two hours as up to 7,200 points (and
-bars before them), and `max_drop`, `high` and `low` re-read all of them whenever the window
-moves: every second. Profiled on four symbols ticking every second with the default rules,
-those scans were 80% of the engine's time (about 2,100 ticks/s). Here the points are cut
+bars before them), and `max_drop`, `high`, `low`, `drawdown` and `rally` re-read all of them
+whenever the window moves: every second. Profiled on four symbols ticking every second with
+the default rules, those scans were 80-90% of the engine's time. Here the points are cut
 into blocks of `BLOCK` (by index), each summarised once as its highest value, lowest value
 and deepest fall inside it; a window reads the blocks wholly inside it from their summaries
 and only the points at its two ends one by one.

@@ -309,16 +309,6 @@ def _timeless(sym: str, spec: tuple[Any, ...], fn: Callable[[Series], Value]) ->
     return _cached(sym, spec, 0.0, lambda s, now: (fn(s), math.inf, math.inf))
 
 
-def _windowed(sym: str, spec: tuple[Any, ...], window: float) -> Fn:
-    """A function of the points and values at `now - window` and `now`, memoised."""
-    method: Callable[[Series, float, float], Value] = getattr(Series, spec[0])
-
-    def compute(s: Series, now: float) -> tuple[Value, float, float]:
-        return (method(s, now, window), *_horizons(s, now, window))
-
-    return _cached(sym, spec, window, compute)
-
-
 def _extreme_fn(sym: str, name: str, w: float) -> Fn:
     """high() or low(): `Series.high`/`low` with the window's bisects shared with the
     validity bounds; the other of the two over the same window is memoised alongside (rules
@@ -342,6 +332,23 @@ def _extreme_fn(sym: str, name: str, w: float) -> Fn:
     return _cached(sym, (name, sym, w), w, extreme)
 
 
+def _extent_fn(sym: str, name: str, w: float) -> Fn:
+    """drawdown() or rally(): `Series.drawdown`/`rally` with the window's high or low from
+    the block summaries (`bot.engine.blocks`)."""
+    down = name == "drawdown"
+
+    def compute(s: Series, now: float) -> tuple[Value, float, float]:
+        hi, lo = blocks.high_low(s, *s._window(now, w))
+        ext, cur = (hi if down else lo), s.value_at(now)
+        if ext is None or cur is None:
+            v = None
+        else:
+            v = (1.0 - cur / ext) * 100.0 if down else (cur / ext - 1.0) * 100.0
+        return v, *_horizons(s, now, w)
+
+    return _cached(sym, (name, sym, w), w, compute)
+
+
 def max_drop_fn(sym: str, window: float) -> Fn:
     def max_drop(s: Series, now: float) -> tuple[Value, float, float]:
         return blocks.max_drop(s, *s._window(now, window)), *_horizons(s, now, window)
@@ -360,7 +367,7 @@ def window_fn(name: str, syms: list[str], w: float, session: str, pct: float, co
     if name in ("high", "low"):
         return _extreme_fn(s0, name, w)
     if name in ("drawdown", "rally"):
-        return _windowed(s0, (name, s0, w), w)
+        return _extent_fn(s0, name, w)
     if name in ("ret", "change", "bp"):
         scale = 1.0 if SYMBOLS[s0] is Kind.SPREAD_BP else 100.0
         how = name
