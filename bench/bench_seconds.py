@@ -32,17 +32,7 @@ from bench_checkpoint import Feed  # noqa: E402
 from bot.engine import blocks  # noqa: E402
 from bot.engine.engine import Engine  # noqa: E402
 from bot.engine.rulefile import default_rules_dir, load_rules  # noqa: E402
-from bot.engine.series import Series  # noqa: E402
 from bot.runtime.config import Config  # noqa: E402
-
-
-def plain_max_drop(s: Series, r: int, k: int, j: int) -> float | None:
-    peak, worst = blocks.drop_scan(s, k, j, s.values[r] if r >= 0 else None, 0.0)
-    return None if peak is None else worst * 100.0
-
-
-def plain_high_low(s: Series, r: int, k: int, j: int) -> tuple[float | None, float | None]:
-    return s.extreme_in(r, k, j, s.b_high, max), s.extreme_in(r, k, j, s.b_low, min)
 
 
 def run(hours: float) -> tuple[float, list[bytes]]:
@@ -68,7 +58,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     fast: dict[str, Callable[..., Any]] = {"max_drop": blocks.max_drop, "high_low": blocks.high_low}
-    plain: dict[str, Callable[..., Any]] = {"max_drop": plain_max_drop, "high_low": plain_high_low}
+    plain: dict[str, Callable[..., Any]] = {
+        "max_drop": blocks.scan_max_drop,
+        "high_low": blocks.scan_high_low,
+    }
     best: dict[str, float] = {}
     alerts: dict[str, list[bytes]] = {}
     for _ in range(args.repeat):

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core.models import Kind
-from bot.engine.blocks import BLOCK, drop_scan, high_low, max_drop
+from bot.engine.blocks import BLOCK, high_low, max_drop, scan_high_low, scan_max_drop
 from bot.engine.functions import window_fn
 from bot.engine.series import Series
 
@@ -29,15 +29,6 @@ OPS = st.lists(
     min_size=1,
     max_size=60,
 )
-
-
-def plain_max_drop(s: Series, r: int, k: int, j: int) -> float | None:
-    peak, worst = drop_scan(s, k, j, s.values[r] if r >= 0 else None, 0.0)
-    return None if peak is None else worst * 100.0
-
-
-def plain_high_low(s: Series, r: int, k: int, j: int) -> tuple[float | None, float | None]:
-    return s.extreme_in(r, k, j, s.b_high, max), s.extreme_in(r, k, j, s.b_low, min)
 
 
 def _apply(s: Series, op: Op, t: float) -> float:
@@ -73,8 +64,8 @@ def _check_windows(s: Series, x: float) -> int:
     compared = 0
     for k, j in ((int(x * n), n), (0, n), (int(x * n / 2), int(n * (0.5 + x / 2)))):
         for r in (k - 1, -1):
-            assert max_drop(s, r, k, j) == plain_max_drop(s, r, k, j), (r, k, j)
-            assert high_low(s, r, k, j) == plain_high_low(s, r, k, j), (r, k, j)
+            assert max_drop(s, r, k, j) == scan_max_drop(s, r, k, j), (r, k, j)
+            assert high_low(s, r, k, j) == scan_high_low(s, r, k, j), (r, k, j)
             compared += 1
     return compared
 
@@ -97,12 +88,12 @@ def test_a_long_window_is_read_from_block_summaries() -> None:
         s.add(T0 + i, 100.0 + (i % 37) - (i % 11))
     s.compact(T0 + 5 * BLOCK + 0.5)  # bars at the front, points after them
     n = len(s.ts)
-    assert max_drop(s, 3, 4, n) == plain_max_drop(s, 3, 4, n)
-    assert high_low(s, -1, 4, n) == plain_high_low(s, -1, 4, n)
+    assert max_drop(s, 3, 4, n) == scan_max_drop(s, 3, 4, n)
+    assert high_low(s, -1, 4, n) == scan_high_low(s, -1, 4, n)
     assert "blocks" in s.memo  # the summaries were made and used
     s.add(s.ts[-1] + 1.0, 1.0)  # a crash on the newest point: only the end is read again
     n = len(s.ts)
-    assert max_drop(s, 3, 4, n) == plain_max_drop(s, 3, 4, n) > 98.0
+    assert max_drop(s, 3, 4, n) == scan_max_drop(s, 3, 4, n) > 98.0
 
 
 class _Ctx:

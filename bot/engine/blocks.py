@@ -108,14 +108,24 @@ def _inner(s: Series, k: int, j: int) -> tuple[int, int]:
     return first, last
 
 
+def scan_max_drop(s: Series, r: int, k: int, j: int) -> float | None:
+    """`max_drop` by reading every point (short windows; the reference for the blocks)."""
+    peak, worst = drop_scan(s, k, j, s.values[r] if r >= 0 else None, 0.0)
+    return None if peak is None else worst * 100.0
+
+
+def scan_high_low(s: Series, r: int, k: int, j: int) -> tuple[float | None, float | None]:
+    """`high_low` by reading every point (short windows; the reference for the blocks)."""
+    return s.extreme_in(r, k, j, s.b_high, max), s.extreme_in(r, k, j, s.b_low, min)
+
+
 def max_drop(s: Series, r: int, k: int, j: int) -> float | None:
     """The deepest fall in percent over points [k, j) from the high before them, starting
     from the value of point `r` (none when -1): None when there is no value at all."""
-    peak = s.values[r] if r >= 0 else None
     first, last = _inner(s, k, j)
     if last - first < 2:
-        peak, worst = drop_scan(s, k, j, peak, 0.0)
-        return None if peak is None else worst * 100.0
+        return scan_max_drop(s, r, k, j)
+    peak = s.values[r] if r >= 0 else None
     b = _summaries(s, first, last)
     peak, worst = drop_scan(s, k, first * BLOCK, peak, 0.0)
     for m in range(first, last):
@@ -134,7 +144,7 @@ def high_low(s: Series, r: int, k: int, j: int) -> tuple[float | None, float | N
     """`Series.extreme_in` for the high and the low over the same window at once."""
     first, last = _inner(s, k, j)
     if last - first < 2:
-        return s.extreme_in(r, k, j, s.b_high, max), s.extreme_in(r, k, j, s.b_low, min)
+        return scan_high_low(s, r, k, j)
     b = _summaries(s, first, last)
     his: list[float] = []
     los: list[float] = []

@@ -532,22 +532,21 @@ class Engine:
         `without_series` the state is restored with empty series instead); returns the
         `extra` the runner stored with it."""
         d = orjson.loads(raw)
-        if "paged" in d and without_series:
-            series: dict[str, Any] = {}
+        layout = d.get("paged")
+        series: dict[str, Any] = d.get("series", {})
+        if layout is not None and without_series:
             pages = None
-        elif "paged" in d:
+        elif layout is not None:
             if pages is None:
                 raise PagesError("the checkpoint's series are in pages, and none were read")
-            series = read_pages(pages, d["paged"])
-        else:
-            series = d["series"]
+            series = read_pages(pages, layout)
         self.clock = inf_or(d["clock"])
         self.first_clock = inf_or(d.get("first_clock"))
         self.evaluate_from = inf_or(d.get("evaluate_from"))
         for k, data in series.items():
             if k in self.series:
                 self.series[k].restore(data)
-        if "paged" in d and pages is not None:
+        if layout is not None and pages is not None:
             self.pages.restored(pages, self.series)
         for k, v in d["states"].items():
             if k in self.states:  # a rule removed since the snapshot is forgotten

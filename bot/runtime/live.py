@@ -251,9 +251,7 @@ class EngineService:
                 backoff.reset()
                 await self._consume(stop)
             except (LeaseLost, FencedOut) as e:
-                self.lease.drop()
-                self.leaderships_lost += 1
-                log.warning("engine: %s; standing by (state is reloaded on takeover)", e)
+                self._stand_by(str(e))
             except Exception as e:
                 if not is_outage(e):  # what an outage is: bot.store.connection.is_outage
                     raise
@@ -261,12 +259,7 @@ class EngineService:
                     # our lease ran out while the read was failing (this process was paused,
                     # or Redis was out past the lease): another engine may lead by now, so
                     # stand by as after a lost lease instead of waiting out an outage
-                    self.lease.drop()
-                    self.leaderships_lost += 1
-                    log.warning(
-                        "engine: store unavailable (%s) past our engine lease; standing by",
-                        outage_reason(e),
-                    )
+                    self._stand_by(f"store unavailable ({outage_reason(e)}) past our lease")
                     continue
                 delay = backoff.next_delay()
                 self.outages += 1
@@ -296,6 +289,12 @@ class EngineService:
             )
         finally:
             await self.lease.release()
+
+    def _stand_by(self, why: str) -> None:
+        """This engine no longer leads: forget the lease, the state is reloaded on takeover."""
+        self.lease.drop()
+        self.leaderships_lost += 1
+        log.warning("engine: %s; standing by (state is reloaded on takeover)", why)
 
     async def _resume(self) -> None:
         """After an outage: back to the checkpoint, or on from memory if Redis lost it."""
